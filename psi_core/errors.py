@@ -1,0 +1,100 @@
+"""The project's exception tree.
+
+Every failure that crosses a module boundary is one of these. Each class names the
+status a transport should report (``status``, a gRPC status-code *name*, kept as a
+string so that ``psi_core`` never imports gRPC). Messages are written for a person who
+must act on them, and never echo a subject, a key string or a curve point.
+
+::
+
+    PsiError
+    ├── InvalidInputError          INVALID_ARGUMENT
+    │   ├── UnknownRecipeError
+    │   ├── MalformedMessageError
+    │   └── RowError               (a file row that cannot be read; carries its line)
+    ├── AuthenticationError        UNAUTHENTICATED
+    ├── PermissionDeniedError      PERMISSION_DENIED
+    ├── BudgetExhaustedError       RESOURCE_EXHAUSTED
+    ├── PreconditionError          FAILED_PRECONDITION
+    ├── NotFoundError              NOT_FOUND
+    ├── IntegrityError             DATA_LOSS
+    └── PeerError                  UNAVAILABLE (a peer that is down or answers nonsense)
+"""
+
+from __future__ import annotations
+
+
+class PsiError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    status = "INTERNAL"
+
+
+class InvalidInputError(PsiError):
+    """Input that can never succeed as given: a malformed file, field or message."""
+
+    status = "INVALID_ARGUMENT"
+
+
+class UnknownRecipeError(InvalidInputError):
+    """A match-key recipe id that this build does not implement (or the peer does not hold)."""
+
+
+class MalformedMessageError(InvalidInputError):
+    """Bytes from the wire that fail validation before they reach a cryptographic library."""
+
+
+class RowError(InvalidInputError):
+    """A row of an input file that cannot be read.
+
+    ``line`` is the 1-based physical line (CSV) or row number counting the header as
+    line 1 (Parquet), so a person can open the file at that place.
+    """
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        super().__init__(f"{path}: line {line}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
+class AuthenticationError(PsiError):
+    """The caller's identity or authorization could not be verified."""
+
+    status = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(PsiError):
+    """The caller is known but not allowed to do this."""
+
+    status = "PERMISSION_DENIED"
+
+
+class BudgetExhaustedError(PsiError):
+    """A quota, budget or size cap would be exceeded."""
+
+    status = "RESOURCE_EXHAUSTED"
+
+
+class PreconditionError(PsiError):
+    """The system is not in a state where this can run (no index, wrong epoch, too large)."""
+
+    status = "FAILED_PRECONDITION"
+
+
+class NotFoundError(PsiError):
+    """A named thing (query, epoch, file) does not exist."""
+
+    status = "NOT_FOUND"
+
+
+class IntegrityError(PsiError):
+    """Stored or transferred data does not match its digest or chain."""
+
+    status = "DATA_LOSS"
+
+
+class PeerError(PsiError):
+    """The other service is unreachable or answered something that cannot be right."""
+
+    status = "UNAVAILABLE"
