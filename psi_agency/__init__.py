@@ -1,0 +1,1 @@
+"""The immigration agency's service: stores subjects, runs queries, keeps the matches."""

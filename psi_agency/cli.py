@@ -1,0 +1,178 @@
+"""psi-agency: serve the Agency API, submit queries to it, audit."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from psi_agency.app import AgencyState, start_agency
+from psi_agency.client import AgencyClient
+from psi_agency.service import MODE_ENUMS
+from psi_core.cli_support import (
+    EXIT_ERROR,
+    add_audit_commands,
+    add_tls_arguments,
+    export_audit,
+    progress_bar,
+    run_cli,
+    tls_from_args,
+    verify_audit,
+)
+from psi_core.errors import RowError
+from psi_core.evaluation import members_from_truth, score
+from psi_core.recipes import recipe_ids
+from psi_core.tabular import SUBJECT_COLUMNS, RowWriter, read_rows
+from psi_proto.v1 import agency_pb2
+from psi_rpc.server import create_channel
+
+MATCH_COLUMNS = ("subject_id", "recipe", *SUBJECT_COLUMNS[1:])
+_BATCH = 5_000
+
+
+def _serve(args: argparse.Namespace) -> int:
+    bar = None
+
+    def index_progress(received: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = progress_bar(total, "syncing encrypted index", unit="B")
+        bar.update(received)
+
+    running = start_agency(
+        args.state,
+        args.listen,
+        args.custodian,
+        server_tls=tls_from_args(args, "agency-server"),
+        custodian_tls=tls_from_args(args, "agency-client"),
+        custodian_server_name=args.custodian_server_name,
+        index_progress=index_progress,
+    )
+    if bar is not None:
+        bar.close()
+    manifest = running.index.manifest
+    host = args.listen.rsplit(":", 1)[0]
+    print(
+        f"index for epoch {manifest.epoch_id}: {manifest.key_count:,} keys, verified", flush=True
+    )
+    print(f"agency listening on {host}:{running.port}", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    running.stop(grace=5)
+    return 0
+
+
+def _subject_batches(path: Path, on_error: str, errors: list[RowError]) -> Iterator[list[agency_pb2.Subject]]:
+    for rows in read_rows(path, SUBJECT_COLUMNS, batch_rows=_BATCH, on_error=on_error, errors=errors):
+        yield [agency_pb2.Subject(**row) for row in rows]
+
+
+def _query(args: argparse.Namespace) -> int:
+    channel = create_channel(args.server, tls=tls_from_args(args, "case-client"))
+    client = AgencyClient(channel)
+    header = agency_pb2.QueryHeader(
+        authorization=args.authorization.read_bytes(),
+        mode=MODE_ENUMS[args.mode],
+        recipe=args.recipe,
+        requested_by=args.requested_by,
+    )
+    row_errors: list[RowError] = []
+    status = client.submit(header, _subject_batches(args.subjects, args.on_error, row_errors))
+    for error in row_errors:
+        print(f"skipped: {error}", file=sys.stderr)
+    with progress_bar(status.subject_count, "matching", unit="subj") as bar:
+        for status in client.watch(status.query_id):  # noqa: B007
+            bar.n = status.processed_count
+            bar.refresh()
+    if status.state != agency_pb2.QUERY_STATE_SUCCEEDED:
+        print(f"query {status.query_id} failed ({status.error_code}): {status.error_message}", file=sys.stderr)
+        return EXIT_ERROR
+    matched_ids: list[str] = []
+    if args.mode == "membership":
+        with RowWriter(args.out, MATCH_COLUMNS) as writer:
+            for match in client.matches(status.query_id):
+                subject = {name: getattr(match.subject, name) for name in SUBJECT_COLUMNS}
+                writer.write_rows([{**subject, "recipe": match.recipe}])
+                matched_ids.append(match.subject.subject_id)
+    print_summary(status)
+    if args.truth and args.mode == "membership":
+        quality = score(matched_ids, members_from_truth(args.truth))
+        print(
+            f"against truth: precision {quality.precision:.4f}, recall {quality.recall:.4f} "
+            f"({quality.true_matches} true, {quality.false_matches} false, "
+            f"{quality.missed_members} members missed)"
+        )
+    if args.mode == "membership":
+        print(f"wrote {len(matched_ids)} matches to {args.out}")
+    channel.close()
+    return 0
+
+
+def print_summary(status: agency_pb2.QueryStatus) -> None:
+    mode = "membership" if status.mode == agency_pb2.QUERY_MODE_MEMBERSHIP else "cardinality"
+    t = status.timings
+    bound = status.false_positive_bound
+    print(f"query {status.query_id}: {mode}, recipe {status.recipe}, case {status.case_id}, epoch {status.epoch_id}")
+    print(
+        f"subjects {status.subject_count:,} (with a key: {status.keyed_subject_count:,}); "
+        f"matches {status.match_count:,}"
+    )
+    print(
+        f"false-match bound ({bound.fingerprint_bits}-bit fingerprints): {bound.per_subject:.2e} per "
+        f"subject, {bound.expected_false_matches:.2e} expected in this query"
+    )
+    print(
+        f"time: blind {t.blind_seconds:.3f} s, custodian {t.evaluate_seconds:.3f} s, "
+        f"unblind {t.unblind_seconds:.3f} s, lookup {t.lookup_seconds:.4f} s"
+    )
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    return verify_audit(AgencyState(args.state).database)
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    return export_audit(AgencyState(args.state).database, args.out)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="psi-agency", description=__doc__)
+    root.add_argument("-v", "--verbose", action="store_true")
+    commands = root.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="sync the index and serve the Agency API")
+    serve.add_argument("--state", type=Path, required=True)
+    serve.add_argument("--listen", default="127.0.0.1:50052")
+    serve.add_argument("--custodian", required=True, help="address of the custodian service")
+    serve.add_argument("--custodian-server-name", help="TLS name to expect for the custodian")
+    add_tls_arguments(serve)
+    serve.set_defaults(handler=_serve)
+
+    query = commands.add_parser("query", help="submit a query to an agency service and wait")
+    query.add_argument("--server", required=True, help="address of the agency service")
+    query.add_argument("--subjects", type=Path, required=True, help=".csv or .parquet")
+    query.add_argument("--mode", choices=tuple(MODE_ENUMS), default="membership")
+    query.add_argument("--recipe", choices=recipe_ids(), default="name_address_v1")
+    query.add_argument("--authorization", type=Path, required=True, help="signed token file")
+    query.add_argument("--out", type=Path, default=Path("matches.csv"))
+    query.add_argument("--truth", type=Path, help="synthetic truth file: report precision/recall")
+    query.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    query.add_argument("--requested-by", default="psi-agency query")
+    add_tls_arguments(query)
+    query.set_defaults(handler=_query)
+
+    add_audit_commands(commands, _audit_verify, _audit_export)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

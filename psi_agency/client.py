@@ -1,0 +1,55 @@
+"""A client of the Agency service, as a case-management system would use it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import grpc
+
+from psi_proto.v1 import agency_pb2, agency_pb2_grpc
+from psi_rpc.status import error_from_rpc
+
+_PEER = "agency service"
+
+
+class AgencyClient:
+    def __init__(self, channel: grpc.Channel, *, timeout: float = 60.0) -> None:
+        self._stub = agency_pb2_grpc.AgencyStub(channel)
+        self._timeout = timeout
+
+    def submit(
+        self,
+        header: agency_pb2.QueryHeader,
+        batches: Iterable[list[agency_pb2.Subject]],
+        *,
+        timeout: float = 3600.0,
+    ) -> agency_pb2.QueryStatus:
+        def requests() -> Iterator[agency_pb2.SubmitQueryRequest]:
+            yield agency_pb2.SubmitQueryRequest(header=header)
+            for batch in batches:
+                yield agency_pb2.SubmitQueryRequest(batch=agency_pb2.SubjectBatch(subjects=batch))
+
+        try:
+            return self._stub.SubmitQuery(requests(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, _PEER) from exc
+
+    def get(self, query_id: str) -> agency_pb2.QueryStatus:
+        try:
+            return self._stub.GetQuery(agency_pb2.GetQueryRequest(query_id=query_id), timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, _PEER) from exc
+
+    def watch(self, query_id: str, *, timeout: float = 86_400.0) -> Iterator[agency_pb2.QueryStatus]:
+        try:
+            yield from self._stub.WatchQuery(agency_pb2.GetQueryRequest(query_id=query_id), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, _PEER) from exc
+
+    def matches(self, query_id: str, *, timeout: float = 3600.0) -> Iterator[agency_pb2.Match]:
+        try:
+            yield from self._stub.ListMatches(
+                agency_pb2.ListMatchesRequest(query_id=query_id), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, _PEER) from exc

@@ -1,0 +1,259 @@
+"""Runs agency queries in the background, one at a time, against the custodian.
+
+For each query: compute the recipe's key for every stored subject, blind the distinct
+keys with a fresh scalar, stream them to the custodian in chunks, unblind the answers,
+look the fingerprints up in the local copy of the index, and store the result. Any
+failure marks the query FAILED with a status name and a message; nothing is half-stored.
+On start, queries that were queued or running when the service stopped are run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from psi_core.audit import AuditLog
+from psi_core.errors import PeerError, PreconditionError, PsiError
+from psi_core.index import EncryptedIndex
+from psi_core.protocol import BlindedQuery, FalsePositiveBound, distinct_keys
+from psi_core.recipes import get_recipe
+from psi_proto.v1 import common_pb2, custodian_pb2
+from psi_agency.custodian_client import CustodianClient, CustodianFacts
+from psi_agency.progress import ProgressBoard
+from psi_agency.store import FAILED, RUNNING, AgencyStore, QueryRecord
+
+log = logging.getLogger(__name__)
+
+MODE_ENUM = {
+    "membership": common_pb2.QUERY_MODE_MEMBERSHIP,
+    "cardinality": common_pb2.QUERY_MODE_CARDINALITY,
+}
+
+
+@dataclass
+class _Timings:
+    blind: float = 0.0
+    evaluate: float = 0.0
+    unblind: float = 0.0
+    lookup: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def as_dict(self) -> dict[str, float]:
+        total = time.perf_counter() - self.started
+        self.evaluate = max(total - self.blind - self.unblind - self.lookup, 0.0)
+        return {
+            "blind_seconds": self.blind,
+            "evaluate_seconds": self.evaluate,
+            "unblind_seconds": self.unblind,
+            "lookup_seconds": self.lookup,
+        }
+
+
+class IndexHolder:
+    """The local index copy for the custodian's current epoch, synced on demand."""
+
+    def __init__(self, sync: Callable[[CustodianFacts], EncryptedIndex]) -> None:
+        self._sync = sync
+        self._index: EncryptedIndex | None = None
+        self._lock = threading.Lock()
+
+    def for_epoch(self, facts: CustodianFacts) -> EncryptedIndex:
+        with self._lock:
+            if self._index is None or self._index.manifest.sha256 != facts.manifest.sha256:
+                self._index = self._sync(facts)
+            return self._index
+
+
+class QueryRunner:
+    def __init__(
+        self,
+        *,
+        store: AgencyStore,
+        custodian: CustodianClient,
+        index: IndexHolder,
+        audit: AuditLog,
+        board: ProgressBoard,
+        evaluate_timeout: Callable[[int], float] = lambda n: 60.0 + n / 1000.0,
+    ) -> None:
+        self._store = store
+        self._custodian = custodian
+        self._index = index
+        self._audit = audit
+        self._board = board
+        self._timeout = evaluate_timeout
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="query-runner", daemon=True)
+
+    def start(self) -> None:
+        for query_id in self._store.unfinished():
+            self._queue.put(query_id)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def submit(self, query_id: str) -> None:
+        self._queue.put(query_id)
+
+    def _loop(self) -> None:
+        while (query_id := self._queue.get()) is not None:
+            self.run(query_id)
+
+    def run(self, query_id: str) -> None:
+        """Run one query to SUCCEEDED or FAILED; never raises."""
+        record = self._store.get(query_id)
+        self._store.update(query_id, state=RUNNING, processed_count=0, match_count=0)
+        self._board.bump(query_id)
+        event: dict[str, object] = {
+            "kind": "query",
+            "query_id": query_id,
+            "case_id": record.case_id,
+            "mode": record.mode,
+            "recipe": record.recipe,
+            "subjects": record.subject_count,
+        }
+        try:
+            event["matches"] = self._execute(record)
+            event["outcome"] = "OK"
+        except PsiError as exc:
+            event.update(outcome=exc.status, reason=str(exc))
+            self._store.update(query_id, state=FAILED, error_code=exc.status, error_message=str(exc))
+        except Exception:
+            log.exception("query %s failed unexpectedly", query_id)
+            event["outcome"] = "INTERNAL"
+            self._store.update(
+                query_id,
+                state=FAILED,
+                error_code="INTERNAL",
+                error_message="internal error; the agency service log has the details",
+            )
+        finally:
+            self._audit.append(event)
+            self._board.bump(query_id)
+
+    def _execute(self, record: QueryRecord) -> int:
+        timings = _Timings()
+        recipe = get_recipe(record.recipe)
+        facts = self._custodian.info()
+        if recipe.id not in facts.manifest.recipes:
+            raise PreconditionError(
+                f"the custodian does not hold recipe {recipe.id}; it holds "
+                f"{', '.join(facts.manifest.recipes)}"
+            )
+        index = self._index.for_epoch(facts)
+
+        started = time.perf_counter()
+        subject_keys = [recipe.key(subject) for subject in self._store.subjects(record.query_id)]
+        keys, key_of_subject = distinct_keys(subject_keys)
+        timings.blind += time.perf_counter() - started
+        keyed = int(np.count_nonzero(key_of_subject >= 0))
+        bound = FalsePositiveBound.for_query(facts.manifest.key_count, len(keys))
+        self._store.update(
+            record.query_id,
+            keyed_count=keyed,
+            epoch_id=facts.manifest.epoch_id,
+            fp_per_subject=bound.per_subject,
+            fp_expected=bound.expected_false_matches,
+        )
+        if len(keys) > facts.max_subjects_per_query:
+            raise PreconditionError(
+                f"the query has {len(keys)} distinct keys; the custodian accepts at most "
+                f"{facts.max_subjects_per_query} per query: split it"
+            )
+        matched_keys = self._match(record, keys, facts, index, timings)
+
+        if record.mode == "membership":
+            matched_mask = np.zeros(len(keys) + 1, dtype=bool)
+            matched_mask[: len(keys)][matched_keys] = True
+            subject_hits = matched_mask[key_of_subject]
+            seqs = np.flatnonzero(subject_hits & (key_of_subject >= 0)).tolist()
+            match_count = len(seqs)
+        else:
+            seqs, match_count = [], len(matched_keys)
+        self._store.finish(
+            record.query_id,
+            seqs,
+            recipe.id,
+            processed_count=keyed,
+            match_count=match_count,
+            timings=timings.as_dict(),
+        )
+        return match_count
+
+    def _match(
+        self,
+        record: QueryRecord,
+        keys: list[str],
+        facts: CustodianFacts,
+        index: EncryptedIndex,
+        timings: _Timings,
+    ) -> np.ndarray:
+        """Indices (into ``keys``) of the keys whose b·H(x) is in the index."""
+        if not keys:
+            return np.empty(0, dtype=np.int64)
+        query = BlindedQuery()
+        step = facts.max_points_per_chunk
+        sent_sizes: list[int] = []
+
+        def blinded_chunks() -> Iterator[list[bytes]]:
+            for start in range(0, len(keys), step):
+                began = time.perf_counter()
+                points = query.blind(keys[start : start + step])
+                timings.blind += time.perf_counter() - began
+                sent_sizes.append(len(points))
+                yield points
+
+        header = custodian_pb2.EvaluateHeader(
+            authorization=record.authorization,
+            mode=MODE_ENUM[record.mode],
+            recipe=record.recipe,
+            epoch_id=facts.manifest.epoch_id,
+            point_count=len(keys),
+        )
+        answers = self._custodian.evaluate(header, blinded_chunks(), timeout=self._timeout(len(keys)))
+        if record.mode == "membership":
+            return self._membership(record, answers, sent_sizes, query, index, timings)
+        collected = [point for chunk in answers for point in chunk]
+        hits = self._lookup(query, len(keys), collected, index, timings)
+        return np.flatnonzero(hits)
+
+    def _membership(
+        self,
+        record: QueryRecord,
+        answers: Iterator[list[bytes]],
+        sent_sizes: list[int],
+        query: BlindedQuery,
+        index: EncryptedIndex,
+        timings: _Timings,
+    ) -> np.ndarray:
+        hits: list[np.ndarray] = []
+        processed = 0
+        for number, answer in enumerate(answers):
+            if number >= len(sent_sizes):
+                raise PeerError("the custodian answered more chunks than were sent")
+            hits.append(self._lookup(query, sent_sizes[number], answer, index, timings))
+            processed += sent_sizes[number]
+            self._store.update(record.query_id, processed_count=processed)
+            self._board.bump(record.query_id)
+        if len(hits) != len(sent_sizes):
+            raise PeerError("the custodian answered fewer chunks than were sent")
+        return np.flatnonzero(np.concatenate(hits))
+
+    @staticmethod
+    def _lookup(
+        query: BlindedQuery, sent: int, answer: list[bytes], index: EncryptedIndex, timings: _Timings
+    ) -> np.ndarray:
+        began = time.perf_counter()
+        fingerprints = query.fingerprints(sent, answer)
+        timings.unblind += time.perf_counter() - began
+        began = time.perf_counter()
+        hits = index.contains(fingerprints)
+        timings.lookup += time.perf_counter() - began
+        return hits

@@ -1,0 +1,184 @@
+"""The Agency gRPC servicer, for case-management systems: a thin adapter over the store
+and the query runner.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from psi_core.errors import InvalidInputError, PreconditionError
+from psi_core.recipes import get_recipe
+from psi_proto.v1 import agency_pb2, agency_pb2_grpc, authorization_pb2, common_pb2
+from psi_agency.progress import ProgressBoard
+from psi_agency.runner import QueryRunner
+from psi_agency.store import SUBJECT_FIELDS, SUCCEEDED, TERMINAL_STATES, AgencyStore, QueryRecord
+from psi_rpc.status import grpc_errors
+
+MODES = {
+    common_pb2.QUERY_MODE_MEMBERSHIP: "membership",
+    common_pb2.QUERY_MODE_CARDINALITY: "cardinality",
+}
+MODE_ENUMS = {name: value for value, name in MODES.items()}
+STATE_ENUMS = {
+    "RECEIVING": agency_pb2.QUERY_STATE_QUEUED,
+    "QUEUED": agency_pb2.QUERY_STATE_QUEUED,
+    "RUNNING": agency_pb2.QUERY_STATE_RUNNING,
+    "SUCCEEDED": agency_pb2.QUERY_STATE_SUCCEEDED,
+    "FAILED": agency_pb2.QUERY_STATE_FAILED,
+}
+MAX_FIELD_CHARS = 256
+MAX_AUTHORIZATION_BYTES = 4096
+_WATCH_WAKEUP_SECONDS = 5.0
+
+
+def case_id_of(token: bytes) -> str:
+    """The case id a token names (read, not verified: the custodian verifies)."""
+    if not token or len(token) > MAX_AUTHORIZATION_BYTES:
+        raise InvalidInputError("a query needs its authorization token (at most 4096 bytes)")
+    try:
+        signed = authorization_pb2.SignedAuthorization.FromString(token)
+        claims = authorization_pb2.AuthorizationClaims.FromString(signed.claims)
+    except Exception as exc:
+        raise InvalidInputError("the authorization is not a psi.v1.SignedAuthorization") from exc
+    if not claims.case_id or not claims.token_id:
+        raise InvalidInputError("the authorization names no case or token id")
+    return claims.case_id
+
+
+def subject_row(subject: agency_pb2.Subject) -> dict[str, str]:
+    row = {name: getattr(subject, name) for name in SUBJECT_FIELDS}
+    if not row["subject_id"].strip():
+        raise InvalidInputError("every subject needs a subject_id")
+    if any(len(value) > MAX_FIELD_CHARS for value in row.values()):
+        raise InvalidInputError(f"subject fields are limited to {MAX_FIELD_CHARS} characters")
+    return row
+
+
+def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
+    timings = record.timings
+    return agency_pb2.QueryStatus(
+        query_id=record.query_id,
+        state=STATE_ENUMS[record.state],
+        mode=MODE_ENUMS[record.mode],
+        recipe=record.recipe,
+        subject_count=record.subject_count,
+        keyed_subject_count=record.keyed_count,
+        processed_count=record.processed_count,
+        match_count=record.match_count,
+        false_positive_bound=common_pb2.FalsePositiveBound(
+            per_subject=record.fp_per_subject,
+            expected_false_matches=record.fp_expected,
+            fingerprint_bits=64,
+        ),
+        epoch_id=record.epoch_id,
+        error_code=record.error_code,
+        error_message=record.error_message,
+        timings=agency_pb2.PhaseTimings(**timings),
+        case_id=record.case_id,
+    )
+
+
+class AgencyServicer(agency_pb2_grpc.AgencyServicer):
+    def __init__(
+        self,
+        *,
+        store: AgencyStore,
+        runner: QueryRunner,
+        board: ProgressBoard,
+        custodian_recipes: Callable[[], tuple[str, ...]],
+        max_subjects: int = 10_000_000,
+        max_batch: int = 100_000,
+    ) -> None:
+        self._store = store
+        self._runner = runner
+        self._board = board
+        self._custodian_recipes = custodian_recipes
+        self._max_subjects = max_subjects
+        self._max_batch = max_batch
+
+    def _header(self, request_iterator: Iterator[agency_pb2.SubmitQueryRequest]) -> agency_pb2.QueryHeader:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("kind") != "header":
+            raise InvalidInputError("a SubmitQuery stream must start with a QueryHeader")
+        header = first.header
+        if header.mode not in MODES:
+            raise InvalidInputError("mode must be QUERY_MODE_MEMBERSHIP or QUERY_MODE_CARDINALITY")
+        recipe = get_recipe(header.recipe)
+        held = self._custodian_recipes()
+        if recipe.id not in held:
+            raise PreconditionError(
+                f"the custodian does not hold recipe {recipe.id}; it holds {', '.join(held)}"
+            )
+        if len(header.requested_by) > MAX_FIELD_CHARS:
+            raise InvalidInputError(f"requested_by is limited to {MAX_FIELD_CHARS} characters")
+        return header
+
+    @grpc_errors
+    def SubmitQuery(
+        self, request_iterator: Iterator[agency_pb2.SubmitQueryRequest], context: grpc.ServicerContext
+    ) -> Any:
+        header = self._header(request_iterator)
+        query_id = secrets.token_hex(8)
+        self._store.begin_query(
+            query_id,
+            mode=MODES[header.mode],
+            recipe=header.recipe,
+            authorization=header.authorization,
+            case_id=case_id_of(header.authorization),
+            requested_by=header.requested_by,
+        )
+        count = 0
+        try:
+            for message in request_iterator:
+                if message.WhichOneof("kind") != "batch":
+                    raise InvalidInputError("only SubjectBatch messages may follow the header")
+                batch = [subject_row(s) for s in message.batch.subjects]
+                if len(batch) > self._max_batch:
+                    raise InvalidInputError(f"a batch holds at most {self._max_batch} subjects")
+                if count + len(batch) > self._max_subjects:
+                    raise InvalidInputError(f"a query holds at most {self._max_subjects} subjects")
+                self._store.add_subjects(query_id, count, batch)
+                count += len(batch)
+            if count == 0:
+                raise InvalidInputError("the query holds no subjects")
+            record = self._store.seal_query(query_id, count)
+        except BaseException:
+            self._store.discard_query(query_id)
+            raise
+        self._runner.submit(query_id)
+        return status_message(record)
+
+    @grpc_errors
+    def GetQuery(self, request: agency_pb2.GetQueryRequest, context: grpc.ServicerContext) -> Any:
+        return status_message(self._store.get(request.query_id))
+
+    @grpc_errors
+    def WatchQuery(
+        self, request: agency_pb2.GetQueryRequest, context: grpc.ServicerContext
+    ) -> Iterator[agency_pb2.QueryStatus]:
+        seen = self._board.version(request.query_id)
+        record = self._store.get(request.query_id)
+        while True:
+            yield status_message(record)
+            if record.state in TERMINAL_STATES or not context.is_active():
+                return
+            current = self._board.wait(request.query_id, seen, _WATCH_WAKEUP_SECONDS)
+            seen = current
+            record = self._store.get(request.query_id)
+
+    @grpc_errors
+    def ListMatches(
+        self, request: agency_pb2.ListMatchesRequest, context: grpc.ServicerContext
+    ) -> Iterator[agency_pb2.Match]:
+        record = self._store.get(request.query_id)
+        if record.mode != "membership":
+            raise PreconditionError("a cardinality query has no list of matches, only a count")
+        if record.state != SUCCEEDED:
+            raise PreconditionError(f"the query is {record.state}; matches exist once it SUCCEEDED")
+        for recipe, subject in self._store.matches(request.query_id):
+            yield agency_pb2.Match(recipe=recipe, subject=agency_pb2.Subject(**subject))
+

@@ -1,0 +1,265 @@
+"""The agency's SQLite store: query jobs, their subjects and their matches.
+
+A query is written with all its subjects in one transaction before it is acknowledged,
+so a restart finds every accepted query and re-runs the ones that had not finished.
+Matches are written in the same transaction that marks the query SUCCEEDED: a query
+is either done with all its matches or not done.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from psi_core.errors import InvalidInputError, NotFoundError
+
+SUBJECT_FIELDS = (
+    "subject_id",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "street",
+    "city",
+    "state",
+    "zip",
+    "tin",
+)
+
+RECEIVING, QUEUED, RUNNING = "RECEIVING", "QUEUED", "RUNNING"
+SUCCEEDED, FAILED = "SUCCEEDED", "FAILED"
+TERMINAL_STATES = frozenset({SUCCEEDED, FAILED})
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS queries (
+    query_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    recipe TEXT NOT NULL,
+    authorization BLOB NOT NULL,
+    case_id TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    subject_count INTEGER NOT NULL,
+    keyed_count INTEGER NOT NULL DEFAULT 0,
+    processed_count INTEGER NOT NULL DEFAULT 0,
+    match_count INTEGER NOT NULL DEFAULT 0,
+    epoch_id TEXT NOT NULL DEFAULT '',
+    fp_per_subject REAL NOT NULL DEFAULT 0,
+    fp_expected REAL NOT NULL DEFAULT 0,
+    error_code TEXT NOT NULL DEFAULT '',
+    error_message TEXT NOT NULL DEFAULT '',
+    timings TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE TABLE IF NOT EXISTS subjects (
+    query_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    {", ".join(f"{name} TEXT NOT NULL" for name in SUBJECT_FIELDS)},
+    PRIMARY KEY (query_id, seq),
+    UNIQUE (query_id, subject_id)
+);
+CREATE TABLE IF NOT EXISTS matches (
+    query_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    recipe TEXT NOT NULL,
+    PRIMARY KEY (query_id, seq)
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class QueryRecord:
+    query_id: str
+    state: str
+    mode: str
+    recipe: str
+    authorization: bytes
+    case_id: str
+    requested_by: str
+    created_at: str
+    updated_at: str
+    subject_count: int
+    keyed_count: int = 0
+    processed_count: int = 0
+    match_count: int = 0
+    epoch_id: str = ""
+    fp_per_subject: float = 0.0
+    fp_expected: float = 0.0
+    error_code: str = ""
+    error_message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class AgencyStore:
+    """Thread-safe access to the agency database (one connection, one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def begin_query(
+        self,
+        query_id: str,
+        *,
+        mode: str,
+        recipe: str,
+        authorization: bytes,
+        case_id: str,
+        requested_by: str,
+    ) -> None:
+        """Record a query that is still receiving subjects (state RECEIVING)."""
+        now = _now()
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO queries (query_id, state, mode, recipe, authorization, case_id,"
+                " requested_by, created_at, updated_at, subject_count)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                (query_id, RECEIVING, mode, recipe, authorization, case_id, requested_by, now, now),
+            )
+
+    def add_subjects(self, query_id: str, first_seq: int, subjects: list[dict[str, str]]) -> None:
+        """Append one batch of subjects in one transaction; duplicate subject ids are refused."""
+        placeholders = ", ".join("?" for _ in range(len(SUBJECT_FIELDS) + 2))
+        rows = [
+            (query_id, first_seq + i, *(subject.get(f, "") for f in SUBJECT_FIELDS))
+            for i, subject in enumerate(subjects)
+        ]
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                cursor.executemany(f"INSERT INTO subjects VALUES ({placeholders})", rows)
+                cursor.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                cursor.execute("ROLLBACK")
+                raise InvalidInputError("subject_id values must be unique within a query") from exc
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+
+    def seal_query(self, query_id: str, subject_count: int) -> QueryRecord:
+        """All subjects are stored: the query is QUEUED and will survive a restart."""
+        self.update(query_id, state=QUEUED, subject_count=subject_count)
+        return self.get(query_id)
+
+    def discard_query(self, query_id: str) -> None:
+        """Forget a query that was never acknowledged, with its subjects."""
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute("DELETE FROM subjects WHERE query_id = ?", (query_id,))
+            cursor.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
+            cursor.execute("DELETE FROM queries WHERE query_id = ?", (query_id,))
+            cursor.execute("COMMIT")
+
+    def discard_unsealed(self) -> int:
+        """Drop queries whose submission was cut off (never acknowledged to the caller)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT query_id FROM queries WHERE state = ?", (RECEIVING,)
+            ).fetchall()
+        for (query_id,) in rows:
+            self.discard_query(query_id)
+        return len(rows)
+
+    def get(self, query_id: str) -> QueryRecord:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM queries WHERE query_id = ?", (query_id,)).fetchone()
+            names = [d[0] for d in self._conn.execute("SELECT * FROM queries LIMIT 0").description]
+        if row is None:
+            raise NotFoundError("no query with that id")
+        data = dict(zip(names, row, strict=True))
+        data["timings"] = json.loads(data["timings"])
+        return QueryRecord(**data)
+
+    def unfinished(self) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT query_id FROM queries WHERE state IN (?, ?) ORDER BY created_at", (QUEUED, RUNNING)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def update(self, query_id: str, **fields: object) -> None:
+        """Set columns of a query (``timings`` as a dict)."""
+        if "timings" in fields:
+            fields["timings"] = json.dumps(fields["timings"])
+        fields["updated_at"] = _now()
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            self._conn.execute(
+                f"UPDATE queries SET {assignments} WHERE query_id = ?", (*fields.values(), query_id)
+            )
+
+    def subjects(self, query_id: str) -> Iterator[dict[str, str]]:
+        """The query's subjects in submission order (streamed in pages)."""
+        last = -1
+        columns = ", ".join(SUBJECT_FIELDS)
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT seq, {columns} FROM subjects WHERE query_id = ? AND seq > ?"
+                    " ORDER BY seq LIMIT 10000",
+                    (query_id, last),
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield dict(zip(SUBJECT_FIELDS, row[1:], strict=True))
+            last = rows[-1][0]
+
+    def finish(self, query_id: str, matched_seqs: Iterable[int], recipe: str, **fields: object) -> None:
+        """Store the matches and mark the query SUCCEEDED, in one transaction."""
+        if "timings" in fields:
+            fields["timings"] = json.dumps(fields["timings"])
+        fields.update(state=SUCCEEDED, updated_at=_now())
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                cursor.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
+                cursor.executemany(
+                    "INSERT INTO matches VALUES (?, ?, ?)", ((query_id, s, recipe) for s in matched_seqs)
+                )
+                cursor.execute(
+                    f"UPDATE queries SET {assignments} WHERE query_id = ?", (*fields.values(), query_id)
+                )
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+
+    def matches(self, query_id: str) -> Iterator[tuple[str, dict[str, str]]]:
+        """(recipe, subject) for every match of a query, in submission order."""
+        columns = ", ".join(f"s.{name}" for name in SUBJECT_FIELDS)
+        last = -1
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT m.seq, m.recipe, {columns} FROM matches m JOIN subjects s"
+                    " ON s.query_id = m.query_id AND s.seq = m.seq"
+                    " WHERE m.query_id = ? AND m.seq > ? ORDER BY m.seq LIMIT 10000",
+                    (query_id, last),
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield row[1], dict(zip(SUBJECT_FIELDS, row[2:], strict=True))
+            last = rows[-1][0]

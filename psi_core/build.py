@@ -1,0 +1,276 @@
+"""Building the encrypted index: records -> match keys -> b·H(key) -> sorted fingerprints.
+
+The work is split into shards (one batch of input records each). A shard's keys are
+encrypted by ``encrypt_shard``, a plain function of (secret, keys) that runs wherever a
+worker is: in this process, in a process pool (one openmined server object per
+process), or on a Dask distributed cluster (one per worker thread). Each finished shard
+is written to the build directory at once, so an interrupted build resumes where it
+stopped and recomputes nothing that was finished. When every shard is done they are
+merged into one sorted, duplicate-free index (``psi_core.index``).
+
+The custodian also keeps each shard's plaintext key strings (its own data) so that it can
+serve openmined-psi's classic setup to stock clients.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from psi_core import fingerprint
+from psi_core.epoch import EpochKey
+from psi_core.errors import InvalidInputError, RowError
+from psi_core.index import IndexManifest, write_index
+from psi_core.openmined import KeyCipher
+from psi_core.recipes import MatchKeyRecipe
+from psi_core.tabular import RECORD_COLUMNS, read_rows
+
+KEYS_DIR = "keys"
+BUILD_DIR = "build"
+_PLAN_FILE = "plan.json"
+
+_local = threading.local()
+
+
+def _cipher_for(secret: bytes) -> KeyCipher:
+    """This thread's cipher for ``secret``; openmined server objects are never shared."""
+    cached: tuple[bytes, KeyCipher] | None = getattr(_local, "cipher", None)
+    if cached is None or cached[0] != secret:
+        cached = (secret, KeyCipher(secret))
+        _local.cipher = cached
+    return cached[1]
+
+
+def encrypt_shard(secret: bytes, keys: Sequence[str]) -> np.ndarray:
+    """Sorted fingerprints of b·H(k) for each key (duplicates kept; the merge drops them)."""
+    points = _cipher_for(secret).encrypt_keys(keys)
+    return np.sort(fingerprint.from_compressed_points(points))
+
+
+class Executor(Protocol):
+    """What the builder needs of a pool: ``concurrent.futures`` and ``distributed.Client`` fit."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any: ...
+
+
+class _InlineFuture:
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def result(self) -> Any:
+        return self._value
+
+
+class InlineExecutor:
+    """Runs each shard at once in the calling thread (one worker, no pool overhead)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> _InlineFuture:
+        return _InlineFuture(fn(*args))
+
+
+def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """A pool of ``workers`` processes started with spawn (no inherited threads or locks)."""
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+    )
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    manifest: IndexManifest
+    records_read: int
+    rows_skipped: int
+    keys_encrypted: int
+    shards_reused: int
+    seconds: float
+    row_errors: tuple[RowError, ...]
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records_read / self.seconds if self.seconds > 0 else float("inf")
+
+
+def shard_keys(rows: Iterable[dict[str, str]], recipes: Sequence[MatchKeyRecipe]) -> list[str]:
+    """Every distinct key the recipes make from ``rows`` (a record lacking fields adds none)."""
+    keys: set[str] = set()
+    for recipe in recipes:
+        make = recipe.key
+        for row in rows:
+            key = make(row)
+            if key is not None:
+                keys.add(key)
+    return sorted(keys)
+
+
+def _plan(records_path: Path, recipes: Sequence[MatchKeyRecipe], batch_rows: int) -> dict[str, Any]:
+    stat = records_path.stat()
+    return {
+        "records": str(records_path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "recipes": [r.id for r in recipes],
+        "batch_rows": batch_rows,
+    }
+
+
+def _prepare_build_dir(build_dir: Path, plan: dict[str, Any]) -> None:
+    """Keep finished shards only when they came from the same input and settings."""
+    plan_path = build_dir / _PLAN_FILE
+    if plan_path.exists():
+        try:
+            same = json.loads(plan_path.read_text()) == plan
+        except ValueError:
+            same = False
+        if same:
+            return
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    build_dir.mkdir(parents=True)
+    plan_path.write_text(json.dumps(plan, sort_keys=True))
+
+
+def _shard_paths(build_dir: Path, shard: int) -> tuple[Path, Path, Path]:
+    stem = build_dir / f"shard-{shard:06d}"
+    return stem.with_suffix(".npy"), stem.with_suffix(".keys"), stem.with_suffix(".json")
+
+
+def _store_shard(build_dir: Path, shard: int, keys: list[str], fps: np.ndarray, records: int) -> None:
+    fps_path, keys_path, done_path = _shard_paths(build_dir, shard)
+    for path, writer in (
+        (fps_path, lambda h: np.save(h, fps)),
+        (keys_path, lambda h: h.write("\n".join(keys).encode("utf-8"))),
+    ):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with tmp.open("wb") as handle:
+            writer(handle)
+        os.replace(tmp, path)
+    done_path.write_text(json.dumps({"records": records, "keys": len(keys)}))
+
+
+def _finished_shard(build_dir: Path, shard: int) -> dict[str, int] | None:
+    done = _shard_paths(build_dir, shard)[2]
+    if not done.exists():
+        return None
+    try:
+        return {k: int(v) for k, v in json.loads(done.read_text()).items()}
+    except (ValueError, AttributeError):
+        return None
+
+
+def iter_index_keys(index_dir: Path) -> Iterator[str]:
+    """The custodian's plaintext key strings behind an index (for the classic setup)."""
+    for path in sorted((index_dir / KEYS_DIR).glob("shard-*.keys")):
+        text = path.read_text(encoding="utf-8")
+        if text:
+            yield from text.split("\n")
+
+
+def build_index(
+    records_path: Path,
+    index_dir: Path,
+    epoch: EpochKey,
+    recipes: Sequence[MatchKeyRecipe],
+    *,
+    executor: Executor | None = None,
+    max_in_flight: int = 4,
+    batch_rows: int = 20_000,
+    on_error: str = "refuse",
+    progress: Callable[[int], None] | None = None,
+) -> BuildReport:
+    """Build (or resume building) the index of ``records_path`` into ``index_dir``.
+
+    ``executor`` runs ``encrypt_shard`` (inline when None). At most ``max_in_flight``
+    shards are pending at once, so memory stays bounded by batch size, not by N.
+    ``on_error`` is "refuse" (the first unreadable row stops the build with its line
+    number) or "skip" (bad rows are reported in the result and left out).
+    ``progress`` is called with the number of records each finished shard held.
+    """
+    if not recipes:
+        raise InvalidInputError("at least one recipe is needed to build an index")
+    started = time.perf_counter()
+    executor = executor or InlineExecutor()
+    build_dir = index_dir / BUILD_DIR
+    _prepare_build_dir(build_dir, _plan(records_path, recipes, batch_rows))
+    row_errors: list[RowError] = []
+    pending: deque[tuple[int, list[str], int, Any]] = deque()
+    totals = {"records": 0, "keys": 0, "reused": 0}
+
+    def finish_oldest() -> None:
+        shard, keys, records, future = pending.popleft()
+        _store_shard(build_dir, shard, keys, future.result(), records)
+        totals["records"] += records
+        totals["keys"] += len(keys)
+        if progress:
+            progress(records)
+
+    rows_iter = read_rows(
+        records_path, RECORD_COLUMNS, batch_rows=batch_rows, on_error=on_error, errors=row_errors
+    )
+    shard_count = 0
+    for shard, rows in enumerate(rows_iter):
+        shard_count = shard + 1
+        done = _finished_shard(build_dir, shard)
+        if done is not None:
+            totals["records"] += done["records"]
+            totals["keys"] += done["keys"]
+            totals["reused"] += 1
+            if progress:
+                progress(done["records"])
+            continue
+        keys = shard_keys(rows, recipes)
+        pending.append((shard, keys, len(rows), executor.submit(encrypt_shard, epoch.secret, keys)))
+        while len(pending) >= max_in_flight:
+            finish_oldest()
+    while pending:
+        finish_oldest()
+
+    parts = [np.load(_shard_paths(build_dir, s)[0]) for s in range(shard_count)]
+    manifest = write_index(
+        index_dir,
+        fingerprint.sorted_unique(parts),
+        epoch_id=epoch.epoch_id,
+        recipes=tuple(r.id for r in recipes),
+        record_count=totals["records"],
+    )
+    _publish_keys(build_dir, index_dir / KEYS_DIR, shard_count)
+    shutil.rmtree(build_dir)
+    return BuildReport(
+        manifest=manifest,
+        records_read=totals["records"],
+        rows_skipped=len(row_errors),
+        keys_encrypted=totals["keys"],
+        shards_reused=totals["reused"],
+        seconds=time.perf_counter() - started,
+        row_errors=tuple(row_errors),
+    )
+
+
+def _publish_keys(build_dir: Path, keys_dir: Path, shard_count: int) -> None:
+    if keys_dir.exists():
+        shutil.rmtree(keys_dir)
+    keys_dir.mkdir(parents=True)
+    for shard in range(shard_count):
+        source = _shard_paths(build_dir, shard)[1]
+        os.replace(source, keys_dir / source.name)
+
+
+def input_digest(path: Path) -> str:
+    """SHA-256 of a file (hex), for reports that name exactly what was indexed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,196 @@
+"""The encrypted index: sorted 64-bit fingerprints of b·H(y) for every key y, on disk.
+
+Layout of an index directory::
+
+    fingerprints.u64   little-endian uint64, strictly increasing, 8 bytes a key
+    manifest.json      IndexManifest (epoch, recipes, counts, SHA-256 of the file)
+
+The file reveals K (how many keys) and nothing else to anyone without b. Both parties
+keep it memory-mapped; lookups are vectorized (``psi_core.fingerprint.member_mask``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from psi_core.errors import IntegrityError, PreconditionError
+from psi_core.fingerprint import (
+    FINGERPRINT_BITS,
+    FINGERPRINT_BYTES,
+    INDEX_DTYPE,
+    Fingerprints,
+    is_strictly_increasing,
+    member_mask,
+)
+
+INDEX_FILE = "fingerprints.u64"
+MANIFEST_FILE = "manifest.json"
+FORMAT = "psi-encrypted-index/v1"
+_HASH_BLOCK = 1 << 24
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    """What an index holds. ``key_count`` is K; ``record_count`` the records it came from."""
+
+    epoch_id: str
+    recipes: tuple[str, ...]
+    record_count: int
+    key_count: int
+    size_bytes: int
+    sha256: str
+    format: str = FORMAT
+    fingerprint: str = "first 8 bytes of x(b*H(key)), big-endian, stored as little-endian u64"
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["recipes"] = list(self.recipes)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> IndexManifest:
+        try:
+            data = json.loads(text)
+            manifest = cls(
+                epoch_id=str(data["epoch_id"]),
+                recipes=tuple(str(r) for r in data["recipes"]),
+                record_count=int(data["record_count"]),
+                key_count=int(data["key_count"]),
+                size_bytes=int(data["size_bytes"]),
+                sha256=str(data["sha256"]),
+                format=str(data["format"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError("the index manifest is damaged") from exc
+        if manifest.format != FORMAT:
+            raise IntegrityError(f"unsupported index format {manifest.format!r}")
+        if manifest.size_bytes != manifest.key_count * FINGERPRINT_BYTES:
+            raise IntegrityError("the index manifest's size and key count disagree")
+        return manifest
+
+    def false_positive_bound(self) -> float:
+        """Upper bound on one subject key falsely matching: K / 2^64."""
+        return self.key_count / 2.0**FINGERPRINT_BITS
+
+
+def file_sha256(path: Path, *, length: int | None = None) -> str:
+    """SHA-256 (hex) of a file, or of its first ``length`` bytes."""
+    digest = hashlib.sha256()
+    remaining = length
+    with path.open("rb") as handle:
+        while remaining is None or remaining > 0:
+            block = handle.read(_HASH_BLOCK if remaining is None else min(_HASH_BLOCK, remaining))
+            if not block:
+                break
+            digest.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return digest.hexdigest()
+
+
+def write_index(
+    directory: Path,
+    fingerprints: Fingerprints,
+    *,
+    epoch_id: str,
+    recipes: tuple[str, ...],
+    record_count: int,
+) -> IndexManifest:
+    """Write a sorted, duplicate-free fingerprint array and its manifest, atomically.
+
+    The data file is written and fsynced under a temporary name, then renamed; the
+    manifest goes last, so a reader that finds a manifest finds a complete index.
+    """
+    values = np.asarray(fingerprints, dtype=INDEX_DTYPE)
+    if not is_strictly_increasing(values):
+        raise ValueError("index fingerprints must be sorted and unique")
+    directory.mkdir(parents=True, exist_ok=True)
+    data_tmp = directory / (INDEX_FILE + ".tmp")
+    with data_tmp.open("wb") as handle:
+        handle.write(values.tobytes())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(data_tmp, directory / INDEX_FILE)
+    manifest = IndexManifest(
+        epoch_id=epoch_id,
+        recipes=tuple(recipes),
+        record_count=record_count,
+        key_count=int(values.size),
+        size_bytes=int(values.size) * FINGERPRINT_BYTES,
+        sha256=hashlib.sha256(values.tobytes()).hexdigest(),
+    )
+    write_manifest(directory, manifest)
+    return manifest
+
+
+def write_manifest(directory: Path, manifest: IndexManifest) -> None:
+    """Write ``manifest.json`` atomically."""
+    tmp = directory / (MANIFEST_FILE + ".tmp")
+    tmp.write_text(manifest.to_json())
+    os.replace(tmp, directory / MANIFEST_FILE)
+
+
+def read_manifest(directory: Path) -> IndexManifest:
+    path = directory / MANIFEST_FILE
+    if not path.exists():
+        raise PreconditionError(f"no encrypted index in {directory}")
+    return IndexManifest.from_json(path.read_text())
+
+
+class EncryptedIndex:
+    """A memory-mapped, verified index. Use ``open``; lookups never copy the file."""
+
+    def __init__(self, directory: Path, manifest: IndexManifest, values: Fingerprints) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self._values = values
+
+    @classmethod
+    def open(cls, directory: Path, *, verify_digest: bool = True) -> EncryptedIndex:
+        """Map the index in ``directory``; raises IntegrityError if it fails its manifest.
+
+        ``verify_digest`` re-hashes the whole file (about 1 s per GB); the size and the
+        sort order of the first and last entries are always checked.
+        """
+        manifest = read_manifest(directory)
+        path = directory / INDEX_FILE
+        if not path.exists() or path.stat().st_size != manifest.size_bytes:
+            raise IntegrityError(f"{path} is missing or its size differs from the manifest")
+        if verify_digest and file_sha256(path) != manifest.sha256:
+            raise IntegrityError(f"{path} does not match the SHA-256 in its manifest")
+        if manifest.key_count == 0:
+            values: Fingerprints = np.empty(0, dtype=INDEX_DTYPE)
+        else:
+            values = np.memmap(path, dtype=INDEX_DTYPE, mode="r", shape=(manifest.key_count,))
+        return cls(directory, manifest, values)
+
+    @property
+    def values(self) -> Fingerprints:
+        return self._values
+
+    def __len__(self) -> int:
+        return int(self._values.size)
+
+    def contains(self, probes: Fingerprints) -> np.ndarray:
+        """Boolean mask: which probe fingerprints are in the index."""
+        return member_mask(self._values, probes)
+
+    def read_chunks(self, offset: int, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
+        """(offset, bytes) pieces of the file from ``offset`` on, for streaming downloads."""
+        path = self.directory / INDEX_FILE
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            position = offset
+            while True:
+                block = handle.read(chunk_bytes)
+                if not block:
+                    return
+                yield position, block
+                position += len(block)

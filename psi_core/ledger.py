@@ -1,0 +1,222 @@
+"""The custodian's ledger of what each authorization token has used.
+
+One row per token id in the table ``authorization_ledger`` of a SQLite file that may hold
+other tables too (the audit log, for one). Every :meth:`AuthorizationLedger.charge` runs in
+a ``BEGIN IMMEDIATE`` transaction, so the check of the remaining budget and the record of
+the use are one atomic step across threads *and* processes sharing the file; within a
+process, calls are also serialized on a lock around the single connection. The database
+runs in WAL mode with ``synchronous=FULL``: a charge that returned survives a crash.
+
+A charge is taken before the query's curve work and is not given back if that work later
+fails, so a failing query cannot be used to probe without spending budget.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
+
+__all__ = ["AuthorizationLedger", "LedgerEntry", "TokenBudget", "open_sqlite"]
+
+_TABLE = "authorization_ledger"
+_BUSY_TIMEOUT_S = 30.0
+_SQLITE_MAX_INT = 2**63 - 1
+
+
+class TokenBudget(Protocol):
+    """What the ledger reads from verified claims
+    (:class:`psi_core.authorization.AuthorizationClaims` or the protobuf message)."""
+
+    @property
+    def token_id(self) -> str: ...
+    @property
+    def max_queries(self) -> int: ...
+    @property
+    def max_subjects(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """A token's use so far and what it has left."""
+
+    queries_used: int
+    subjects_used: int
+    queries_left: int
+    subjects_left: int
+
+
+def open_sqlite(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open ``db_path`` (creating its directory) in autocommit mode, WAL, synchronous=FULL.
+
+    The connection may be used from any thread; callers serialize access to it. Raises
+    :class:`PreconditionError` if the file cannot be opened as a SQLite database.
+    """
+    path = Path(db_path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise PreconditionError(f"cannot open the database {path}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise PreconditionError(f"{path} is not a usable SQLite database: {exc}") from exc
+    return conn
+
+
+class AuthorizationLedger:
+    """Per-token usage counters with an atomic check-and-charge.
+
+    Safe to share between threads; several processes may open the same file. Use as a
+    context manager or call :meth:`close`.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+        """Open (or create) the ledger table in ``db_path``.
+
+        Raises :class:`PreconditionError` if the file is not a usable SQLite database.
+        """
+        self._path = Path(db_path)
+        self._lock = threading.Lock()
+        self._conn = open_sqlite(self._path)
+        try:
+            self._conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {_TABLE} (
+                    token_id TEXT PRIMARY KEY,
+                    queries_used INTEGER NOT NULL,
+                    subjects_used INTEGER NOT NULL,
+                    max_queries INTEGER NOT NULL,
+                    max_subjects INTEGER NOT NULL,
+                    first_used TEXT NOT NULL,
+                    last_used TEXT NOT NULL
+                )"""
+            )
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise PreconditionError(f"cannot create the ledger in {self._path}: {exc}") from exc
+
+    def charge(self, claims: TokenBudget, subjects: int) -> LedgerEntry:
+        """Record one query of ``subjects`` subjects against ``claims.token_id``.
+
+        The limits are read from ``claims`` (already verified; a ``max_subjects`` above
+        2**63-1 counts as 2**63-1, SQLite's largest integer). Either the whole use is
+        recorded and the new totals returned, or nothing is recorded and
+        :class:`BudgetExhaustedError` is raised (no query left, or fewer subjects left than
+        asked for). Raises :class:`InvalidInputError` if ``subjects`` is not a positive
+        whole number, :class:`PreconditionError` if the database cannot be written.
+        """
+        if isinstance(subjects, bool) or not isinstance(subjects, int) or subjects < 1:
+            raise InvalidInputError("a query must carry a positive whole number of subjects")
+        token_id = claims.token_id
+        max_queries = int(claims.max_queries)
+        max_subjects = min(int(claims.max_subjects), _SQLITE_MAX_INT)
+        now = _now()
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute(
+                        f"SELECT queries_used, subjects_used FROM {_TABLE} WHERE token_id = ?",
+                        (token_id,),
+                    ).fetchone()
+                    queries_used, subjects_used = row if row else (0, 0)
+                    if queries_used >= max_queries:
+                        raise BudgetExhaustedError(
+                            f"token {token_id} has used {queries_used} of {max_queries} "
+                            "queries; ask the authority for a new token"
+                        )
+                    left = max_subjects - subjects_used
+                    if subjects > left:
+                        raise BudgetExhaustedError(
+                            f"query of {subjects} subjects exceeds the {max(left, 0)} left on "
+                            f"token {token_id} (of {max_subjects}); send fewer subjects or "
+                            "ask the authority for a new token"
+                        )
+                    queries_used += 1
+                    subjects_used += subjects
+                    conn.execute(
+                        f"""INSERT INTO {_TABLE} (token_id, queries_used, subjects_used,
+                                max_queries, max_subjects, first_used, last_used)
+                            VALUES (?, ?, ?, ?, ?, ?, ?)
+                            ON CONFLICT(token_id) DO UPDATE SET
+                                queries_used = excluded.queries_used,
+                                subjects_used = excluded.subjects_used,
+                                max_queries = excluded.max_queries,
+                                max_subjects = excluded.max_subjects,
+                                last_used = excluded.last_used""",
+                        (
+                            token_id,
+                            queries_used,
+                            subjects_used,
+                            max_queries,
+                            max_subjects,
+                            now,
+                            now,
+                        ),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise PreconditionError(
+                    f"cannot record the use of token {token_id} in {self._path}: {exc}"
+                ) from exc
+        return LedgerEntry(
+            queries_used=queries_used,
+            subjects_used=subjects_used,
+            queries_left=max_queries - queries_used,
+            subjects_left=max_subjects - subjects_used,
+        )
+
+    def usage(self, token_id: str) -> LedgerEntry | None:
+        """The token's use so far (limits as of its last charge), or ``None`` if it was
+        never charged."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT queries_used, subjects_used, max_queries, max_subjects "
+                f"FROM {_TABLE} WHERE token_id = ?",
+                (token_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        queries_used, subjects_used, max_queries, max_subjects = row
+        return LedgerEntry(
+            queries_used=queries_used,
+            subjects_used=subjects_used,
+            queries_left=max(max_queries - queries_used, 0),
+            subjects_left=max(max_subjects - subjects_used, 0),
+        )
+
+    def close(self) -> None:
+        """Close the connection; further calls fail."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> AuthorizationLedger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,0 +1,98 @@
+"""The online DH-PSI step for both parties, without any transport.
+
+Agency (``BlindedQuery``): for distinct key strings x it computes a·H(x) with a fresh
+scalar a, and later turns the custodian's b·a·H(x) back into fingerprints of b·H(x),
+which it looks up in its copy of the encrypted index. The custodian
+(``Reencryptor``) only ever sees a·H(x): uniformly random points that reveal nothing
+about x without a.
+
+Each side validates what the other sent before it reaches a library: point encodings,
+counts, and (agency) that the answer holds one distinct point per distinct request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from psi_core import fingerprint
+from psi_core.curve import Unblinder, check_compressed_points
+from psi_core.errors import MalformedMessageError, PeerError
+from psi_core.fingerprint import FINGERPRINT_BITS
+from psi_core.openmined import Blinder, ThreadLocalCipher
+
+
+@dataclass(frozen=True)
+class FalsePositiveBound:
+    """Bound on cryptographic false matches: K / 2^64 per subject key, n·K / 2^64 per query."""
+
+    per_subject: float
+    expected_false_matches: float
+    fingerprint_bits: int = FINGERPRINT_BITS
+
+    @classmethod
+    def for_query(cls, key_count: int, subject_keys: int) -> FalsePositiveBound:
+        per_subject = key_count / 2.0**FINGERPRINT_BITS
+        return cls(per_subject=per_subject, expected_false_matches=per_subject * subject_keys)
+
+
+class Reencryptor:
+    """The custodian's online step: b·P for blinded points P. Safe to call from any thread."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._ciphers = ThreadLocalCipher(secret)
+
+    def membership(self, points: Sequence[bytes]) -> list[bytes]:
+        """b·P for each P, in request order."""
+        return self._ciphers.get(reveal_intersection=True).reencrypt(points)
+
+    def cardinality(self, points: Sequence[bytes]) -> list[bytes]:
+        """b·P for each P, sorted, so no answer can be tied to the request position."""
+        return sorted(self._ciphers.get(reveal_intersection=False).reencrypt(points))
+
+
+class BlindedQuery:
+    """The agency's side of one query: a fresh blinding scalar, used for this query only."""
+
+    def __init__(self) -> None:
+        blinder = Blinder()
+        self._blinder = blinder
+        self._unblinder = Unblinder(blinder.scalar)
+
+    def blind(self, keys: Sequence[str]) -> list[bytes]:
+        """a·H(x) for each key, in order. Keys must be distinct (see ``distinct_keys``)."""
+        return self._blinder.blind(keys)
+
+    def fingerprints(self, sent: int, answer: Sequence[bytes]) -> fingerprint.Fingerprints:
+        """Fingerprints of b·H(x) from the custodian's answer to ``sent`` distinct points.
+
+        Raises PeerError when the answer cannot be right: a different count, a point that
+        is not on the curve, or repeated points (distinct x give distinct b·a·H(x)).
+        """
+        if len(answer) != sent:
+            raise PeerError(
+                f"the custodian answered {len(answer)} points for {sent} sent; the query is void"
+            )
+        try:
+            check_compressed_points(answer)
+        except MalformedMessageError as exc:
+            raise PeerError(f"the custodian's answer is malformed: {exc}") from exc
+        if len(set(answer)) != len(answer):
+            raise PeerError("the custodian's answer repeats points; the query is void")
+        return fingerprint.from_x_coordinates(self._unblinder.unblind(answer))
+
+
+def distinct_keys(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
+    """The distinct keys, and for each input position the index of its key (-1 for None).
+
+    Two subjects with the same key (the same person submitted twice) cost one point and
+    both match or neither does.
+    """
+    positions: dict[str, int] = {}
+    key_index = np.full(len(keys), -1, dtype=np.int64)
+    for i, key in enumerate(keys):
+        if key is not None:
+            key_index[i] = positions.setdefault(key, len(positions))
+    return list(positions), key_index

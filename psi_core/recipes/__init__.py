@@ -1,0 +1,28 @@
+"""Match-key recipes: how a record becomes the key strings both parties hash.
+
+A recipe (``MatchKeyRecipe``) is identified by a versioned id such as ``name_address_v1``;
+``recipe.key(record)`` gives ``"<id>|<field>|..."`` or None when the record lacks what the
+recipe needs. Both parties must run the same code: the custodian builds its index with it
+and the agency its queries, so a recipe's output never changes under the same id.
+
+========================  ==========================================================
+recipe                    key string
+========================  ==========================================================
+``name_address_v1``       ``name_address_v1|<NAME>|<STREET>|<STATE>|<ZIP5>``
+``name_dob_v1``           ``name_dob_v1|<NAME>|<YYYY-MM-DD>``
+``tin_v1``                ``tin_v1|<9 digits>``
+========================  ==========================================================
+
+``<NAME>`` is every token of given and family name, folded (accents and punctuation
+removed, upper case) and sorted, joined by single spaces: "José García-López", "GARCIA
+LOPEZ, JOSE" and "Jose Garcia" / "Lopez" all give ``GARCIA JOSE LOPEZ``. Generational
+suffixes and middle initials are kept (fewer false matches, at the cost of missing a
+subject written without them). ``<STREET>`` is a USPS Publication 28 style line
+(``123 N MAIN ST # 4``). No field can contain ``|``.
+"""
+
+from __future__ import annotations
+
+from ._recipes import RECIPES, MatchKeyRecipe, Record, get_recipe, recipe_ids
+
+__all__ = ["RECIPES", "MatchKeyRecipe", "Record", "get_recipe", "recipe_ids"]

@@ -1,0 +1,168 @@
+"""psi-custodian: init a state directory, build the encrypted index, serve, audit."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from psi_core.build import Executor, build_index, process_pool
+from psi_core.cli_support import (
+    add_audit_commands,
+    add_tls_arguments,
+    export_audit,
+    progress_bar,
+    run_cli,
+    tls_from_args,
+    verify_audit,
+)
+from psi_core.errors import InvalidInputError
+from psi_core.index import read_manifest
+from psi_core.recipes import get_recipe, recipe_ids
+from psi_core.tabular import count_rows
+from psi_custodian.app import start_custodian
+from psi_custodian.state import CustodianState
+
+
+def _init(args: argparse.Namespace) -> int:
+    epoch = CustodianState(args.state).init(args.custodian_id)
+    print(f"initialized custodian {args.custodian_id!r} in {args.state}; key epoch {epoch.epoch_id}")
+    return 0
+
+
+@contextlib.contextmanager
+def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]:
+    """The shard executor the flags ask for, and how many shards may be in flight."""
+    if args.dask_scheduler:
+        from distributed import Client
+
+        with Client(args.dask_scheduler) as client:
+            workers = max(sum(client.nthreads().values()), 1)
+            yield client, 2 * workers
+    elif args.workers > 1:
+        with process_pool(args.workers) as pool:
+            yield pool, 2 * args.workers
+    else:
+        yield None, 1
+
+
+def _build_index(args: argparse.Namespace) -> int:
+    state = CustodianState(args.state)
+    state.config()
+    epoch = state.epoch()
+    recipes = [get_recipe(r) for r in (args.recipe or recipe_ids())]
+    if args.workers < 1:
+        raise InvalidInputError("--workers must be at least 1")
+    total = count_rows(args.records)
+    with progress_bar(total, "encrypting records", unit="rec") as bar, _executor(args) as (pool, window):
+        report = build_index(
+            args.records,
+            state.index_dir(epoch.epoch_id),
+            epoch,
+            recipes,
+            executor=pool,
+            max_in_flight=window,
+            batch_rows=args.batch_rows,
+            on_error=args.on_error,
+            progress=bar.update,
+        )
+    for error in report.row_errors[:20]:
+        print(f"skipped: {error}", file=sys.stderr)
+    if len(report.row_errors) > 20:
+        print(f"skipped: ... and {len(report.row_errors) - 20} more rows", file=sys.stderr)
+    manifest = report.manifest
+    print(
+        f"indexed {report.records_read:,} records into {manifest.key_count:,} keys "
+        f"({', '.join(manifest.recipes)}) for epoch {manifest.epoch_id} in {report.seconds:.1f} s: "
+        f"{report.records_per_second:,.0f} records/s, {report.rows_skipped} rows skipped, "
+        f"{report.shards_reused} shards reused; sha256 {manifest.sha256[:16]}…"
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    tls = tls_from_args(args, "custodian-server")
+    running = start_custodian(args.state, args.listen, tls=tls, trusted_authorities=args.trust)
+    host = args.listen.rsplit(":", 1)[0]
+    print(f"custodian listening on {host}:{running.port}", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    running.stop(grace=5)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    state = CustodianState(args.state)
+    config, epoch = state.config(), state.epoch()
+    manifest = read_manifest(state.index_dir(epoch.epoch_id))
+    print(f"custodian {config.custodian_id}; epoch {epoch.epoch_id} (created {epoch.created_at})")
+    print(
+        f"index: {manifest.record_count:,} records, {manifest.key_count:,} keys, "
+        f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, sha256 {manifest.sha256}"
+    )
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    return verify_audit(CustodianState(args.state).database)
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    return export_audit(CustodianState(args.state).database, args.out)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="psi-custodian", description=__doc__)
+    root.add_argument("-v", "--verbose", action="store_true")
+    commands = root.add_subparsers(title="commands")
+
+    init = commands.add_parser("init", help="create a state directory and a key epoch")
+    init.add_argument("--state", type=Path, required=True)
+    init.add_argument("--custodian-id", default="custodian")
+    init.set_defaults(handler=_init)
+
+    build = commands.add_parser("build-index", help="encrypt the records into the index")
+    build.add_argument("--state", type=Path, required=True)
+    build.add_argument("--records", type=Path, required=True, help="taxpayer records, .csv or .parquet")
+    build.add_argument(
+        "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
+    )
+    build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    build.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
+    build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
+    build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    build.set_defaults(handler=_build_index)
+
+    serve = commands.add_parser("serve", help="serve the Custodian API")
+    serve.add_argument("--state", type=Path, required=True)
+    serve.add_argument("--listen", default="127.0.0.1:50051")
+    serve.add_argument(
+        "--trust",
+        type=Path,
+        action="append",
+        required=True,
+        help="an authority directory or public key to trust (repeatable)",
+    )
+    add_tls_arguments(serve)
+    serve.set_defaults(handler=_serve)
+
+    info = commands.add_parser("info", help="show the epoch and index")
+    info.add_argument("--state", type=Path, required=True)
+    info.set_defaults(handler=_info)
+
+    add_audit_commands(commands, _audit_verify, _audit_export)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

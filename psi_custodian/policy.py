@@ -1,0 +1,88 @@
+"""The custodian's admission policy: who may query, and how much, checked before curve work.
+
+The service calls ``AdmissionPolicy.admit`` on every request that would touch the
+epoch key, with the caller's mTLS identity and the authorization token it sent. The
+policy verifies the token (signature, issuer, audience, validity window, that its
+agency is the caller) and charges the token's budget atomically in the ledger. Only then
+does the service run openmined-psi.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from psi_core.authorization import TrustedAuthorities, verify_authorization
+from psi_core.ledger import AuthorizationLedger
+
+
+@dataclass(frozen=True)
+class AdmissionRequest:
+    """What a request asks for. ``peer_agency_id`` is None only on plaintext loopback."""
+
+    kind: str
+    authorization: bytes
+    subjects: int
+    mode: str
+    peer_agency_id: str | None
+    charge: bool = True
+
+
+@dataclass(frozen=True)
+class Admission:
+    token_id: str
+    case_id: str
+    agency_id: str
+    subjects_left: int
+    queries_left: int
+
+
+class AdmissionPolicy(Protocol):
+    def admit(self, request: AdmissionRequest) -> Admission:
+        """Return the admission, or raise a PsiError saying why the request is refused."""
+        ...
+
+
+class AuthorizationPolicy:
+    """Signed authorizations from trusted authorities, with per-token budgets."""
+
+    def __init__(
+        self,
+        *,
+        custodian_id: str,
+        trusted: TrustedAuthorities,
+        ledger: AuthorizationLedger,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock_skew: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self._custodian_id = custodian_id
+        self._trusted = trusted
+        self._ledger = ledger
+        self._clock = clock
+        self._skew = clock_skew
+
+    def admit(self, request: AdmissionRequest) -> Admission:
+        claims = verify_authorization(
+            request.authorization,
+            trusted=self._trusted,
+            custodian_id=self._custodian_id,
+            peer_agency_id=request.peer_agency_id,
+            now=self._clock(),
+            clock_skew=self._skew,
+        )
+        if request.charge:
+            usage = self._ledger.charge(claims, request.subjects)
+            subjects_left, queries_left = usage.subjects_left, usage.queries_left
+        else:
+            usage = self._ledger.usage(claims.token_id)
+            subjects_left = usage.subjects_left if usage else claims.max_subjects
+            queries_left = usage.queries_left if usage else claims.max_queries
+        return Admission(
+            token_id=claims.token_id,
+            case_id=claims.case_id,
+            agency_id=claims.agency_id,
+            subjects_left=subjects_left,
+            queries_left=queries_left,
+        )

@@ -1,0 +1,315 @@
+"""The Custodian gRPC servicer: a thin adapter over psi_core.
+
+Every handler validates what arrived, asks the admission policy before any curve work,
+writes one audit entry whatever the outcome, and reports failures through
+``psi_rpc.status`` (never a stack trace, key or point).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+
+from psi_core import openmined
+from psi_core.audit import AuditLog
+from psi_core.build import iter_index_keys
+from psi_core.epoch import EpochKey
+from psi_core.errors import (
+    BudgetExhaustedError,
+    InvalidInputError,
+    MalformedMessageError,
+    PreconditionError,
+    PsiError,
+)
+from psi_core.index import EncryptedIndex
+from psi_core.protocol import FalsePositiveBound, Reencryptor
+from psi_core.recipes import recipe_of_key
+from psi_custodian.policy import AdmissionPolicy, AdmissionRequest
+from psi_custodian.state import CustodianConfig
+from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
+from psi_rpc.status import grpc_errors
+
+MODE_NAMES = {
+    common_pb2.QUERY_MODE_MEMBERSHIP: "membership",
+    common_pb2.QUERY_MODE_CARDINALITY: "cardinality",
+}
+_MAX_AUTHORIZATION_BYTES = 4096
+_CLASSIC_CACHE_SIZE = 4
+
+PeerIdentity = Callable[[grpc.ServicerContext], str | None]
+
+
+class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
+    def __init__(
+        self,
+        *,
+        config: CustodianConfig,
+        epoch: EpochKey,
+        index: EncryptedIndex,
+        policy: AdmissionPolicy,
+        audit: AuditLog,
+        peer_identity: PeerIdentity,
+        slot_wait_seconds: float = 30.0,
+    ) -> None:
+        if index.manifest.epoch_id != epoch.epoch_id:
+            raise PreconditionError("the index was built under another key epoch; rebuild it")
+        self._config = config
+        self._limits = config.limits
+        self._epoch = epoch
+        self._index = index
+        self._policy = policy
+        self._audit = audit
+        self._peer_identity = peer_identity
+        self._reencryptor = Reencryptor(epoch.secret)
+        self._slots = threading.BoundedSemaphore(self._limits.max_concurrent_evaluations)
+        self._slot_wait = slot_wait_seconds
+        self._classic_cache: OrderedDict[tuple[float, int, str], bytes] = OrderedDict()
+        self._classic_lock = threading.Lock()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @contextmanager
+    def _audited(self, kind: str, context: grpc.ServicerContext) -> Iterator[dict[str, Any]]:
+        """One audit entry per request, written whatever the outcome."""
+        event: dict[str, Any] = {"kind": kind, "peer": self._peer_identity(context) or "(plaintext)"}
+        try:
+            yield event
+            event["outcome"] = "OK"
+        except PsiError as exc:
+            event["outcome"] = exc.status
+            event["reason"] = str(exc)
+            raise
+        except GeneratorExit:
+            event["outcome"] = "CANCELLED"
+            raise
+        except BaseException:
+            event["outcome"] = "INTERNAL"
+            raise
+        finally:
+            self._audit.append(event)
+
+    @contextmanager
+    def _evaluation_slot(self) -> Iterator[None]:
+        if not self._slots.acquire(timeout=self._slot_wait):
+            raise BudgetExhaustedError(
+                f"the custodian is running its maximum of "
+                f"{self._limits.max_concurrent_evaluations} evaluations; retry later"
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _check_authorization_field(self, token: bytes) -> None:
+        if not token:
+            raise InvalidInputError("the request carries no authorization; pass a signed token")
+        if len(token) > _MAX_AUTHORIZATION_BYTES:
+            raise InvalidInputError("the authorization is larger than any valid token")
+
+    def _check_recipe(self, recipe: str) -> None:
+        if recipe not in self._index.manifest.recipes:
+            raise PreconditionError(
+                f"recipe {recipe[:64]!r} is not in this custodian's index; it holds "
+                f"{', '.join(self._index.manifest.recipes)}"
+            )
+
+    # -- Custodian API -------------------------------------------------------------------
+
+    @grpc_errors
+    def GetInfo(self, request: custodian_pb2.GetInfoRequest, context: grpc.ServicerContext) -> Any:
+        manifest = self._index.manifest
+        bound = FalsePositiveBound.for_query(manifest.key_count, 1)
+        return custodian_pb2.CustodianInfo(
+            custodian_id=self._config.custodian_id,
+            epoch_id=manifest.epoch_id,
+            record_count=manifest.record_count,
+            key_count=manifest.key_count,
+            recipes=list(manifest.recipes),
+            index_sha256=bytes.fromhex(manifest.sha256),
+            index_size_bytes=manifest.size_bytes,
+            limits=custodian_pb2.PolicyLimits(
+                max_subjects_per_query=self._limits.max_subjects_per_query,
+                max_points_per_chunk=self._limits.max_points_per_chunk,
+                max_message_bytes=self._limits.max_message_bytes,
+                max_concurrent_evaluations=self._limits.max_concurrent_evaluations,
+            ),
+            false_positive_bound=common_pb2.FalsePositiveBound(
+                per_subject=bound.per_subject, fingerprint_bits=bound.fingerprint_bits
+            ),
+        )
+
+    @grpc_errors
+    def FetchIndex(
+        self, request: custodian_pb2.FetchIndexRequest, context: grpc.ServicerContext
+    ) -> Iterator[custodian_pb2.IndexChunk]:
+        with self._audited("fetch_index", context) as event:
+            manifest = self._index.manifest
+            event["offset"] = request.offset
+            if request.epoch_id != manifest.epoch_id:
+                raise PreconditionError(
+                    f"epoch {request.epoch_id[:32]!r} is not current; the current epoch is "
+                    f"{manifest.epoch_id} (call GetInfo)"
+                )
+            if request.offset % 8 or request.offset > manifest.size_bytes:
+                raise InvalidInputError(
+                    f"offset must be a multiple of 8 between 0 and {manifest.size_bytes}"
+                )
+            for offset, data in self._index.read_chunks(request.offset, self._limits.index_chunk_bytes):
+                yield custodian_pb2.IndexChunk(offset=offset, data=data)
+
+    @grpc_errors
+    def Evaluate(
+        self, request_iterator: Iterator[custodian_pb2.EvaluateRequest], context: grpc.ServicerContext
+    ) -> Iterator[custodian_pb2.EvaluateResponse]:
+        with self._audited("evaluate", context) as event:
+            header = self._read_header(request_iterator)
+            mode = MODE_NAMES[header.mode]
+            event.update(mode=mode, recipe=header.recipe, subjects=header.point_count)
+            with self._evaluation_slot():
+                admission = self._policy.admit(
+                    AdmissionRequest(
+                        kind="evaluate",
+                        authorization=header.authorization,
+                        subjects=header.point_count,
+                        mode=mode,
+                        peer_agency_id=self._peer_identity(context),
+                    )
+                )
+                event.update(token_id=admission.token_id, case_id=admission.case_id)
+                chunks = self._point_chunks(request_iterator, header.point_count)
+                if mode == "membership":
+                    for chunk in chunks:
+                        yield custodian_pb2.EvaluateResponse(points=self._reencryptor.membership(chunk))
+                else:
+                    points = [point for chunk in chunks for point in chunk]
+                    answer = self._reencryptor.cardinality(points)
+                    step = self._limits.max_points_per_chunk
+                    for start in range(0, len(answer), step):
+                        yield custodian_pb2.EvaluateResponse(points=answer[start : start + step])
+
+    def _read_header(
+        self, request_iterator: Iterator[custodian_pb2.EvaluateRequest]
+    ) -> custodian_pb2.EvaluateHeader:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("kind") != "header":
+            raise InvalidInputError("an Evaluate stream must start with an EvaluateHeader")
+        header = first.header
+        self._check_authorization_field(header.authorization)
+        if header.mode not in MODE_NAMES:
+            raise InvalidInputError("mode must be QUERY_MODE_MEMBERSHIP or QUERY_MODE_CARDINALITY")
+        self._check_recipe(header.recipe)
+        if header.epoch_id != self._index.manifest.epoch_id:
+            raise PreconditionError(
+                f"the query was prepared for epoch {header.epoch_id[:32]!r} but the current "
+                f"epoch is {self._index.manifest.epoch_id}; sync the index and retry"
+            )
+        if not 1 <= header.point_count <= self._limits.max_subjects_per_query:
+            raise BudgetExhaustedError(
+                f"point_count must be between 1 and {self._limits.max_subjects_per_query} "
+                f"(this custodian's per-query cap)"
+            )
+        return header
+
+    def _point_chunks(
+        self, request_iterator: Iterator[custodian_pb2.EvaluateRequest], declared: int
+    ) -> Iterator[list[bytes]]:
+        """The point chunks after the header, checked against the declared total."""
+        received = 0
+        for message in request_iterator:
+            if message.WhichOneof("kind") != "chunk":
+                raise InvalidInputError("only PointChunk messages may follow the header")
+            points = list(message.chunk.points)
+            if not points:
+                raise MalformedMessageError("an empty PointChunk was sent")
+            if len(points) > self._limits.max_points_per_chunk:
+                raise MalformedMessageError(
+                    f"a chunk holds {len(points)} points; at most "
+                    f"{self._limits.max_points_per_chunk} are accepted per chunk"
+                )
+            received += len(points)
+            if received > declared:
+                raise MalformedMessageError(
+                    f"more points were sent than the {declared} declared in the header"
+                )
+            yield points
+        if received != declared:
+            raise MalformedMessageError(f"{received} points were sent but {declared} were declared")
+
+    @grpc_errors
+    def GetClassicSetup(
+        self, request: custodian_pb2.ClassicSetupRequest, context: grpc.ServicerContext
+    ) -> Any:
+        with self._audited("classic_setup", context) as event:
+            self._check_authorization_field(request.authorization)
+            if request.recipe:
+                self._check_recipe(request.recipe)
+            if not 1 <= request.num_client_inputs <= self._limits.max_classic_client_inputs:
+                raise InvalidInputError(
+                    f"num_client_inputs must be between 1 and {self._limits.max_classic_client_inputs}"
+                )
+            if not 0.0 < request.fpr < 1.0:
+                raise InvalidInputError("fpr must be strictly between 0 and 1")
+            event.update(subjects=request.num_client_inputs, recipe=request.recipe or "*")
+            admission = self._policy.admit(
+                AdmissionRequest(
+                    kind="classic_setup",
+                    authorization=request.authorization,
+                    subjects=0,
+                    mode="membership",
+                    peer_agency_id=self._peer_identity(context),
+                    charge=False,
+                )
+            )
+            event.update(token_id=admission.token_id, case_id=admission.case_id)
+            openmined.classic_setup_size_check(
+                self._index.manifest.key_count, request.fpr, request.num_client_inputs
+            )
+            setup = self._classic_setup(request.fpr, request.num_client_inputs, request.recipe)
+            return custodian_pb2.ClassicSetup(server_setup=setup, epoch_id=self._epoch.epoch_id)
+
+    def _classic_setup(self, fpr: float, num_client_inputs: int, recipe: str) -> bytes:
+        cache_key = (fpr, num_client_inputs, recipe)
+        with self._classic_lock:
+            cached = self._classic_cache.get(cache_key)
+            if cached is not None:
+                self._classic_cache.move_to_end(cache_key)
+                return cached
+            keys = [
+                key
+                for key in iter_index_keys(self._index.directory)
+                if not recipe or recipe_of_key(key) == recipe
+            ]
+            setup = openmined.classic_setup(self._epoch.secret, keys, fpr, num_client_inputs)
+            self._classic_cache[cache_key] = setup
+            while len(self._classic_cache) > _CLASSIC_CACHE_SIZE:
+                self._classic_cache.popitem(last=False)
+            return setup
+
+    @grpc_errors
+    def ProcessClassicRequest(
+        self, request: custodian_pb2.ClassicRequest, context: grpc.ServicerContext
+    ) -> Any:
+        with self._audited("classic_request", context) as event:
+            self._check_authorization_field(request.authorization)
+            points = openmined.parse_classic_request(
+                request.request, max_points=self._limits.max_subjects_per_query
+            )
+            event.update(subjects=len(points), mode="membership")
+            with self._evaluation_slot():
+                admission = self._policy.admit(
+                    AdmissionRequest(
+                        kind="classic_request",
+                        authorization=request.authorization,
+                        subjects=len(points),
+                        mode="membership",
+                        peer_agency_id=self._peer_identity(context),
+                    )
+                )
+                event.update(token_id=admission.token_id, case_id=admission.case_id)
+                answer = self._reencryptor.membership(points)
+            return custodian_pb2.ClassicResponse(response=openmined.classic_response(points, answer))

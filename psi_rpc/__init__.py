@@ -1,0 +1,1 @@
+"""gRPC plumbing both services share: status mapping, TLS credentials, server factory."""

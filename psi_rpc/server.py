@@ -1,0 +1,127 @@
+"""Server and channel factories with the same settings on both services.
+
+``create_server`` binds (port 0 picks a free port, read back from the result), registers
+health checking and reflection next to the given services, and refuses plaintext
+anywhere but loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from psi_core.errors import PreconditionError
+from psi_core.pki import TlsMaterial
+
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+
+    def stop(self, grace: float | None = None) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def is_loopback(address: str) -> bool:
+    """True when ``address`` ("host:port") names a loopback host."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+    ]
+
+
+def create_server(
+    address: str,
+    register: Callable[[grpc.Server], None],
+    service_names: Sequence[str],
+    *,
+    tls: TlsMaterial | None,
+    require_client_cert: bool = True,
+    max_workers: int = 16,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> RunningServer:
+    """Start a server on ``address`` with ``register`` adding the services.
+
+    ``tls=None`` means plaintext, which is accepted only on a loopback address.
+    """
+    if tls is None and not is_loopback(address):
+        raise PreconditionError(
+            f"refusing to serve plaintext on {address}: plaintext is allowed only on a "
+            f"loopback address; pass --tls-dir (see `psi pki init`)"
+        )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=max_workers * 4,
+    )
+    register(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        credentials = grpc.ssl_server_credentials(
+            [(tls.private_key, tls.cert_chain)],
+            root_certificates=tls.root_ca,
+            require_client_auth=require_client_cert,
+        )
+        port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise PreconditionError(f"cannot listen on {address}: the address is in use or invalid")
+    server.start()
+    for name in (*service_names, ""):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server=server, port=port, health=health_servicer)
+
+
+def create_channel(
+    address: str,
+    *,
+    tls: TlsMaterial | None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    server_name: str | None = None,
+) -> grpc.Channel:
+    """A channel to ``address``: mTLS with ``tls``, else plaintext (loopback only)."""
+    options = channel_options(max_message_bytes)
+    if tls is None:
+        if not is_loopback(address):
+            raise PreconditionError(
+                f"refusing to connect to {address} in plaintext: only loopback may be "
+                f"plaintext; pass --tls-dir"
+            )
+        return grpc.insecure_channel(address, options=options)
+    if server_name:
+        options = [*options, ("grpc.ssl_target_name_override", server_name)]  # type: ignore[list-item]
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=tls.root_ca, private_key=tls.private_key, certificate_chain=tls.cert_chain
+    )
+    return grpc.secure_channel(address, credentials, options=options)
+
+
+def peer_certificate_pem(context: grpc.ServicerContext) -> bytes | None:
+    """The PEM client certificate the peer presented over mTLS, or None on plaintext."""
+    values = context.auth_context().get("x509_pem_cert")
+    return values[0] if values else None
