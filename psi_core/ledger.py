@@ -29,6 +29,15 @@ __all__ = ["AuthorizationLedger", "LedgerEntry", "TokenBudget", "open_sqlite"]
 _TABLE = "authorization_ledger"
 _BUSY_TIMEOUT_S = 30.0
 _SQLITE_MAX_INT = 2**63 - 1
+_COLUMNS = (
+    "token_id",
+    "queries_used",
+    "subjects_used",
+    "max_queries",
+    "max_subjects",
+    "first_used",
+    "last_used",
+)
 
 
 class TokenBudget(Protocol):
@@ -86,7 +95,8 @@ class AuthorizationLedger:
     def __init__(self, db_path: str | os.PathLike[str]) -> None:
         """Open (or create) the ledger table in ``db_path``.
 
-        Raises :class:`PreconditionError` if the file is not a usable SQLite database.
+        Raises :class:`PreconditionError` if the file is not a usable SQLite database or
+        already holds a table of that name with other columns.
         """
         self._path = Path(db_path)
         self._lock = threading.Lock()
@@ -103,9 +113,16 @@ class AuthorizationLedger:
                     last_used TEXT NOT NULL
                 )"""
             )
+            columns = tuple(r[1] for r in self._conn.execute(f"PRAGMA table_info({_TABLE})"))
         except sqlite3.Error as exc:
             self._conn.close()
             raise PreconditionError(f"cannot create the ledger in {self._path}: {exc}") from exc
+        if columns != _COLUMNS:
+            self._conn.close()
+            raise PreconditionError(
+                f"table {_TABLE} in {self._path} exists but is not an authorization ledger "
+                f"(columns {', '.join(columns)}); move it aside or use another database file"
+            )
 
     def charge(self, claims: TokenBudget, subjects: int) -> LedgerEntry:
         """Record one query of ``subjects`` subjects against ``claims.token_id``.

@@ -455,11 +455,12 @@ def _checked_strings(
     columns: Sequence[str],
     arrays: Sequence[pa.Array],
     to_strings: Callable[[pa.Array, str], tuple[pa.Array, np.ndarray | None]],
+    blank: np.ndarray | None = None,
 ) -> tuple[list[pa.Array], list[tuple[np.ndarray, str]]]:
     """Convert required columns to strings and list each kind of unreadable row.
 
     Returns the string arrays (unreadable cells as ``""``) and, for each problem present,
-    a row mask with its reason; an empty id, if any, is the last problem.
+    a row mask with its reason. ``blank`` rows are exempt from the empty-id rule.
     """
     strings: list[pa.Array] = []
     problems: list[tuple[np.ndarray, str]] = []
@@ -469,6 +470,8 @@ def _checked_strings(
         if bad is not None:
             problems.append((bad, f"invalid UTF-8 in column {column!r}"))
     empty_id = _mask(pc.equal(pc.utf8_trim_whitespace(strings[0]), ""))
+    if blank is not None:
+        empty_id &= ~blank
     if empty_id.any():
         problems.append((empty_id, f"empty {columns[0]}"))
     return strings, problems
@@ -644,13 +647,15 @@ def _csv_chunks(
             if count == 0:
                 continue
             newlines = _newlines_per_row(batch)
+            blank = _all_empty(batch)
             strings, problems = _checked_strings(
-                columns, [batch.column(p) for p in positions], _utf8_or_flag
+                columns, [batch.column(p) for p in positions], _utf8_or_flag, blank
             )
-            blank = _all_empty(batch) if problems and problems[-1][1].startswith("empty") else None
-            if blank is not None:
-                problems[-1] = (problems[-1][0] & ~blank, problems[-1][1])
-            if not problems and not lines.malformed_before(lines.record + count):
+            if (
+                not problems
+                and not blank.any()
+                and not lines.malformed_before(lines.record + count)
+            ):
                 lines.record += count
                 lines.inner_newlines += int(newlines.sum())
                 yield _rows_from(columns, strings)
@@ -658,7 +663,7 @@ def _csv_chunks(
             keep: list[int] = []
             for i in range(count):
                 lines.flush_malformed(upto=lines.record)
-                if blank is None or not blank[i]:
+                if not blank[i]:
                     reason = _first_problem(problems, i)
                     if reason is None:
                         keep.append(i)

@@ -9,8 +9,9 @@ no street database behind it, and that is enough: both parties run this same cod
 what matters is that the usual ways of writing one address give one string, and that two
 different addresses never do. Rules, in the order they apply:
 
-- Spelled ordinals become numbers ("FIFTH" -> "5TH", "TWENTY FIRST" -> "21ST") and numeric
-  ordinals get their proper ending ("2D" -> "2ND"). "2ND FL" becomes "FL 2".
+- "U S" (from "U.S.") becomes "US". Spelled ordinals become numbers ("FIFTH" -> "5TH",
+  "TWENTY FIRST" -> "21ST") and numeric ordinals get their proper ending ("2D" -> "2ND").
+  "2ND FL" becomes "FL 2".
 - "PO BOX", "P O BOX", "POST OFFICE BOX", "POB" -> "PO BOX <number>", nothing else parsed.
 - Secondary unit: from the first unit designator after the second token onward (or a
   leading "APT 4" before the house number). APT, UNIT, #, STE, RM, LOT, SPACE, TRAILER and
@@ -58,7 +59,14 @@ _DIRECTIONAL_ABBREVIATION: dict[str, str] = {w: abbr for w, (_, abbr) in DIRECTI
 _FLOOR_WORDS = frozenset(w for w, d in UNIT_DESIGNATORS.items() if d == "FL")
 _ORDINAL_TRIGGERS = frozenset({*ORDINAL_WORDS, *TENS_WORDS})
 _NUMERIC_ORDINAL = re.compile(r"0*([0-9]+)(?:ST|ND|RD|TH|D)", re.ASCII)
-_PO_BOX_STARTS = frozenset({"PO", "P", "POST", "POB", "POBOX"})
+_PO_BOX_PREFIXES: tuple[list[str], ...] = (
+    ["PO", "BOX"],
+    ["P", "O", "BOX"],
+    ["POST", "OFFICE", "BOX"],
+    ["POB"],
+    ["POBOX"],
+)
+_PO_BOX_STARTS = frozenset(prefix[0] for prefix in _PO_BOX_PREFIXES)
 _HAS_DIGIT = re.compile(r"[0-9]", re.ASCII).search
 _ZIP = re.compile(r"([0-9]{5})(?:[ -]?[0-9]{4})?", re.ASCII)
 
@@ -69,7 +77,7 @@ def _ordinal(number: int) -> str:
     return f"{number}{('TH', 'ST', 'ND', 'RD')[number % 10] if number % 10 < 4 else 'TH'}"
 
 
-def _normalize_ordinals(tokens: list[str]) -> list[str]:
+def _pre_pass(tokens: list[str]) -> list[str]:
     out: list[str] = []
     i, n = 0, len(tokens)
     while i < n:
@@ -87,6 +95,9 @@ def _normalize_ordinals(tokens: list[str]) -> list[str]:
             match = _NUMERIC_ORDINAL.fullmatch(token)
             if match is not None:
                 number = int(match[1])
+        elif token == "U" and i + 1 < n and tokens[i + 1] == "S":
+            token = "US"
+            i += 1
         i += 1
         if number is None:
             out.append(token)
@@ -99,18 +110,13 @@ def _normalize_ordinals(tokens: list[str]) -> list[str]:
 
 
 def _po_box(tokens: list[str]) -> list[str] | None:
-    first = tokens[0]
-    if first not in _PO_BOX_STARTS:
+    if tokens[0] not in _PO_BOX_STARTS:
         return None
-    if first == "PO" and tokens[1:2] == ["BOX"]:
-        rest = tokens[2:]
-    elif tokens[1:3] == (["O", "BOX"] if first == "P" else ["OFFICE", "BOX"]):
-        rest = tokens[3:]
-    elif first in ("POB", "POBOX"):
-        rest = tokens[1:]
-    else:
-        return None
-    return ["PO", "BOX", "".join(rest)] if rest else []
+    for prefix in _PO_BOX_PREFIXES:
+        if tokens[: len(prefix)] == prefix:
+            rest = tokens[len(prefix) :]
+            return ["PO", "BOX", "".join(rest)] if rest else []
+    return None
 
 
 def _leading_directional(tokens: list[str]) -> tuple[str | None, int]:
@@ -232,7 +238,7 @@ def canonical_street(text: str | None) -> str | None:
     tokens = fold_street(text)
     if not tokens:
         return None
-    tokens = _normalize_ordinals(tokens)
+    tokens = _pre_pass(tokens)
     po_box = _po_box(tokens)
     if po_box is not None:
         return " ".join(po_box) if po_box and _HAS_DIGIT(po_box[2]) else None

@@ -131,7 +131,6 @@ def get_recipe(recipe_id: str) -> MatchKeyRecipe:
     if recipe is None:
         shown = recipe_id if len(recipe_id) <= 64 else recipe_id[:64] + "..."
         raise UnknownRecipeError(
-            f"unknown match-key recipe {shown!r}; this build implements: "
-            + ", ".join(recipe_ids())
+            f"unknown match-key recipe {shown!r}; this build implements: " + ", ".join(recipe_ids())
         )
     return recipe

@@ -13,7 +13,8 @@ digits and ``#``. A table change alters match keys, so it requires a new recipe 
   Designators people use interchangeably for one dwelling (APT, UNIT, #, STE, RM, LOT,
   SPACE, TRAILER, NO) all map to ``#``; BLDG, FL and DEPT name a different level of an
   address and keep their own abbreviation.
-- ``NAME_WORDS``: words inside a street name written two ways (SAINT/ST, DOCTOR/DR).
+- ``NAME_WORDS``: words inside a street name written two ways (SAINT/ST, DOCTOR/DR,
+  JUNIOR/JR); they take precedence over the spelled-out suffix and directional words.
 - ``ORDINAL_WORDS`` / ``TENS_WORDS``: spelled ordinals -> numeric ("FIFTH" -> "5TH").
 - ``STATES``: state, district and territory names, codes and common abbreviations ->
   two-letter USPS code (Appendix B).
@@ -217,7 +218,14 @@ UNIT_DESIGNATORS: Mapping[str, str] = MappingProxyType(
 )
 
 NAME_WORDS: Mapping[str, str] = MappingProxyType(
-    {"SAINT": "ST", "ST": "ST", "SAINTE": "STE", "DOCTOR": "DR", "DR": "DR"}
+    {
+        "SAINT": "ST",
+        "ST": "ST",
+        "SAINTE": "STE",
+        "DOCTOR": "DR",
+        "DR": "DR",
+        "JUNIOR": "JR",
+    }
 )
 
 ORDINAL_WORDS: Mapping[str, int] = MappingProxyType(
