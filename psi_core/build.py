@@ -73,6 +73,9 @@ class _InlineFuture:
     def result(self) -> Any:
         return self._value
 
+    def done(self) -> bool:
+        return True
+
 
 class InlineExecutor:
     """Runs each shard at once in the calling thread (one worker, no pool overhead)."""
@@ -232,7 +235,7 @@ def build_index(
             continue
         keys = shard_keys(rows, recipes)
         pending.append((shard, keys, len(rows), executor.submit(encrypt_shard, epoch.secret, keys)))
-        while len(pending) >= max_in_flight:
+        while pending and (len(pending) >= max_in_flight or pending[0][3].done()):
             finish_oldest()
     while pending:
         finish_oldest()

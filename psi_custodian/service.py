@@ -28,7 +28,6 @@ from psi_core.errors import (
 )
 from psi_core.index import EncryptedIndex
 from psi_core.protocol import FalsePositiveBound, Reencryptor
-from psi_core.recipes import recipe_of_key
 from psi_custodian.policy import AdmissionPolicy, AdmissionRequest
 from psi_custodian.state import CustodianConfig
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
@@ -279,10 +278,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             if cached is not None:
                 self._classic_cache.move_to_end(cache_key)
                 return cached
+            prefix = recipe + "|"
             keys = [
                 key
                 for key in iter_index_keys(self._index.directory)
-                if not recipe or recipe_of_key(key) == recipe
+                if not recipe or key.startswith(prefix)
             ]
             setup = openmined.classic_setup(self._epoch.secret, keys, fpr, num_client_inputs)
             self._classic_cache[cache_key] = setup

@@ -17,8 +17,12 @@ recipe                    key string
 removed, upper case) and sorted, joined by single spaces: "José García-López", "GARCIA
 LOPEZ, JOSE" and "Jose Garcia" / "Lopez" all give ``GARCIA JOSE LOPEZ``. Generational
 suffixes and middle initials are kept (fewer false matches, at the cost of missing a
-subject written without them). ``<STREET>`` is a USPS Publication 28 style line
-(``123 N MAIN ST # 4``). No field can contain ``|``.
+subject written without them). Sorting is what lets swapped or differently split name
+fields agree; its price is that "Mary Ann Smith" and "Ann Mary Smith" share a key.
+Hyphens split tokens ("Smith-Jones" = "Smith Jones"); a compound written solid
+("SmithJones") stays one token, since it cannot be split without a dictionary.
+``<STREET>`` is a USPS Publication 28 style line (``123 N MAIN ST # 4``); the city is not
+used (see ``name_address_v1``). No field can contain ``|``.
 """
 
 from __future__ import annotations

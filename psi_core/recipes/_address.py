@@ -20,7 +20,8 @@ different addresses never do. Rules, in the order they apply:
   left after the suffix and postdirectional ("123 MAIN ST 4B") are a unit as well.
 - The suffix is the last suffix word that has a street-name word before it, so "PARK
   AVENUE" -> "PARK AVE" and "AVENUE OF THE AMERICAS" keeps its first word a name. A route
-  word followed by a number ("US HWY 1", "COUNTY ROAD 5") is part of the name.
+  word followed by a number ("US HWY 1", "COUNTY ROAD 5") is part of the name, so
+  "123 MAIN RD 4" keeps the 4 in the name where "123 MAIN RD APT 4" has a unit.
 - A directional right after the house number is a predirectional, and one right after
   the suffix a postdirectional (both abbreviated: "NORTH" -> "N", "SOUTH WEST" -> "SW"),
   unless that would leave the street name empty ("123 NORTH ST", "N ST NW" in Washington

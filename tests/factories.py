@@ -1,0 +1,55 @@
+"""Small deterministic records for tests that must not depend on the synthetic generator."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from psi_core.tabular import RECORD_COLUMNS, SUBJECT_COLUMNS, RowWriter
+
+GIVEN = ["José", "Mei", "Priya", "Łukasz", "John", "Aisha", "Minh", "Olga", "Kwame", "Sofía"]
+FAMILY = ["García López", "Wang", "Patel", "Kowalczyk", "Smith", "Okafor", "Nguyễn", "Ivanova"]
+STREETS = ["Main St", "Oak Avenue", "N Elm Street", "Lakeview Dr", "2nd St"]
+PLACES = [("Springfield", "IL", "62701"), ("Austin", "TX", "78701"), ("Fresno", "CA", "93721")]
+
+
+def make_records(n: int, seed: int = 0, prefix: str = "R") -> list[dict[str, str]]:
+    """``n`` distinct people (unique TIN and house number), as RECORD_COLUMNS rows."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        city, state, zip5 = rng.choice(PLACES)
+        rows.append(
+            {
+                "record_id": f"{prefix}{i:07d}",
+                "given_name": rng.choice(GIVEN),
+                "family_name": rng.choice(FAMILY),
+                "date_of_birth": f"{rng.randint(1940, 2005)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                "street": f"{100 + i} {rng.choice(STREETS)}",
+                "city": city,
+                "state": state,
+                "zip": zip5,
+                "tin": f"{rng.randint(1, 665):03d}-{rng.randint(1, 99):02d}-{i + 1:04d}",
+            }
+        )
+    return rows
+
+
+def as_subjects(records: list[dict[str, str]], prefix: str = "S") -> list[dict[str, str]]:
+    """The same people as agency subjects (ids renamed)."""
+    return [
+        {"subject_id": f"{prefix}{i:07d}", **{k: v for k, v in r.items() if k != "record_id"}}
+        for i, r in enumerate(records)
+    ]
+
+
+def write_records(path: Path, rows: list[dict[str, str]]) -> Path:
+    with RowWriter(path, RECORD_COLUMNS) as writer:
+        writer.write_rows(rows)
+    return path
+
+
+def write_subjects(path: Path, rows: list[dict[str, str]]) -> Path:
+    with RowWriter(path, SUBJECT_COLUMNS) as writer:
+        writer.write_rows(rows)
+    return path
