@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class AgencyStub(object):
-    """Missing associated documentation comment in .proto file."""
+    """The agency's query service. Callers are the agency's own case systems; nothing here is
+    sent to the custodian except, per query, the authorization token, the recipe, the mode
+    and the blinded points of the subjects' distinct match keys (never names or ids).
+    Errors are gRPC status codes with a message a person can act on.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -57,33 +61,52 @@ class AgencyStub(object):
 
 
 class AgencyServicer(object):
-    """Missing associated documentation comment in .proto file."""
+    """The agency's query service. Callers are the agency's own case systems; nothing here is
+    sent to the custodian except, per query, the authorization token, the recipe, the mode
+    and the blinded points of the subjects' distinct match keys (never names or ids).
+    Errors are gRPC status codes with a message a person can act on.
+    """
 
     def SubmitQuery(self, request_iterator, context):
-        """Submit a query: one QueryHeader, then subjects in batches. Returns as soon as the
-        subjects are stored; the query runs in the background (see WatchQuery).
+        """Submit a query: one QueryHeader, then one or more SubjectBatch messages (at least one
+        subject in total). Returns as soon as every subject is stored, with state QUEUED and a
+        new query_id; the query then runs in the background (see WatchQuery), one query at a
+        time, and is re-run after a restart if it had not finished. If the stream breaks or
+        any message is refused, nothing of the query is kept. Errors: INVALID_ARGUMENT for a
+        stream that does not start with a header, an unset mode, an unknown recipe, an
+        authorization that is not a SignedAuthorization naming a case and token id, a subject
+        without subject_id, a repeated subject_id, a field over 256 characters, a batch over
+        100,000 subjects, a query over 10,000,000 subjects (service defaults) or no subjects;
+        FAILED_PRECONDITION when the custodian does not hold the recipe; UNAVAILABLE when the
+        custodian cannot be reached to check that. The authorization is
+        verified and charged by the custodian only when the query runs: a refusal there shows
+        up as state FAILED with error_code, not as an error of this call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetQuery(self, request, context):
-        """The current state of a query.
+        """The current state of a query. NOT_FOUND for an unknown query_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchQuery(self, request, context):
-        """A stream of states, one each time progress changes, ending once the query is done.
+        """A stream of states: the current one at once, then one each time progress changes (and
+        at least every few seconds while the query is unfinished, possibly repeating the same
+        state). The stream ends after it has sent a SUCCEEDED or FAILED state. NOT_FOUND for an
+        unknown query_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListMatches(self, request, context):
-        """The matched subjects only (membership mode); FAILED_PRECONDITION for a cardinality
-        query or one that has not succeeded.
+        """The matched subjects only (membership mode), in submission order, one Match each; an
+        empty stream when nothing matched. NOT_FOUND for an unknown query_id;
+        FAILED_PRECONDITION for a cardinality query or one that has not succeeded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,7 +144,11 @@ def add_AgencyServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Agency(object):
-    """Missing associated documentation comment in .proto file."""
+    """The agency's query service. Callers are the agency's own case systems; nothing here is
+    sent to the custodian except, per query, the authorization token, the recipe, the mode
+    and the blinded points of the subjects' distinct match keys (never names or ids).
+    Errors are gRPC status codes with a message a person can act on.
+    """
 
     @staticmethod
     def SubmitQuery(request_iterator,

@@ -26,7 +26,12 @@ if _version_not_supported:
 
 
 class CustodianStub(object):
-    """Missing associated documentation comment in .proto file."""
+    """The custodian's service, called by agencies over mTLS (plaintext only on loopback). The
+    custodian learns per call: the caller's certificate identity, which authorization was
+    used, the number of points (n), the recipe, the mode and the timing; every call that
+    touches the index or the key is written to its hash-chained audit log, accepted or
+    refused. Errors are gRPC status codes with a message a person can act on.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -62,10 +67,16 @@ class CustodianStub(object):
 
 
 class CustodianServicer(object):
-    """Missing associated documentation comment in .proto file."""
+    """The custodian's service, called by agencies over mTLS (plaintext only on loopback). The
+    custodian learns per call: the caller's certificate identity, which authorization was
+    used, the number of points (n), the recipe, the mode and the timing; every call that
+    touches the index or the key is written to its hash-chained audit log, accepted or
+    refused. Errors are gRPC status codes with a message a person can act on.
+    """
 
     def GetInfo(self, request, context):
         """What the custodian holds now: key epoch, index size and digest, recipes, limits.
+        Needs no authorization and charges nothing; it reveals only public facts (N).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,7 +84,10 @@ class CustodianServicer(object):
 
     def FetchIndex(self, request, context):
         """The encrypted index (sorted 64-bit fingerprints of b*H(y), little-endian), as a
-        stream of chunks starting at `offset`, so an interrupted download resumes.
+        stream of chunks starting at `offset`, so an interrupted download resumes. Needs no
+        authorization and charges nothing: without b the index reveals only its size.
+        Errors: FAILED_PRECONDITION for an epoch that is not current; INVALID_ARGUMENT for a
+        bad offset. Check the concatenated bytes against CustodianInfo.index_sha256.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,7 +98,13 @@ class CustodianServicer(object):
         in chunks; the custodian answers b*a*H(x). Membership mode answers chunk by chunk in
         request order. Cardinality mode answers only after the last chunk, with all points
         sorted, so no answer can be tied to a subject. Authorization and budget are checked
-        on the header, before any curve work.
+        on the header, before any curve work, and the budget is charged then (one query and
+        point_count subjects, not refunded if the call fails later). Errors: INVALID_ARGUMENT
+        (no header first, missing or oversized authorization, unset mode, malformed or
+        miscounted chunks or points); FAILED_PRECONDITION (recipe not held, epoch not
+        current); UNAUTHENTICATED or PERMISSION_DENIED (token refused); RESOURCE_EXHAUSTED
+        (point_count 0 or over max_subjects_per_query, budget used up, or no evaluation slot
+        free within about 30 seconds).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,14 +113,20 @@ class CustodianServicer(object):
     def GetClassicSetup(self, request, context):
         """Interoperability with stock openmined-psi clients: the library's own ServerSetup
         (GCS) over every key the index holds, for a given false-positive rate and client set
-        size. Refused with FAILED_PRECONDITION where the library's format cannot hold it.
+        size. Refused with FAILED_PRECONDITION where the library's format cannot hold it
+        (GCS hash range keys * num_client_inputs / fpr beyond a 64-bit integer, or a message
+        over 2 GiB: always the case at population scale; use Evaluate instead). The token is
+        verified (UNAUTHENTICATED or PERMISSION_DENIED if refused) but not charged. Setups
+        are cached per (fpr, num_client_inputs, recipe).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ProcessClassicRequest(self, request, context):
-        """Interoperability: the library's own psi.Request in, psi.Response out.
+        """Interoperability: the library's own psi.Request in, psi.Response out (b*P for each
+        point P, in request order). The token is verified and charged (one query and one
+        subject per point) like Evaluate, and shares Evaluate's concurrency slots.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,7 +169,12 @@ def add_CustodianServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Custodian(object):
-    """Missing associated documentation comment in .proto file."""
+    """The custodian's service, called by agencies over mTLS (plaintext only on loopback). The
+    custodian learns per call: the caller's certificate identity, which authorization was
+    used, the number of points (n), the recipe, the mode and the timing; every call that
+    touches the index or the key is written to its hash-chained audit log, accepted or
+    refused. Errors are gRPC status codes with a message a person can act on.
+    """
 
     @staticmethod
     def GetInfo(request,
