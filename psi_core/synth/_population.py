@@ -15,14 +15,17 @@ without diacritics, as an ASCII-only system would.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import numpy as np
 
 from psi_core.synth import _addresses as addr
 from psi_core.synth._names import ORIGIN_WEIGHTS, ORIGINS
+from psi_core.synth._report import SynthReport
 from psi_core.synth._text import strip_accents
 from psi_core.synth._tins import (
     ITIN_SPACE,
@@ -32,6 +35,7 @@ from psi_core.synth._tins import (
     ssn_parts,
     tin_keys,
 )
+from psi_core.tabular import DEFAULT_BATCH_ROWS, RECORD_COLUMNS, RowWriter
 
 BLOCK_ROWS: Final = 4096
 """Rows per generator block; part of the output's definition, so never change it."""
@@ -219,7 +223,9 @@ def person_block(seed: int, stream: int, block: int) -> Columns:
     days = (age * 365.2425).astype(np.int64) + rng.integers(0, 365, rows)
     dob = np.datetime_as_string(REFERENCE_DATE - days.astype("timedelta64[D]"), unit="D")
     dob_missing = rng.random(rows) < _DOB_MISSING
-    suffix_kind = np.where(junior, 1, np.where(head & junior_h[hh] & (rng.random(rows) < 0.5), 2, 0))
+    suffix_kind = np.where(
+        junior, 1, np.where(head & junior_h[hh] & (rng.random(rows) < 0.5), 2, 0)
+    )
     tin_draw = rng.random(rows)
 
     style = (title_h + 2 * ascii_h)[hh]
@@ -310,3 +316,76 @@ def population_columns(n: int, seed: int, stream: int = STREAM_POPULATION) -> It
         if count < BLOCK_ROWS:
             columns = {k: v[:count] for k, v in columns.items()}
         yield {"record_id": [f"R{i:09d}" for i in range(first, first + count)], **columns}
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def generate_population(
+    n: int, seed: int, *, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> Iterator[list[dict[str, str]]]:
+    """Yield ``n`` taxpayer records (``RECORD_COLUMNS``) in batches of ``batch_rows``.
+
+    Row ``i`` depends only on ``(seed, i)``: the same arguments always give the same rows,
+    whatever ``batch_rows``, and a smaller ``n`` gives a prefix. ``record_id`` is ``R``
+    followed by the row index in 9 digits. Raises :class:`ValueError` for a negative
+    ``n`` or ``seed`` or a ``batch_rows`` below 1.
+    """
+    _check_count("n", n)
+    _check_count("seed", seed)
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    return _population_rows(n, seed, batch_rows)
+
+
+def _population_rows(n: int, seed: int, batch_rows: int) -> Iterator[list[dict[str, str]]]:
+    pending: list[dict[str, str]] = []
+    for columns in population_columns(n, seed):
+        names = list(columns)
+        pending.extend(
+            dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
+        )
+        while len(pending) >= batch_rows:
+            yield pending[:batch_rows]
+            del pending[:batch_rows]
+    if pending:
+        yield pending
+
+
+def write_population(
+    n: int,
+    seed: int,
+    out_path: str | os.PathLike[str],
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> SynthReport:
+    """Write :func:`generate_population`'s rows to ``out_path`` (CSV or Parquet by suffix).
+
+    Memory is bounded by ``batch_rows`` whatever ``n``; the file appears only once
+    complete (see :class:`~psi_core.tabular.RowWriter`), and its bytes do not depend on
+    ``batch_rows``. ``progress``, if given, is called with the number of rows just written.
+    """
+    _check_count("n", n)
+    _check_count("seed", seed)
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    with RowWriter(out_path, RECORD_COLUMNS) as writer:
+        pending: list[Columns] = []
+
+        def flush() -> None:
+            merged = {c: [v for chunk in pending for v in chunk[c]] for c in RECORD_COLUMNS}
+            writer.write_columns(merged)
+            if progress is not None:
+                progress(len(merged["record_id"]))
+            pending.clear()
+
+        for columns in population_columns(n, seed):
+            pending.append(columns)
+            if sum(len(chunk["record_id"]) for chunk in pending) >= batch_rows:
+                flush()
+        if pending:
+            flush()
+    return SynthReport(path=Path(out_path), rows=n)

@@ -1,0 +1,97 @@
+"""A restart of the agency loses nothing and recomputes nothing that was finished."""
+
+from __future__ import annotations
+
+import pytest
+
+from psi_agency.store import AgencyStore
+from psi_core.audit import AuditLog
+from psi_proto.v1 import agency_pb2, common_pb2
+from tests.factories import as_subjects
+from tests.integration.conftest import make_deployment, tear_down
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    deployment = make_deployment(tmp_path, with_agency=False)
+    yield deployment
+    tear_down(deployment)
+
+
+def _fetches(deployment) -> list[dict]:
+    with AuditLog(deployment.custodian_state / "custodian.sqlite") as log:
+        return [e.event_data() for e in log.entries() if e.event_data()["kind"] == "fetch_index"]
+
+
+def _wait(client, query_id):
+    for status in client.watch(query_id):  # noqa: B007
+        pass
+    return status
+
+
+def test_finished_query_and_index_survive_a_restart(fresh):
+    """After a restart the query, its matches and the verified index are still there."""
+    state = fresh.root / "agency"
+    fresh.agency = fresh.start_agency(state)
+    client = fresh.agency_client()
+    subjects = as_subjects(fresh.records[:12])
+    status = client.submit(
+        agency_pb2.QueryHeader(
+            authorization=fresh.token(), mode=common_pb2.QUERY_MODE_MEMBERSHIP, recipe="tin_v1"
+        ),
+        [[agency_pb2.Subject(**s) for s in subjects]],
+    )
+    before = {m.subject.subject_id for m in client.matches(_wait(client, status.query_id).query_id)}
+    fresh.agency.stop()
+
+    fresh.agency = fresh.start_agency(state)
+    client = fresh.agency_client()
+    after_status = client.get(status.query_id)
+    assert after_status.state == agency_pb2.QUERY_STATE_SUCCEEDED
+    assert {m.subject.subject_id for m in client.matches(status.query_id)} == before
+    assert len(before) == 12
+    assert len(_fetches(fresh)) == 1, "the verified index must not be downloaded again"
+
+
+def test_acknowledged_but_unfinished_query_runs_after_restart(fresh):
+    """A query stored as QUEUED when the service stopped is run when it starts again."""
+    state = fresh.root / "agency"
+    fresh.agency = fresh.start_agency(state)
+    fresh.agency.stop()
+    store = AgencyStore(state / "agency.sqlite")
+    store.begin_query(
+        "q-crashed", mode="membership", recipe="tin_v1", authorization=fresh.token(),
+        case_id="CASE-1", requested_by="test",
+    )
+    store.add_subjects("q-crashed", 0, as_subjects(fresh.records[:5]))
+    store.seal_query("q-crashed", 5)
+    store.begin_query(
+        "q-cut-off", mode="membership", recipe="tin_v1", authorization=fresh.token(),
+        case_id="CASE-1", requested_by="test",
+    )
+    store.close()
+
+    fresh.agency = fresh.start_agency(state)
+    client = fresh.agency_client()
+    status = _wait(client, "q-crashed")
+    assert status.state == agency_pb2.QUERY_STATE_SUCCEEDED and status.match_count == 5
+    from psi_core.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        client.get("q-cut-off")
+
+
+def test_interrupted_index_download_resumes_from_its_offset(fresh):
+    """A partial index copy is completed from where it stopped, not fetched again."""
+    state = fresh.root / "agency"
+    epoch_dir = next((fresh.custodian_state / "index").iterdir())
+    source = (epoch_dir / "fingerprints.u64").read_bytes()
+    target = state / "index" / epoch_dir.name
+    target.mkdir(parents=True)
+    (target / "fingerprints.u64.partial").write_bytes(source[: 8 * 100])
+
+    fresh.agency = fresh.start_agency(state)
+    assert fresh.agency.index.values.tobytes() == source
+    assert [f["offset"] for f in _fetches(fresh)] == [800]
