@@ -27,7 +27,10 @@ STAMP = VENV / ".installed-pyproject-sha256"
 def ensure_environment() -> None:
     """Create .venv and install the project with its dev extras when pyproject.toml changed."""
     if sys.version_info[:2] != (3, 11):
-        print(f"note: running on Python {sys.version.split()[0]}; the project targets 3.11", file=sys.stderr)
+        print(
+            f"note: running on Python {sys.version.split()[0]}; the project targets 3.11",
+            file=sys.stderr,
+        )
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == digest and (BIN / "python").exists():
         return
@@ -60,7 +63,15 @@ def main(argv: list[str]) -> None:
         run(str(BIN / "ruff"), "format", "--check", ".")
         run(python, "-m", "pytest", *extra)
     elif task == "bench":
-        run(python, "-m", "pytest", "benchmarks", "--benchmark-enable", "--benchmark-autosave", *extra)
+        run(
+            python,
+            "-m",
+            "pytest",
+            "benchmarks",
+            "--benchmark-enable",
+            "--benchmark-autosave",
+            *extra,
+        )
     elif task == "proto":
         run(python, "scripts/gen_proto.py")
 

@@ -73,7 +73,9 @@ def start_agency(
     """
     state = AgencyState(state_dir)
     state.root.mkdir(parents=True, exist_ok=True)
-    channel = create_channel(custodian_address, tls=custodian_tls, server_name=custodian_server_name)
+    channel = create_channel(
+        custodian_address, tls=custodian_tls, server_name=custodian_server_name
+    )
     custodian = CustodianClient(channel)
 
     def sync(facts: CustodianFacts) -> EncryptedIndex:

@@ -55,9 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
         bar.close()
     manifest = running.index.manifest
     host = args.listen.rsplit(":", 1)[0]
-    print(
-        f"index for epoch {manifest.epoch_id}: {manifest.key_count:,} keys, verified", flush=True
-    )
+    print(f"index for epoch {manifest.epoch_id}: {manifest.key_count:,} keys, verified", flush=True)
     print(f"agency listening on {host}:{running.port}", flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -67,8 +65,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _subject_batches(path: Path, on_error: str, errors: list[RowError]) -> Iterator[list[agency_pb2.Subject]]:
-    for rows in read_rows(path, SUBJECT_COLUMNS, batch_rows=_BATCH, on_error=on_error, errors=errors):
+def _subject_batches(
+    path: Path, on_error: str, errors: list[RowError]
+) -> Iterator[list[agency_pb2.Subject]]:
+    for rows in read_rows(
+        path, SUBJECT_COLUMNS, batch_rows=_BATCH, on_error=on_error, errors=errors
+    ):
         yield [agency_pb2.Subject(**row) for row in rows]
 
 
@@ -86,11 +88,15 @@ def _query(args: argparse.Namespace) -> int:
     for error in row_errors:
         print(f"skipped: {error}", file=sys.stderr)
     with progress_bar(status.subject_count, "matching", unit="subj") as bar:
-        for status in client.watch(status.query_id):  # noqa: B007
-            bar.n = status.processed_count
+        for update in client.watch(status.query_id):
+            bar.n = update.processed_count
             bar.refresh()
+            status = update
     if status.state != agency_pb2.QUERY_STATE_SUCCEEDED:
-        print(f"query {status.query_id} failed ({status.error_code}): {status.error_message}", file=sys.stderr)
+        print(
+            f"query {status.query_id} failed ({status.error_code}): {status.error_message}",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     matched_ids: list[str] = []
     if args.mode == "membership":
@@ -117,14 +123,18 @@ def print_summary(status: agency_pb2.QueryStatus) -> None:
     mode = "membership" if status.mode == agency_pb2.QUERY_MODE_MEMBERSHIP else "cardinality"
     t = status.timings
     bound = status.false_positive_bound
-    print(f"query {status.query_id}: {mode}, recipe {status.recipe}, case {status.case_id}, epoch {status.epoch_id}")
+    print(
+        f"query {status.query_id}: {mode}, recipe {status.recipe}, case {status.case_id}, "
+        f"epoch {status.epoch_id}"
+    )
     print(
         f"subjects {status.subject_count:,} (with a key: {status.keyed_subject_count:,}); "
         f"matches {status.match_count:,}"
     )
     print(
-        f"false-match bound ({bound.fingerprint_bits}-bit fingerprints): {bound.per_subject:.2e} per "
-        f"subject, {bound.expected_false_matches:.2e} expected in this query"
+        f"false-match bound ({bound.fingerprint_bits}-bit fingerprints): "
+        f"{bound.per_subject:.2e} per subject, "
+        f"{bound.expected_false_matches:.2e} expected in this query"
     )
     print(
         f"time: blind {t.blind_seconds:.3f} s, custodian {t.evaluate_seconds:.3f} s, "

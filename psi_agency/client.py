@@ -36,13 +36,19 @@ class AgencyClient:
 
     def get(self, query_id: str) -> agency_pb2.QueryStatus:
         try:
-            return self._stub.GetQuery(agency_pb2.GetQueryRequest(query_id=query_id), timeout=self._timeout)
+            return self._stub.GetQuery(
+                agency_pb2.GetQueryRequest(query_id=query_id), timeout=self._timeout
+            )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, _PEER) from exc
 
-    def watch(self, query_id: str, *, timeout: float = 86_400.0) -> Iterator[agency_pb2.QueryStatus]:
+    def watch(
+        self, query_id: str, *, timeout: float = 86_400.0
+    ) -> Iterator[agency_pb2.QueryStatus]:
         try:
-            yield from self._stub.WatchQuery(agency_pb2.GetQueryRequest(query_id=query_id), timeout=timeout)
+            yield from self._stub.WatchQuery(
+                agency_pb2.GetQueryRequest(query_id=query_id), timeout=timeout
+            )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, _PEER) from exc
 

@@ -47,7 +47,10 @@ def _check_info(info: custodian_pb2.CustodianInfo) -> CustodianFacts:
     if not recipes:
         raise PeerError("the custodian holds no recipe this agency knows")
     limits = info.limits
-    if not 1 <= limits.max_points_per_chunk <= _MAX_CHUNK_POINTS or limits.max_subjects_per_query < 1:
+    if (
+        not 1 <= limits.max_points_per_chunk <= _MAX_CHUNK_POINTS
+        or limits.max_subjects_per_query < 1
+    ):
         raise PeerError("the custodian announced unusable limits")
     manifest = IndexManifest(
         epoch_id=info.epoch_id,

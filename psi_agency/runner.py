@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from psi_agency.custodian_client import CustodianClient, CustodianFacts
+from psi_agency.progress import ProgressBoard
+from psi_agency.store import FAILED, RUNNING, AgencyStore, QueryRecord
 from psi_core.audit import AuditLog
 from psi_core.errors import PeerError, PreconditionError, PsiError
 from psi_core.index import EncryptedIndex
 from psi_core.protocol import BlindedQuery, FalsePositiveBound, distinct_keys
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import common_pb2, custodian_pb2
-from psi_agency.custodian_client import CustodianClient, CustodianFacts
-from psi_agency.progress import ProgressBoard
-from psi_agency.store import FAILED, RUNNING, AgencyStore, QueryRecord
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,9 @@ class QueryRunner:
             event["outcome"] = "OK"
         except PsiError as exc:
             event.update(outcome=exc.status, reason=str(exc))
-            self._store.update(query_id, state=FAILED, error_code=exc.status, error_message=str(exc))
+            self._store.update(
+                query_id, state=FAILED, error_code=exc.status, error_message=str(exc)
+            )
         except Exception:
             log.exception("query %s failed unexpectedly", query_id)
             event["outcome"] = "INTERNAL"
@@ -217,7 +219,9 @@ class QueryRunner:
             epoch_id=facts.manifest.epoch_id,
             point_count=len(keys),
         )
-        answers = self._custodian.evaluate(header, blinded_chunks(), timeout=self._timeout(len(keys)))
+        answers = self._custodian.evaluate(
+            header, blinded_chunks(), timeout=self._timeout(len(keys))
+        )
         if record.mode == "membership":
             return self._membership(record, answers, sent_sizes, query, index, timings)
         collected = [point for chunk in answers for point in chunk]
@@ -248,7 +252,11 @@ class QueryRunner:
 
     @staticmethod
     def _lookup(
-        query: BlindedQuery, sent: int, answer: list[bytes], index: EncryptedIndex, timings: _Timings
+        query: BlindedQuery,
+        sent: int,
+        answer: list[bytes],
+        index: EncryptedIndex,
+        timings: _Timings,
     ) -> np.ndarray:
         began = time.perf_counter()
         fingerprints = query.fingerprints(sent, answer)

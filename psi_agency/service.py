@@ -10,12 +10,12 @@ from typing import Any
 
 import grpc
 
-from psi_core.errors import InvalidInputError, PreconditionError
-from psi_core.recipes import get_recipe
-from psi_proto.v1 import agency_pb2, agency_pb2_grpc, authorization_pb2, common_pb2
 from psi_agency.progress import ProgressBoard
 from psi_agency.runner import QueryRunner
 from psi_agency.store import SUBJECT_FIELDS, SUCCEEDED, TERMINAL_STATES, AgencyStore, QueryRecord
+from psi_core.errors import InvalidInputError, PreconditionError
+from psi_core.recipes import get_recipe
+from psi_proto.v1 import agency_pb2, agency_pb2_grpc, authorization_pb2, common_pb2
 from psi_rpc.status import grpc_errors
 
 MODES = {
@@ -100,7 +100,9 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         self._max_subjects = max_subjects
         self._max_batch = max_batch
 
-    def _header(self, request_iterator: Iterator[agency_pb2.SubmitQueryRequest]) -> agency_pb2.QueryHeader:
+    def _header(
+        self, request_iterator: Iterator[agency_pb2.SubmitQueryRequest]
+    ) -> agency_pb2.QueryHeader:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("kind") != "header":
             raise InvalidInputError("a SubmitQuery stream must start with a QueryHeader")
@@ -119,7 +121,9 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
 
     @grpc_errors
     def SubmitQuery(
-        self, request_iterator: Iterator[agency_pb2.SubmitQueryRequest], context: grpc.ServicerContext
+        self,
+        request_iterator: Iterator[agency_pb2.SubmitQueryRequest],
+        context: grpc.ServicerContext,
     ) -> Any:
         header = self._header(request_iterator)
         query_id = secrets.token_hex(8)
@@ -181,4 +185,3 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
             raise PreconditionError(f"the query is {record.state}; matches exist once it SUCCEEDED")
         for recipe, subject in self._store.matches(request.query_id):
             yield agency_pb2.Match(recipe=recipe, subject=agency_pb2.Subject(**subject))
-

@@ -181,7 +181,9 @@ class AgencyStore:
 
     def get(self, query_id: str) -> QueryRecord:
         with self._lock:
-            row = self._conn.execute("SELECT * FROM queries WHERE query_id = ?", (query_id,)).fetchone()
+            row = self._conn.execute(
+                "SELECT * FROM queries WHERE query_id = ?", (query_id,)
+            ).fetchone()
             names = [d[0] for d in self._conn.execute("SELECT * FROM queries LIMIT 0").description]
         if row is None:
             raise NotFoundError("no query with that id")
@@ -192,7 +194,8 @@ class AgencyStore:
     def unfinished(self) -> list[str]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT query_id FROM queries WHERE state IN (?, ?) ORDER BY created_at", (QUEUED, RUNNING)
+                "SELECT query_id FROM queries WHERE state IN (?, ?) ORDER BY created_at",
+                (QUEUED, RUNNING),
             ).fetchall()
         return [r[0] for r in rows]
 
@@ -224,7 +227,9 @@ class AgencyStore:
                 yield dict(zip(SUBJECT_FIELDS, row[1:], strict=True))
             last = rows[-1][0]
 
-    def finish(self, query_id: str, matched_seqs: Iterable[int], recipe: str, **fields: object) -> None:
+    def finish(
+        self, query_id: str, matched_seqs: Iterable[int], recipe: str, **fields: object
+    ) -> None:
         """Store the matches and mark the query SUCCEEDED, in one transaction."""
         if "timings" in fields:
             fields["timings"] = json.dumps(fields["timings"])
@@ -236,10 +241,12 @@ class AgencyStore:
             try:
                 cursor.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
                 cursor.executemany(
-                    "INSERT INTO matches VALUES (?, ?, ?)", ((query_id, s, recipe) for s in matched_seqs)
+                    "INSERT INTO matches VALUES (?, ?, ?)",
+                    ((query_id, s, recipe) for s in matched_seqs),
                 )
                 cursor.execute(
-                    f"UPDATE queries SET {assignments} WHERE query_id = ?", (*fields.values(), query_id)
+                    f"UPDATE queries SET {assignments} WHERE query_id = ?",
+                    (*fields.values(), query_id),
                 )
                 cursor.execute("COMMIT")
             except BaseException:

@@ -150,7 +150,9 @@ def _shard_paths(build_dir: Path, shard: int) -> tuple[Path, Path, Path]:
     return stem.with_suffix(".npy"), stem.with_suffix(".keys"), stem.with_suffix(".json")
 
 
-def _store_shard(build_dir: Path, shard: int, keys: list[str], fps: np.ndarray, records: int) -> None:
+def _store_shard(
+    build_dir: Path, shard: int, keys: list[str], fps: np.ndarray, records: int
+) -> None:
     fps_path, keys_path, done_path = _shard_paths(build_dir, shard)
     for path, writer in (
         (fps_path, lambda h: np.save(h, fps)),

@@ -26,7 +26,13 @@ def _synth_subjects(args: argparse.Namespace) -> int:
 
     with progress_bar(None, "drawing subjects", unit="rec") as bar:
         report = write_subjects(
-            args.population, args.n, args.overlap, args.seed, args.out, args.truth, progress=bar.update
+            args.population,
+            args.n,
+            args.overlap,
+            args.seed,
+            args.out,
+            args.truth,
+            progress=bar.update,
         )
     print(
         f"wrote {report.rows:,} subjects to {args.out} ({report.members:,} in the population, "
@@ -49,7 +55,10 @@ def _pki_init(args: argparse.Namespace) -> int:
 
 def _authority_init(args: argparse.Namespace) -> int:
     paths = init_authority(args.out, args.issuer)
-    print(f"wrote authority {args.issuer!r}: give {paths.public_key} and {paths.metadata} to custodians")
+    print(
+        f"wrote authority {args.issuer!r}: "
+        f"give {paths.public_key} and {paths.metadata} to custodians"
+    )
     return 0
 
 
@@ -99,7 +108,9 @@ def parser() -> argparse.ArgumentParser:
     subjects = synth_commands.add_parser("subjects", help="an agency subject list and its truth")
     subjects.add_argument("--population", type=Path, required=True)
     subjects.add_argument("--n", type=int, required=True)
-    subjects.add_argument("--overlap", type=float, default=0.3, help="share drawn from the population")
+    subjects.add_argument(
+        "--overlap", type=float, default=0.3, help="share drawn from the population"
+    )
     subjects.add_argument("--seed", type=int, default=2)
     subjects.add_argument("--out", type=Path, required=True)
     subjects.add_argument("--truth", type=Path, required=True)

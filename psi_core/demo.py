@@ -37,7 +37,11 @@ class DemoSettings:
 
 
 def _tool(name: str) -> list[str]:
-    modules = {"psi": "psi_core.cli", "psi-custodian": "psi_custodian.cli", "psi-agency": "psi_agency.cli"}
+    modules = {
+        "psi": "psi_core.cli",
+        "psi-custodian": "psi_custodian.cli",
+        "psi-agency": "psi_agency.cli",
+    }
     return [sys.executable, "-m", modules[name]]
 
 
@@ -56,7 +60,9 @@ class _Phases:
 def _run(args: Sequence[str]) -> None:
     completed = subprocess.run(list(args), check=False)
     if completed.returncode != 0:
-        raise PreconditionError(f"`{' '.join(args[2:])}` failed with exit status {completed.returncode}")
+        raise PreconditionError(
+            f"`{' '.join(args[2:])}` failed with exit status {completed.returncode}"
+        )
 
 
 def _start(args: Sequence[str], marker: str) -> tuple[subprocess.Popen[str], str]:
@@ -104,43 +110,160 @@ def run_demo(settings: DemoSettings) -> int:
     clock = _Phases()
     services: list[subprocess.Popen[str]] = []
     try:
-        with clock.phase(f"synthetic population of {settings.records:,} and {settings.subjects:,} subjects"):
-            _run([*psi, "synth", "population", "--n", str(settings.records), "--seed", str(settings.seed),
-                  "--out", str(files["population"])])
-            _run([*psi, "synth", "subjects", "--population", str(files["population"]),
-                  "--n", str(settings.subjects), "--overlap", str(settings.overlap),
-                  "--seed", str(settings.seed + 1), "--out", str(files["subjects"]),
-                  "--truth", str(files["truth"])])
+        with clock.phase(
+            f"synthetic population of {settings.records:,} and {settings.subjects:,} subjects"
+        ):
+            _run(
+                [
+                    *psi,
+                    "synth",
+                    "population",
+                    "--n",
+                    str(settings.records),
+                    "--seed",
+                    str(settings.seed),
+                    "--out",
+                    str(files["population"]),
+                ]
+            )
+            _run(
+                [
+                    *psi,
+                    "synth",
+                    "subjects",
+                    "--population",
+                    str(files["population"]),
+                    "--n",
+                    str(settings.subjects),
+                    "--overlap",
+                    str(settings.overlap),
+                    "--seed",
+                    str(settings.seed + 1),
+                    "--out",
+                    str(files["subjects"]),
+                    "--truth",
+                    str(files["truth"]),
+                ]
+            )
         with clock.phase("development PKI and issuing authority; one signed authorization"):
             _run([*psi, "pki", "init", "--out", str(files["tls"])])
-            _run([*psi, "authority", "init", "--out", str(files["authority"]), "--issuer", "demo-court"])
-            _run([*psi, "authority", "issue", "--key", str(files["authority"]), "--agency-id", "agency",
-                  "--custodian-id", "custodian", "--case-id", "DEMO-0001",
-                  "--legal-basis", "demonstration only: 8 U.S.C. 1360 (illustrative)",
-                  "--max-subjects", str(settings.subjects * 2), "--max-queries", "3",
-                  "--ttl", "2h", "--out", str(files["token"])])
+            _run(
+                [
+                    *psi,
+                    "authority",
+                    "init",
+                    "--out",
+                    str(files["authority"]),
+                    "--issuer",
+                    "demo-court",
+                ]
+            )
+            _run(
+                [
+                    *psi,
+                    "authority",
+                    "issue",
+                    "--key",
+                    str(files["authority"]),
+                    "--agency-id",
+                    "agency",
+                    "--custodian-id",
+                    "custodian",
+                    "--case-id",
+                    "DEMO-0001",
+                    "--legal-basis",
+                    "demonstration only: 8 U.S.C. 1360 (illustrative)",
+                    "--max-subjects",
+                    str(settings.subjects * 2),
+                    "--max-queries",
+                    "3",
+                    "--ttl",
+                    "2h",
+                    "--out",
+                    str(files["token"]),
+                ]
+            )
         with clock.phase(f"custodian builds its encrypted index ({settings.workers} workers)"):
-            _run([*custodian, "init", "--state", str(files["custodian"]), "--custodian-id", "custodian"])
-            _run([*custodian, "build-index", "--state", str(files["custodian"]),
-                  "--records", str(files["population"]), "--workers", str(settings.workers)])
-        with clock.phase("both services start on loopback with mutual TLS; the agency syncs the index"):
+            _run(
+                [
+                    *custodian,
+                    "init",
+                    "--state",
+                    str(files["custodian"]),
+                    "--custodian-id",
+                    "custodian",
+                ]
+            )
+            _run(
+                [
+                    *custodian,
+                    "build-index",
+                    "--state",
+                    str(files["custodian"]),
+                    "--records",
+                    str(files["population"]),
+                    "--workers",
+                    str(settings.workers),
+                ]
+            )
+        with clock.phase(
+            "both services start on loopback with mutual TLS; the agency syncs the index"
+        ):
             process, custodian_address = _start(
-                [*custodian, "serve", "--state", str(files["custodian"]), "--listen", "127.0.0.1:0",
-                 "--tls-dir", str(files["tls"]), "--trust", str(files["authority"])],
+                [
+                    *custodian,
+                    "serve",
+                    "--state",
+                    str(files["custodian"]),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--tls-dir",
+                    str(files["tls"]),
+                    "--trust",
+                    str(files["authority"]),
+                ],
                 "custodian listening on",
             )
             services.append(process)
             process, agency_address = _start(
-                [*agency, "serve", "--state", str(files["agency"]), "--listen", "127.0.0.1:0",
-                 "--custodian", custodian_address, "--tls-dir", str(files["tls"])],
+                [
+                    *agency,
+                    "serve",
+                    "--state",
+                    str(files["agency"]),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--custodian",
+                    custodian_address,
+                    "--tls-dir",
+                    str(files["tls"]),
+                ],
                 "agency listening on",
             )
             services.append(process)
         with clock.phase(f"authorized {settings.mode} query of {settings.subjects:,} subjects"):
-            _run([*agency, "query", "--server", agency_address, "--tls-dir", str(files["tls"]),
-                  "--subjects", str(files["subjects"]), "--mode", settings.mode,
-                  "--recipe", settings.recipe, "--authorization", str(files["token"]),
-                  "--out", str(files["matches"]), "--truth", str(files["truth"])])
+            _run(
+                [
+                    *agency,
+                    "query",
+                    "--server",
+                    agency_address,
+                    "--tls-dir",
+                    str(files["tls"]),
+                    "--subjects",
+                    str(files["subjects"]),
+                    "--mode",
+                    settings.mode,
+                    "--recipe",
+                    settings.recipe,
+                    "--authorization",
+                    str(files["token"]),
+                    "--out",
+                    str(files["matches"]),
+                    "--truth",
+                    str(files["truth"]),
+                ]
+            )
     finally:
         for process in reversed(services):
             _stop(process)
@@ -150,9 +273,23 @@ def run_demo(settings: DemoSettings) -> int:
         for entry in log.entries():
             event = entry.event_data()
             if event.get("kind") == "evaluate":
-                shown = {k: event.get(k) for k in ("peer", "case_id", "token_id", "mode", "recipe", "subjects", "outcome")}
+                shown = {
+                    k: event.get(k)
+                    for k in (
+                        "peer",
+                        "case_id",
+                        "token_id",
+                        "mode",
+                        "recipe",
+                        "subjects",
+                        "outcome",
+                    )
+                }
                 print("   " + json.dumps(shown))
-    print("   (the number of subjects, the mode, the authorization and the time; no names, no matches)")
+    print(
+        "   (the number of subjects, the mode, the authorization and the time;"
+        " no names, no matches)"
+    )
     print("\n== audit logs")
     _run([*custodian, "audit", "verify", "--state", str(files["custodian"])])
     _run([*agency, "audit", "verify", "--state", str(files["agency"])])

@@ -46,7 +46,9 @@ def create_epoch(directory: Path) -> EpochKey:
     """Generate a new epoch key in ``directory``; refuses to replace an existing one."""
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / KEY_FILE).exists():
-        raise PreconditionError(f"{directory / KEY_FILE} already exists; an epoch key is never overwritten")
+        raise PreconditionError(
+            f"{directory / KEY_FILE} already exists; an epoch key is never overwritten"
+        )
     scalar = secrets.randbelow(P256_ORDER - 1) + 1
     secret = scalar.to_bytes(SCALAR_BYTES, "big")
     key = EpochKey(

@@ -59,7 +59,9 @@ class IndexDownload:
     def append(self, offset: int, data: bytes) -> None:
         """Append one chunk; raises PeerError for a chunk that cannot be right."""
         if offset != self.offset:
-            raise PeerError(f"index chunk at offset {offset} arrived where {self.offset} was expected")
+            raise PeerError(
+                f"index chunk at offset {offset} arrived where {self.offset} was expected"
+            )
         if not data or len(data) % FINGERPRINT_BYTES:
             raise PeerError("an index chunk is empty or not a whole number of fingerprints")
         if offset + len(data) > self.expected.size_bytes:

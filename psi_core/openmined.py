@@ -64,7 +64,9 @@ class KeyCipher:
         try:
             response = self._server.ProcessRequest(request)
         except RuntimeError as exc:
-            raise MalformedMessageError("the blinded points were rejected by the curve library") from exc
+            raise MalformedMessageError(
+                "the blinded points were rejected by the curve library"
+            ) from exc
         return list(response.encrypted_elements)
 
 
@@ -119,7 +121,9 @@ def classic_setup_size_check(key_count: int, fpr: float, num_client_inputs: int)
             f"(keys x client inputs / fpr = {hash_range:.3g}) exceeds a 64-bit integer; "
             f"use the Evaluate API with the encrypted index, or a larger fpr / fewer inputs"
         )
-    estimated_bytes = key_count * (math.log2(max(num_client_inputs, 1) / fpr) + _GCS_BITS_OVERHEAD) / 8
+    estimated_bytes = (
+        key_count * (math.log2(max(num_client_inputs, 1) / fpr) + _GCS_BITS_OVERHEAD) / 8
+    )
     if estimated_bytes >= PROTOBUF_MESSAGE_LIMIT:
         raise PreconditionError(
             f"the classic openmined-psi setup would be about {estimated_bytes / 2**30:.1f} GiB, "

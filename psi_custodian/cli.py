@@ -30,7 +30,9 @@ from psi_custodian.state import CustodianState
 
 def _init(args: argparse.Namespace) -> int:
     epoch = CustodianState(args.state).init(args.custodian_id)
-    print(f"initialized custodian {args.custodian_id!r} in {args.state}; key epoch {epoch.epoch_id}")
+    print(
+        f"initialized custodian {args.custodian_id!r} in {args.state}; key epoch {epoch.epoch_id}"
+    )
     return 0
 
 
@@ -58,7 +60,10 @@ def _build_index(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise InvalidInputError("--workers must be at least 1")
     total = count_rows(args.records)
-    with progress_bar(total, "encrypting records", unit="rec") as bar, _executor(args) as (pool, window):
+    with (
+        progress_bar(total, "encrypting records", unit="rec") as bar,
+        _executor(args) as (pool, window),
+    ):
         report = build_index(
             args.records,
             state.index_dir(epoch.epoch_id),
@@ -104,7 +109,8 @@ def _info(args: argparse.Namespace) -> int:
     print(f"custodian {config.custodian_id}; epoch {epoch.epoch_id} (created {epoch.created_at})")
     print(
         f"index: {manifest.record_count:,} records, {manifest.key_count:,} keys, "
-        f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, sha256 {manifest.sha256}"
+        f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
+        f"sha256 {manifest.sha256}"
     )
     return 0
 
@@ -129,7 +135,9 @@ def parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build-index", help="encrypt the records into the index")
     build.add_argument("--state", type=Path, required=True)
-    build.add_argument("--records", type=Path, required=True, help="taxpayer records, .csv or .parquet")
+    build.add_argument(
+        "--records", type=Path, required=True, help="taxpayer records, .csv or .parquet"
+    )
     build.add_argument(
         "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
     )

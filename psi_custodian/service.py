@@ -75,7 +75,10 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     @contextmanager
     def _audited(self, kind: str, context: grpc.ServicerContext) -> Iterator[dict[str, Any]]:
         """One audit entry per request, written whatever the outcome."""
-        event: dict[str, Any] = {"kind": kind, "peer": self._peer_identity(context) or "(plaintext)"}
+        event: dict[str, Any] = {
+            "kind": kind,
+            "peer": self._peer_identity(context) or "(plaintext)",
+        }
         try:
             yield event
             event["outcome"] = "OK"
@@ -158,12 +161,16 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 raise InvalidInputError(
                     f"offset must be a multiple of 8 between 0 and {manifest.size_bytes}"
                 )
-            for offset, data in self._index.read_chunks(request.offset, self._limits.index_chunk_bytes):
+            for offset, data in self._index.read_chunks(
+                request.offset, self._limits.index_chunk_bytes
+            ):
                 yield custodian_pb2.IndexChunk(offset=offset, data=data)
 
     @grpc_errors
     def Evaluate(
-        self, request_iterator: Iterator[custodian_pb2.EvaluateRequest], context: grpc.ServicerContext
+        self,
+        request_iterator: Iterator[custodian_pb2.EvaluateRequest],
+        context: grpc.ServicerContext,
     ) -> Iterator[custodian_pb2.EvaluateResponse]:
         with self._audited("evaluate", context) as event:
             header = self._read_header(request_iterator)
@@ -183,7 +190,9 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 chunks = self._point_chunks(request_iterator, header.point_count)
                 if mode == "membership":
                     for chunk in chunks:
-                        yield custodian_pb2.EvaluateResponse(points=self._reencryptor.membership(chunk))
+                        yield custodian_pb2.EvaluateResponse(
+                            points=self._reencryptor.membership(chunk)
+                        )
                 else:
                     points = [point for chunk in chunks for point in chunk]
                     answer = self._reencryptor.cardinality(points)
@@ -247,10 +256,9 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             self._check_authorization_field(request.authorization)
             if request.recipe:
                 self._check_recipe(request.recipe)
-            if not 1 <= request.num_client_inputs <= self._limits.max_classic_client_inputs:
-                raise InvalidInputError(
-                    f"num_client_inputs must be between 1 and {self._limits.max_classic_client_inputs}"
-                )
+            most = self._limits.max_classic_client_inputs
+            if not 1 <= request.num_client_inputs <= most:
+                raise InvalidInputError(f"num_client_inputs must be between 1 and {most}")
             if not 0.0 < request.fpr < 1.0:
                 raise InvalidInputError("fpr must be strictly between 0 and 1")
             event.update(subjects=request.num_client_inputs, recipe=request.recipe or "*")
@@ -312,4 +320,6 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 )
                 event.update(token_id=admission.token_id, case_id=admission.case_id)
                 answer = self._reencryptor.membership(points)
-            return custodian_pb2.ClassicResponse(response=openmined.classic_response(points, answer))
+            return custodian_pb2.ClassicResponse(
+                response=openmined.classic_response(points, answer)
+            )

@@ -72,7 +72,8 @@ class CustodianState:
         path = self.root / self.CONFIG
         if not path.exists():
             raise PreconditionError(
-                f"{self.root} is not a custodian state directory; run `psi-custodian init --state {self.root}`"
+                f"{self.root} is not a custodian state directory; "
+                f"run `psi-custodian init --state {self.root}`"
             )
         data = json.loads(path.read_text())
         return CustodianConfig(

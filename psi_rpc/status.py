@@ -55,7 +55,9 @@ def error_from_rpc(exc: grpc.RpcError, peer: str) -> PsiError:
     details = exc.details() if hasattr(exc, "details") else ""
     cls = _ERROR_FOR_CODE.get(code, PeerError)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return PeerError(f"the {peer} is unreachable or did not answer in time ({code.name}: {details})")
+        return PeerError(
+            f"the {peer} is unreachable or did not answer in time ({code.name}: {details})"
+        )
     return cls(f"the {peer} refused: {code.name}: {details}")
 
 

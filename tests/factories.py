@@ -19,12 +19,13 @@ def make_records(n: int, seed: int = 0, prefix: str = "R") -> list[dict[str, str
     rows = []
     for i in range(n):
         city, state, zip5 = rng.choice(PLACES)
+        born = f"{rng.randint(1940, 2005)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
         rows.append(
             {
                 "record_id": f"{prefix}{i:07d}",
                 "given_name": rng.choice(GIVEN),
                 "family_name": rng.choice(FAMILY),
-                "date_of_birth": f"{rng.randint(1940, 2005)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                "date_of_birth": born,
                 "street": f"{100 + i} {rng.choice(STREETS)}",
                 "city": city,
                 "state": state,

@@ -95,7 +95,9 @@ def make_deployment(
         batch_rows=100,
     )
     custodian = start_custodian(
-        state.root, "127.0.0.1:0", tls=load_tls_material(pki.root, "custodian-server"),
+        state.root,
+        "127.0.0.1:0",
+        tls=load_tls_material(pki.root, "custodian-server"),
         trusted_authorities=[authority],
     )
     deployment = Deployment(root, pki, authority, state.root, records, custodian)

@@ -27,7 +27,10 @@ def _subjects(deployment, members: int, strangers: int):
     """Members of the population, some written differently, plus people who are not in it."""
     chosen = as_subjects(deployment.records[:members])
     for subject in chosen[::3]:
-        subject["given_name"], subject["family_name"] = subject["family_name"].upper(), subject["given_name"].lower()
+        subject["given_name"], subject["family_name"] = (
+            subject["family_name"].upper(),
+            subject["given_name"].lower(),
+        )
     for subject in chosen[1::3]:
         subject["street"] = subject["street"].replace("St", "Street").replace("Avenue", "AVE")
     others = as_subjects(make_records(strangers, seed=99, prefix="X"), prefix="T")
@@ -48,10 +51,9 @@ def _run_query(deployment, subjects, *, mode="membership", recipe="name_address_
     batches = [
         [agency_pb2.Subject(**s) for s in subjects[i : i + 25]] for i in range(0, len(subjects), 25)
     ]
-    status = client.submit(header, batches)
-    for status in client.watch(status.query_id):  # noqa: B007
-        pass
-    return client, status
+    submitted = client.submit(header, batches)
+    *_, final = client.watch(submitted.query_id)
+    return client, final
 
 
 @pytest.mark.parametrize("recipe", ["name_address_v1", "name_dob_v1", "tin_v1"])
@@ -62,7 +64,8 @@ def test_membership_query_returns_exactly_the_plaintext_intersection(deployment,
     assert status.state == agency_pb2.QUERY_STATE_SUCCEEDED, status.error_message
     matched = {m.subject.subject_id for m in client.matches(status.query_id)}
     expected = _expected(deployment, subjects, recipe)
-    assert matched == expected and len(expected) >= 40
+    assert matched == expected
+    assert len(expected) >= 40
     assert status.match_count == len(expected)
     assert status.false_positive_bound.per_subject > 0
 
@@ -94,26 +97,32 @@ def test_subjects_without_a_key_are_counted_and_not_sent(deployment):
     for subject in subjects[:2]:
         subject["tin"] = ""
     _, status = _run_query(deployment, subjects, recipe="tin_v1")
-    assert status.subject_count == 5 and status.keyed_subject_count == 3
+    assert status.subject_count == 5
+    assert status.keyed_subject_count == 3
     assert status.match_count == 3
 
 
 def test_stock_openmined_client_intersects_through_classic_api(deployment):
     """A stock openmined-psi client computes the same intersection via the classic pair."""
-    stub = custodian_pb2_grpc.CustodianStub(deployment.channel(deployment.custodian_address, "agency-client"))
+    stub = custodian_pb2_grpc.CustodianStub(
+        deployment.channel(deployment.custodian_address, "agency-client")
+    )
     recipe = get_recipe("tin_v1")
     members = [recipe.key(r) for r in deployment.records[:20]]
     strangers = [recipe.key(r) for r in make_records(10, seed=5, prefix="Z")]
     client_keys = [k for k in members + strangers if k]
     token = deployment.token()
     setup = stub.GetClassicSetup(
-        custodian_pb2.ClassicSetupRequest(authorization=token, fpr=1e-9, num_client_inputs=len(client_keys), recipe="tin_v1"),
+        custodian_pb2.ClassicSetupRequest(
+            authorization=token, fpr=1e-9, num_client_inputs=len(client_keys), recipe="tin_v1"
+        ),
         timeout=60,
     )
     client = stock.client.CreateWithNewKey(True)
     request = client.CreateRequest(client_keys)
     answer = stub.ProcessClassicRequest(
-        custodian_pb2.ClassicRequest(authorization=token, request=request.SerializeToString()), timeout=60
+        custodian_pb2.ClassicRequest(authorization=token, request=request.SerializeToString()),
+        timeout=60,
     )
     found = client.GetIntersection(
         stock.ServerSetup.FromString(setup.server_setup), stock.Response.FromString(answer.response)
@@ -127,8 +136,11 @@ def _direct_evaluate(deployment, keys, token):
     facts = custodian.info()
     query = BlindedQuery()
     header = custodian_pb2.EvaluateHeader(
-        authorization=token, mode=MODE_ENUM["membership"], recipe="tin_v1",
-        epoch_id=facts.manifest.epoch_id, point_count=len(keys),
+        authorization=token,
+        mode=MODE_ENUM["membership"],
+        recipe="tin_v1",
+        epoch_id=facts.manifest.epoch_id,
+        point_count=len(keys),
     )
     answers = list(custodian.evaluate(header, iter([query.blind(keys)]), timeout=60))
     return deployment.agency.index.contains(query.fingerprints(len(keys), answers[0]))
@@ -154,15 +166,24 @@ def test_sixteen_concurrent_evaluations_are_all_correct(deployment):
 
 def test_custodian_survives_a_malformed_request(deployment):
     """Garbage points get INVALID_ARGUMENT and the next honest query still works."""
-    stub = custodian_pb2_grpc.CustodianStub(deployment.channel(deployment.custodian_address, "agency-client"))
-    facts = CustodianClient(deployment.channel(deployment.custodian_address, "agency-client")).info()
+    stub = custodian_pb2_grpc.CustodianStub(
+        deployment.channel(deployment.custodian_address, "agency-client")
+    )
+    facts = CustodianClient(
+        deployment.channel(deployment.custodian_address, "agency-client")
+    ).info()
     header = custodian_pb2.EvaluateHeader(
-        authorization=deployment.token(), mode=MODE_ENUM["membership"], recipe="tin_v1",
-        epoch_id=facts.manifest.epoch_id, point_count=2,
+        authorization=deployment.token(),
+        mode=MODE_ENUM["membership"],
+        recipe="tin_v1",
+        epoch_id=facts.manifest.epoch_id,
+        point_count=2,
     )
     requests = [
         custodian_pb2.EvaluateRequest(header=header),
-        custodian_pb2.EvaluateRequest(chunk=custodian_pb2.PointChunk(points=[b"\x02" + b"\xff" * 32, b"junk"])),
+        custodian_pb2.EvaluateRequest(
+            chunk=custodian_pb2.PointChunk(points=[b"\x02" + b"\xff" * 32, b"junk"])
+        ),
     ]
     with pytest.raises(grpc.RpcError) as caught:
         list(stub.Evaluate(iter(requests), timeout=30))
@@ -178,7 +199,9 @@ def test_health_and_reflection_are_served(deployment):
         (deployment.agency_address, "case-client", "psi.v1.Agency"),
     ):
         channel = deployment.channel(address, role)
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=name), timeout=10
+        )
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         answers = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10

@@ -62,21 +62,30 @@ def test_acknowledged_but_unfinished_query_runs_after_restart(fresh):
     fresh.agency.stop()
     store = AgencyStore(state / "agency.sqlite")
     store.begin_query(
-        "q-crashed", mode="membership", recipe="tin_v1", authorization=fresh.token(),
-        case_id="CASE-1", requested_by="test",
+        "q-crashed",
+        mode="membership",
+        recipe="tin_v1",
+        authorization=fresh.token(),
+        case_id="CASE-1",
+        requested_by="test",
     )
     store.add_subjects("q-crashed", 0, as_subjects(fresh.records[:5]))
     store.seal_query("q-crashed", 5)
     store.begin_query(
-        "q-cut-off", mode="membership", recipe="tin_v1", authorization=fresh.token(),
-        case_id="CASE-1", requested_by="test",
+        "q-cut-off",
+        mode="membership",
+        recipe="tin_v1",
+        authorization=fresh.token(),
+        case_id="CASE-1",
+        requested_by="test",
     )
     store.close()
 
     fresh.agency = fresh.start_agency(state)
     client = fresh.agency_client()
     status = _wait(client, "q-crashed")
-    assert status.state == agency_pb2.QUERY_STATE_SUCCEEDED and status.match_count == 5
+    assert status.state == agency_pb2.QUERY_STATE_SUCCEEDED
+    assert status.match_count == 5
     from psi_core.errors import NotFoundError
 
     with pytest.raises(NotFoundError):

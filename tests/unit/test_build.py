@@ -37,7 +37,8 @@ def test_inline_build_indexes_every_recipe_key(tmp_path, records, epoch):
     index = EncryptedIndex.open(tmp_path / "index")
     rows = make_records(250, seed=4)
     assert index.values.tolist() == _expected(rows, epoch, ALL).tolist()
-    assert report.records_read == 250 and report.manifest.record_count == 250
+    assert report.records_read == 250
+    assert report.manifest.record_count == 250
     assert report.manifest.recipes == tuple(r.id for r in ALL)
     assert sorted(iter_index_keys(tmp_path / "index")) == shard_keys(rows, ALL)
 
@@ -46,7 +47,9 @@ def test_process_pool_build_equals_inline_build(tmp_path, records, epoch):
     """Two worker processes produce the byte-identical index."""
     inline = build_index(records, tmp_path / "a", epoch, ALL, batch_rows=64)
     with process_pool(2) as pool:
-        pooled = build_index(records, tmp_path / "b", epoch, ALL, executor=pool, max_in_flight=4, batch_rows=64)
+        pooled = build_index(
+            records, tmp_path / "b", epoch, ALL, executor=pool, max_in_flight=4, batch_rows=64
+        )
     assert pooled.manifest.sha256 == inline.manifest.sha256
 
 
@@ -55,10 +58,14 @@ def test_dask_local_cluster_build_equals_inline_build(tmp_path, records, epoch):
     distributed = pytest.importorskip("distributed")
     inline = build_index(records, tmp_path / "a", epoch, ALL, batch_rows=64)
     with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        dask_report = build_index(records, tmp_path / "b", epoch, ALL, executor=client, max_in_flight=4, batch_rows=64)
+        dask_report = build_index(
+            records, tmp_path / "b", epoch, ALL, executor=client, max_in_flight=4, batch_rows=64
+        )
     assert dask_report.manifest.sha256 == inline.manifest.sha256
 
 
@@ -93,7 +100,8 @@ def test_changed_input_discards_old_shards(tmp_path, epoch):
         build_index(path, tmp_path / "index", epoch, ALL, executor=_FailAfter(1), batch_rows=32)
     write_records(path, make_records(120, seed=2))
     report = build_index(path, tmp_path / "index", epoch, ALL, batch_rows=32)
-    assert report.shards_reused == 0 and report.records_read == 120
+    assert report.shards_reused == 0
+    assert report.records_read == 120
 
 
 def test_bad_row_refuses_the_build_with_its_line(tmp_path, epoch):
@@ -113,7 +121,8 @@ def test_bad_row_is_skipped_and_reported_in_skip_mode(tmp_path, epoch):
     good = write_records(tmp_path / "good.csv", make_records(5)).read_text().splitlines()
     path.write_text("\n".join([*good[:3], "only,three,fields", *good[3:]]) + "\n")
     report = build_index(path, tmp_path / "index", epoch, ALL, on_error="skip")
-    assert report.records_read == 5 and report.rows_skipped == 1
+    assert report.records_read == 5
+    assert report.rows_skipped == 1
     assert [e.line for e in report.row_errors] == [4]
 
 
@@ -121,7 +130,8 @@ def test_single_recipe_index_holds_only_that_recipe(tmp_path, records, epoch):
     """Building with tin_v1 alone indexes only TIN keys."""
     build_index(records, tmp_path / "index", epoch, [get_recipe("tin_v1")])
     keys = list(iter_index_keys(tmp_path / "index"))
-    assert keys and all(k.startswith("tin_v1|") for k in keys)
+    assert keys
+    assert all(k.startswith("tin_v1|") for k in keys)
     assert len(EncryptedIndex.open(tmp_path / "index")) == len(keys)
 
 
@@ -137,4 +147,5 @@ def test_encrypt_shard_is_deterministic_and_sorted(epoch):
     """The shard function gives the same sorted fingerprints every time."""
     keys = [f"k{i}" for i in range(50)]
     first, second = encrypt_shard(epoch.secret, keys), encrypt_shard(epoch.secret, keys)
-    assert np.array_equal(first, second) and np.all(first[1:] >= first[:-1])
+    assert np.array_equal(first, second)
+    assert np.all(first[1:] >= first[:-1])

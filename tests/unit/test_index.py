@@ -24,15 +24,24 @@ def test_index_round_trips_and_answers_membership(tmp_path):
     """A written index reopens memory-mapped and finds exactly its own fingerprints."""
     manifest = _index(tmp_path)
     index = EncryptedIndex.open(tmp_path / "src")
-    assert index.manifest == manifest and len(index) == 4
+    assert index.manifest == manifest
+    assert len(index) == 4
     probes = np.array([10, 11, 2**64 - 1, 0], dtype="<u8")
     assert index.contains(probes).tolist() == [True, False, True, False]
 
 
 def test_empty_index_answers_no(tmp_path):
     """An index of no keys opens and matches nothing."""
-    write_index(tmp_path / "src", np.empty(0, dtype="<u8"), epoch_id="e1", recipes=("tin_v1",), record_count=0)
-    assert EncryptedIndex.open(tmp_path / "src").contains(np.array([1], dtype="<u8")).tolist() == [False]
+    write_index(
+        tmp_path / "src",
+        np.empty(0, dtype="<u8"),
+        epoch_id="e1",
+        recipes=("tin_v1",),
+        record_count=0,
+    )
+    assert EncryptedIndex.open(tmp_path / "src").contains(np.array([1], dtype="<u8")).tolist() == [
+        False
+    ]
 
 
 def test_unsorted_fingerprints_are_refused_at_write(tmp_path):
@@ -157,7 +166,8 @@ def test_epoch_key_is_private_and_never_overwritten(tmp_path):
     mode = stat.S_IMODE((tmp_path / "epoch" / "epoch.key").stat().st_mode)
     assert mode == 0o600
     assert load_epoch(tmp_path / "epoch") == key
-    assert "secret" not in repr(key) and key.secret.hex() not in repr(key)
+    assert "secret" not in repr(key)
+    assert key.secret.hex() not in repr(key)
     with pytest.raises(PreconditionError, match="never overwritten"):
         create_epoch(tmp_path / "epoch")
 

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _load_generator():
     spec = importlib.util.spec_from_file_location("gen_proto", ROOT / "scripts" / "gen_proto.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["gen_proto"] = module
     spec.loader.exec_module(module)
@@ -44,14 +45,20 @@ def test_every_proto_message_field_is_documented():
         lines = proto.read_text().splitlines()
         for number, line in enumerate(lines):
             stripped = line.strip()
-            is_field = stripped.endswith(";") and "=" in stripped and not stripped.startswith(
-                ("option", "syntax", "package", "import", "//")
+            is_field = (
+                stripped.endswith(";")
+                and "=" in stripped
+                and not stripped.startswith(("option", "syntax", "package", "import", "//"))
             )
             is_decl = stripped.startswith(("message ", "service ", "enum ", "rpc "))
             if not (is_field or is_decl):
                 continue
             previous = lines[number - 1].strip() if number else ""
-            if "//" in stripped or previous.startswith("//") or previous.endswith("{") and is_field:
+            if (
+                "//" in stripped
+                or previous.startswith("//")
+                or (previous.endswith("{") and is_field)
+            ):
                 continue
             undocumented.append(f"{proto.name}:{number + 1}: {stripped}")
     if undocumented:

@@ -21,8 +21,10 @@ def _random_keys(rng: random.Random, n: int) -> list[str]:
 
 
 def _psi(custodian_keys: list[str], agency_keys: list[str], mode: str) -> set[str] | int:
-    index = fingerprint.sorted_unique([encrypt_shard(SECRET, custodian_keys)]) if custodian_keys else (
-        np.empty(0, dtype=fingerprint.INDEX_DTYPE)
+    index = (
+        fingerprint.sorted_unique([encrypt_shard(SECRET, custodian_keys)])
+        if custodian_keys
+        else (np.empty(0, dtype=fingerprint.INDEX_DTYPE))
     )
     keys, _ = distinct_keys(agency_keys)
     if not keys:
@@ -30,7 +32,9 @@ def _psi(custodian_keys: list[str], agency_keys: list[str], mode: str) -> set[st
     query = BlindedQuery()
     points = query.blind(keys)
     reencryptor = Reencryptor(SECRET)
-    answer = reencryptor.membership(points) if mode == "membership" else reencryptor.cardinality(points)
+    answer = (
+        reencryptor.membership(points) if mode == "membership" else reencryptor.cardinality(points)
+    )
     hits = fingerprint.member_mask(index, query.fingerprints(len(points), answer))
     if mode == "membership":
         return {key for key, hit in zip(keys, hits, strict=True) if hit}
