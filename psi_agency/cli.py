@@ -26,7 +26,7 @@ from psi_core.errors import RowError
 from psi_core.evaluation import members_from_truth, score
 from psi_core.recipes import recipe_ids
 from psi_core.tabular import SUBJECT_COLUMNS, RowWriter, read_rows
-from psi_proto.v1 import agency_pb2
+from psi_proto.v1 import agency_pb2, common_pb2
 from psi_rpc.server import create_channel
 
 MATCH_COLUMNS = ("subject_id", "recipe", *SUBJECT_COLUMNS[1:])
@@ -101,10 +101,15 @@ def _query(args: argparse.Namespace) -> int:
     matched_ids: list[str] = []
     if args.mode == "membership":
         with RowWriter(args.out, MATCH_COLUMNS) as writer:
+            rows: list[dict[str, str]] = []
             for match in client.matches(status.query_id):
                 subject = {name: getattr(match.subject, name) for name in SUBJECT_COLUMNS}
-                writer.write_rows([{**subject, "recipe": match.recipe}])
+                rows.append({**subject, "recipe": match.recipe})
                 matched_ids.append(match.subject.subject_id)
+                if len(rows) == _BATCH:
+                    writer.write_rows(rows)
+                    rows = []
+            writer.write_rows(rows)
     print_summary(status)
     if args.truth and args.mode == "membership":
         quality = score(matched_ids, members_from_truth(args.truth))
@@ -120,7 +125,7 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def print_summary(status: agency_pb2.QueryStatus) -> None:
-    mode = "membership" if status.mode == agency_pb2.QUERY_MODE_MEMBERSHIP else "cardinality"
+    mode = "membership" if status.mode == common_pb2.QUERY_MODE_MEMBERSHIP else "cardinality"
     t = status.timings
     bound = status.false_positive_bound
     print(

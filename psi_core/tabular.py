@@ -24,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import os
-import tempfile
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -241,8 +242,8 @@ class RowWriter:
         directory = self._path.parent
         if not directory.is_dir():
             raise NotFoundError(f"{directory}: directory does not exist")
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self._path.name}.", suffix=".tmp")
-        self._tmp = Path(tmp)
+        self._tmp = directory / f".{self._path.name}.{secrets.token_hex(6)}.tmp"
+        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self._rows_written = 0
         self._closed = False
         self._schema = pa.schema([pa.field(c, pa.string(), nullable=False) for c in self._columns])
@@ -427,7 +428,7 @@ def _rebatch(chunks: Iterator[list[Row]], batch_rows: int) -> Iterator[list[Row]
 
 def _rows_from(names: Sequence[str], arrays: Sequence[pa.Array]) -> list[Row]:
     lists = [a.to_pylist() for a in arrays]
-    return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
+    return list(map(dict, map(zip, itertools.repeat(tuple(names)), zip(*lists, strict=True))))
 
 
 def _utf8_or_flag(array: pa.Array, column: str = "") -> tuple[pa.Array, np.ndarray | None]:

@@ -1,0 +1,185 @@
+"""The command-line tools, run as an operator runs them: separate processes, real files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from psi_core.tabular import read_rows
+from tests.factories import make_records, write_records
+
+pytestmark = pytest.mark.integration
+
+TOOLS = {
+    "psi": "psi_core.cli",
+    "psi-custodian": "psi_custodian.cli",
+    "psi-agency": "psi_agency.cli",
+}
+
+
+def run(tool: str, *args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", TOOLS[tool], *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_demo_runs_end_to_end_with_mtls_and_reports_quality(tmp_path):
+    """`psi demo` (small) prints matches, precision/recall, the custodian's view, intact audits."""
+    result = run(
+        "psi",
+        "demo",
+        "--workdir",
+        tmp_path / "demo",
+        "--records",
+        "3000",
+        "--subjects",
+        "200",
+        "--workers",
+        "1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "against truth: precision" in out
+    assert "what the custodian saw" in out and '"subjects":' in out
+    assert out.count("audit log intact") == 2
+    matches = [
+        row
+        for batch in read_rows(tmp_path / "demo" / "matches.csv", ("subject_id", "recipe"))
+        for row in batch
+    ]
+    assert matches and all(row["recipe"] == "name_address_v1" for row in matches)
+
+
+def test_build_index_refuses_a_malformed_file_with_its_line_number(tmp_path):
+    """A bad row stops build-index with exit 1 and the line; --on-error skip goes on."""
+    assert run("psi-custodian", "init", "--state", tmp_path / "state").returncode == 0
+    good = write_records(tmp_path / "good.csv", make_records(6)).read_text().splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([*good[:4], '"unterminated,quote', *good[4:]]) + "\n")
+    refused = run("psi-custodian", "build-index", "--state", tmp_path / "state", "--records", bad)
+    assert refused.returncode == 1
+    assert "line 5" in refused.stderr and "Traceback" not in refused.stderr
+    skipped = run(
+        "psi-custodian",
+        "build-index",
+        "--state",
+        tmp_path / "state",
+        "--records",
+        bad,
+        "--on-error",
+        "skip",
+    )
+    assert skipped.returncode == 0, skipped.stderr
+    assert "skipped:" in skipped.stderr and "1 rows skipped" in skipped.stdout
+
+
+def test_build_index_on_a_missing_file_is_a_clear_error(tmp_path):
+    """A records path that does not exist is one line on stderr, exit 1."""
+    run("psi-custodian", "init", "--state", tmp_path / "state")
+    result = run(
+        "psi-custodian",
+        "build-index",
+        "--state",
+        tmp_path / "state",
+        "--records",
+        tmp_path / "no.csv",
+    )
+    assert result.returncode == 1
+    assert "error (NOT_FOUND)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_uninitialized_state_is_a_clear_error(tmp_path):
+    """Commands on a directory that was never initialized say to run init."""
+    result = run("psi-custodian", "info", "--state", tmp_path / "nothing")
+    assert result.returncode == 1 and "psi-custodian init" in result.stderr
+
+
+def test_plaintext_off_loopback_is_refused_at_start(tmp_path):
+    """`serve --insecure` on a non-loopback address exits at once with the reason."""
+    run("psi-custodian", "init", "--state", tmp_path / "state")
+    write_records(tmp_path / "r.csv", make_records(5))
+    run(
+        "psi-custodian",
+        "build-index",
+        "--state",
+        tmp_path / "state",
+        "--records",
+        tmp_path / "r.csv",
+    )
+    run("psi", "authority", "init", "--out", tmp_path / "authority")
+    result = run(
+        "psi-custodian",
+        "serve",
+        "--state",
+        tmp_path / "state",
+        "--listen",
+        "0.0.0.0:0",
+        "--insecure",
+        "--trust",
+        tmp_path / "authority",
+    )
+    assert result.returncode == 1 and "loopback" in result.stderr
+
+
+def test_agency_with_a_dead_custodian_fails_fast_and_clearly(tmp_path):
+    """An agency whose custodian is down exits with UNAVAILABLE instead of hanging."""
+    result = run(
+        "psi-agency",
+        "serve",
+        "--state",
+        tmp_path / "agency",
+        "--listen",
+        "127.0.0.1:0",
+        "--custodian",
+        "127.0.0.1:1",
+        "--insecure",
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "unreachable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_authority_and_pki_refuse_to_overwrite(tmp_path):
+    """A second `init` into the same directory is refused, keeping the first keys."""
+    assert run("psi", "pki", "init", "--out", tmp_path / "tls").returncode == 0
+    key = (tmp_path / "tls" / "ca.key").read_bytes()
+    again = run("psi", "pki", "init", "--out", tmp_path / "tls")
+    assert again.returncode == 1 and (tmp_path / "tls" / "ca.key").read_bytes() == key
+    assert run("psi", "authority", "init", "--out", tmp_path / "auth").returncode == 0
+    assert run("psi", "authority", "init", "--out", tmp_path / "auth").returncode == 1
+
+
+def test_issue_rejects_a_nonsense_duration(tmp_path):
+    """`authority issue --ttl soon` is refused with a message, no token written."""
+    run("psi", "authority", "init", "--out", tmp_path / "auth")
+    result = run(
+        "psi",
+        "authority",
+        "issue",
+        "--key",
+        tmp_path / "auth",
+        "--agency-id",
+        "agency",
+        "--custodian-id",
+        "custodian",
+        "--case-id",
+        "C",
+        "--legal-basis",
+        "x",
+        "--max-subjects",
+        "10",
+        "--max-queries",
+        "1",
+        "--ttl",
+        "soon",
+        "--out",
+        tmp_path / "t",
+    )
+    assert result.returncode == 1 and not (tmp_path / "t").exists()
