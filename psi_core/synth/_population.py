@@ -107,6 +107,12 @@ class _Bank:
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         return cls(values, offsets, tuple(np.cumsum(_zipf(len(g))) for g in groups))
 
+    def next_in_group(self, names: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """The index of the name after each of ``names`` in its group, wrapping around."""
+        sizes = np.array([len(cdf) for cdf in self.cdfs])[groups]
+        first = self.offsets[groups]
+        return first + (names - first + 1) % sizes
+
     def sample(self, rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
         """Draw one name index per element of ``groups`` (rank-weighted within its group)."""
         u = rng.random(len(groups))
@@ -203,10 +209,7 @@ def person_block(seed: int, stream: int, block: int) -> Columns:
     male = np.where(spouse, ~head_male, male)
     male[junior] = True
     given_group = origin * 2 + ~male
-    given = _GIVEN.sample(rng, given_group)
-    previous = np.concatenate([[-1], given[:-1]])
-    repeated = ~head & ((given == given[starts[hh]]) | (given == previous))
-    given = np.where(repeated, _GIVEN.sample(rng, given_group), given)
+    given = _distinct_in_household(_GIVEN.sample(rng, given_group), given_group, position)
     given[junior] = given[starts[hh][junior]]
     own = roommate | (spouse & (rng.random(rows) < _OWN_SURNAME_SHARE))
     surname = np.where(own, _FAMILY.sample(rng, origin), surname_h[hh])
@@ -250,6 +253,27 @@ def person_block(seed: int, stream: int, block: int) -> Columns:
         "zip": [f"{z:05d}" for z in zip_h[hh].tolist()],
         "tin": _tins(seed, stream, index, tin_draw),
     }
+
+
+def _distinct_in_household(
+    given: np.ndarray, group: np.ndarray, position: np.ndarray
+) -> np.ndarray:
+    """Move each repeated given name within a household to the next name of its group.
+
+    Siblings are rarely given the same name; father and son ("JR") are set afterwards.
+    """
+    given = given.copy()
+    for place in range(1, int(position.max()) + 1):
+        rows = np.flatnonzero(position == place)
+        while True:
+            repeated = np.zeros(len(rows), dtype=bool)
+            for back in range(1, place + 1):
+                repeated |= given[rows] == given[rows - back]
+            if not repeated.any():
+                break
+            moved = rows[repeated]
+            given[moved] = _GIVEN.next_in_group(given[moved], group[moved])
+    return given
 
 
 def _streets(rng: np.random.Generator, count: int, title: np.ndarray) -> list[str]:
