@@ -15,7 +15,6 @@ serve openmined-psi's classic setup to stock clients.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import json
 import multiprocessing
 import os
@@ -271,11 +270,3 @@ def _publish_keys(build_dir: Path, keys_dir: Path, shard_count: int) -> None:
         source = _shard_paths(build_dir, shard)[1]
         os.replace(source, keys_dir / source.name)
 
-
-def input_digest(path: Path) -> str:
-    """SHA-256 of a file (hex), for reports that name exactly what was indexed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -268,6 +268,11 @@ def run_demo(settings: DemoSettings) -> int:
         for process in reversed(services):
             _stop(process)
 
+    print(
+        "\n   Any false matches above are planted near-misses: non-members who share a member's"
+        "\n   name and address (or name and birth date), which one recipe cannot tell apart."
+        "\n   They are why precision is measured and printed, not assumed."
+    )
     print("\n== what the custodian saw (its audit log)")
     with AuditLog(files["custodian"] / "custodian.sqlite") as log:
         for entry in log.entries():

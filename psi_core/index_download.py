@@ -10,7 +10,6 @@ index would make lookups silently wrong), then publishes the index atomically.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -91,6 +90,3 @@ class IndexDownload:
         write_manifest(self.directory, replace(self.expected))
         return EncryptedIndex.open(self.directory, verify_digest=False)
 
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

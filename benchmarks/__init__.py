@@ -1,0 +1,1 @@
+"""Benchmarks, run on purpose: ``python -m pytest benchmarks --benchmark-enable``."""
