@@ -40,7 +40,9 @@ def _check_info(info: custodian_pb2.CustodianInfo) -> CustodianFacts:
         raise PeerError("the custodian announced an index digest that is not 32 bytes")
     if info.index_size_bytes != info.key_count * 8:
         raise PeerError("the custodian's index size is not 8 bytes per key")
-    if not info.epoch_id or len(info.epoch_id) > 64 or not info.epoch_id.isalnum():
+    # ASCII only: the id names a directory, and 64 non-ASCII letters overflow a file name.
+    epoch_id = info.epoch_id
+    if not epoch_id or len(epoch_id) > 64 or not (epoch_id.isascii() and epoch_id.isalnum()):
         raise PeerError("the custodian announced an unusable epoch id")
     known = set(recipe_ids())
     recipes = tuple(r for r in info.recipes if r in known)

@@ -223,7 +223,7 @@ class QueryRunner:
             header, blinded_chunks(), timeout=self._timeout(len(keys))
         )
         if record.mode == "membership":
-            return self._membership(record, answers, sent_sizes, query, index, timings)
+            return self._membership(record, answers, sent_sizes, len(keys), query, index, timings)
         collected = [point for chunk in answers for point in chunk]
         hits = self._lookup(query, len(keys), collected, index, timings)
         return np.flatnonzero(hits)
@@ -233,6 +233,7 @@ class QueryRunner:
         record: QueryRecord,
         answers: Iterator[list[bytes]],
         sent_sizes: list[int],
+        total: int,
         query: BlindedQuery,
         index: EncryptedIndex,
         timings: _Timings,
@@ -248,6 +249,13 @@ class QueryRunner:
             self._board.bump(record.query_id)
         if len(hits) != len(sent_sizes):
             raise PeerError("the custodian answered fewer chunks than were sent")
+        if processed != total:
+            # The stream can end before every chunk was even sent (a custodian that stops
+            # reading and returns OK); without this the rest would count as non-matches.
+            raise PeerError(
+                f"the custodian's answer ended after {processed} of {total} points; "
+                "the query is void"
+            )
         return np.flatnonzero(np.concatenate(hits))
 
     @staticmethod

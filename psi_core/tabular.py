@@ -117,8 +117,8 @@ def read_rows(
     Batching is deterministic: batch ``k`` holds the readable rows ``k * batch_rows`` up
     to ``(k + 1) * batch_rows`` in file order, so every batch but the last has exactly
     ``batch_rows`` rows and a batch index can serve as a resumable shard id. A header-only
-    file yields no batch. Rows whose every field is empty (blank lines) are passed over
-    without error.
+    file yields no batch. CSV rows whose every field is empty (blank lines) are passed
+    over without error.
 
     A row that cannot be read (wrong number of fields, invalid UTF-8 in a required column,
     empty id) is a :class:`RowError`. With ``on_error="refuse"`` it is raised when the
@@ -598,10 +598,14 @@ class _CsvLines:
         self.inner_newlines += newlines
         self.record += 1
 
-    def flush_malformed(self, *, upto: int | None) -> None:
-        """Report queued malformed records numbered up to ``upto`` (all when None)."""
+    def flush_malformed(self, *, final: bool = False) -> None:
+        """Report the queued malformed records that come before the next parsed row.
+
+        Those are the records numbered up to the cursor, which moves past each one
+        reported; with ``final`` (the file has ended), all of them.
+        """
         while self.malformed and (
-            upto is None or self.malformed[0][0] is None or self.malformed[0][0] <= upto
+            final or self.malformed[0][0] is None or self.malformed[0][0] <= self.record
         ):
             _, newlines, found, blank = self.malformed.popleft()
             if not blank:
@@ -663,7 +667,7 @@ def _csv_chunks(
                 continue
             keep: list[int] = []
             for i in range(count):
-                lines.flush_malformed(upto=lines.record)
+                lines.flush_malformed()
                 if not blank[i]:
                     reason = _first_problem(problems, i)
                     if reason is None:
@@ -673,7 +677,7 @@ def _csv_chunks(
                 lines.advance(int(newlines[i]))
             if keep:
                 yield _rows_from(columns, _take(strings, keep))
-        lines.flush_malformed(upto=None)
+        lines.flush_malformed(final=True)
     finally:
         reader.close()
 

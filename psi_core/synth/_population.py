@@ -342,7 +342,8 @@ def population_columns(n: int, seed: int, stream: int = STREAM_POPULATION) -> It
         yield {"record_id": [f"R{i:09d}" for i in range(first, first + count)], **columns}
 
 
-def _check_count(name: str, value: int) -> None:
+def check_count(name: str, value: int) -> None:
+    """Raise ValueError unless ``value`` is a non-negative integer (bools excluded)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
@@ -357,8 +358,8 @@ def generate_population(
     followed by the row index in 9 digits. Raises :class:`ValueError` for a negative
     ``n`` or ``seed`` or a ``batch_rows`` below 1.
     """
-    _check_count("n", n)
-    _check_count("seed", seed)
+    check_count("n", n)
+    check_count("seed", seed)
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     return _population_rows(n, seed, batch_rows)
@@ -392,8 +393,8 @@ def write_population(
     complete (see :class:`~psi_core.tabular.RowWriter`), and its bytes do not depend on
     ``batch_rows``. ``progress``, if given, is called with the number of rows just written.
     """
-    _check_count("n", n)
-    _check_count("seed", seed)
+    check_count("n", n)
+    check_count("seed", seed)
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     with RowWriter(out_path, RECORD_COLUMNS) as writer:

@@ -23,7 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from psi_core.errors import InvalidInputError
-from psi_core.synth._population import BLOCK_ROWS, STREAM_OUTSIDERS, population_columns
+from psi_core.synth._population import (
+    BLOCK_ROWS,
+    STREAM_OUTSIDERS,
+    check_count,
+    population_columns,
+)
 from psi_core.synth._report import SynthReport
 from psi_core.synth._variation import DECISIONS, vary
 from psi_core.tabular import (
@@ -80,8 +85,8 @@ def plan_subjects(
     a negative ``n`` or ``seed`` or an ``overlap`` outside [0, 1], and
     :class:`InvalidInputError` when the population has fewer rows than ``members``.
     """
-    _check_count("n", n)
-    _check_count("seed", seed)
+    check_count("n", n)
+    check_count("seed", seed)
     if not 0.0 <= overlap <= 1.0:
         raise ValueError(f"overlap must be between 0 and 1, got {overlap}")
     population_rows = count_rows(population_path)
@@ -119,11 +124,6 @@ def generate_subjects(
     return _rebatch(_subject_blocks(os.fspath(population_path), plan, seed), batch_rows)
 
 
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-
-
 def _rebatch(blocks: Iterator[SubjectBatch], batch_rows: int) -> Iterator[SubjectBatch]:
     subjects: list[dict[str, str]] = []
     truth: list[dict[str, str]] = []
@@ -158,7 +158,10 @@ class _PopulationPicks(NamedTuple):
 def _pick_from_population(
     path: str, member_rows: np.ndarray, near_rows: np.ndarray, outsider_tins: np.ndarray
 ) -> _PopulationPicks:
-    """Stream the population once: copy the sampled rows, find TINs outsiders share."""
+    """Stream the population once: copy the sampled rows, find TINs outsiders share.
+
+    ``member_rows``, ``near_rows`` and ``outsider_tins`` must be sorted.
+    """
     members: list[dict[str, list[str]]] = []
     sources: list[dict[str, list[str]]] = []
     colliding: set[int] = set()
@@ -172,8 +175,8 @@ def _pick_from_population(
                 sink.append({c: [row[c] for row in picked] for c in RECORD_COLUMNS})
         if len(outsider_tins):
             numbers = _tin_numbers(pa.array([row["tin"] for row in batch], pa.string()))
-            shared = numbers[np.isin(numbers, outsider_tins)]
-            colliding.update(shared.tolist())
+            at = np.minimum(np.searchsorted(outsider_tins, numbers), len(outsider_tins) - 1)
+            colliding.update(numbers[outsider_tins[at] == numbers].tolist())
         first = end
     found = sum(len(c["record_id"]) for c in members) + sum(len(c["record_id"]) for c in sources)
     if found != len(member_rows) + len(near_rows):
@@ -306,11 +309,14 @@ def write_subjects(
     """Write :func:`generate_subjects`'s output to ``out_path`` and ``truth_path``.
 
     Each file is CSV or Parquet by its suffix and appears only once complete (see
-    :class:`~psi_core.tabular.RowWriter`): on any error neither is left behind.
+    :class:`~psi_core.tabular.RowWriter`): on any error neither is left behind. The three
+    paths must name three different files (:class:`ValueError` otherwise), so the
+    population is never overwritten.
     ``progress``, if given, is called with the number of subject rows just written.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    _check_distinct_paths(population_path, out_path, truth_path)
     plan = plan_subjects(population_path, n, overlap, seed)
     tally = _Tally()
     blocks = _subject_blocks(os.fspath(population_path), plan, seed, tally)
@@ -332,3 +338,9 @@ def write_subjects(
         tins_cleared=tally.tins_cleared,
         truth_path=Path(truth_path),
     )
+
+
+def _check_distinct_paths(*paths: str | os.PathLike[str]) -> None:
+    resolved = [Path(p).resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError("the population, subject and truth paths must be three different files")

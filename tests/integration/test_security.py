@@ -73,7 +73,9 @@ def _evaluate(
     return deployment.agency.index.contains(query.fingerprints(len(keys), answers[0])).tolist()
 
 
-def _refused(deployment: Deployment, token: bytes, keys: list[str], **kwargs: object) -> grpc.RpcError:
+def _refused(
+    deployment: Deployment, token: bytes, keys: list[str], **kwargs: object
+) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as caught:
         _evaluate(deployment, token, keys, **kwargs)  # type: ignore[arg-type]
     return caught.value
@@ -87,10 +89,9 @@ def _query_through_agency(
     header = agency_pb2.QueryHeader(
         authorization=token, mode=MODE_ENUM["membership"], recipe="tin_v1"
     )
-    status = client.submit(header, [[agency_pb2.Subject(**s) for s in subjects]], timeout=60)
-    for status in client.watch(status.query_id, timeout=60):  # noqa: B007
-        pass
-    return client, status
+    submitted = client.submit(header, [[agency_pb2.Subject(**s) for s in subjects]], timeout=60)
+    *_, final = client.watch(submitted.query_id, timeout=60)
+    return client, final
 
 
 def _assert_failed_without_matches(
@@ -294,7 +295,10 @@ def _get_info_code(channel: grpc.Channel) -> grpc.StatusCode:
 
 
 def _still_serving(deployment: Deployment) -> None:
-    assert _evaluate(deployment, deployment.token(), _member_keys(deployment, 20, 2)) == [True, True]
+    assert _evaluate(deployment, deployment.token(), _member_keys(deployment, 20, 2)) == [
+        True,
+        True,
+    ]
 
 
 def test_channel_without_a_client_certificate_is_refused(deployment):
@@ -407,7 +411,9 @@ def test_agency_audits_every_query(deployment):
         "CASE-AG-OK": deployment.token(case_id="CASE-AG-OK"),
         "CASE-AG-EXPIRED": _expired_token(deployment, case_id="CASE-AG-EXPIRED"),
     }
-    ids = {case: _query_through_agency(deployment, token)[1].query_id for case, token in tokens.items()}
+    ids = {
+        case: _query_through_agency(deployment, token)[1].query_id for case, token in tokens.items()
+    }
     # Queries run one at a time, and each writes its audit entry before the next starts:
     # once this last query has finished running, both entries above are written.
     _query_through_agency(deployment, deployment.token(case_id="CASE-AG-SENTINEL"))
@@ -466,8 +472,8 @@ def _fill_log(deployment: Deployment) -> None:
 
 def _edit_event(head: int) -> list[str]:
     return [
-        "UPDATE audit SET event = replace(event, '\"outcome\":\"OK\"', "
-        f"'\"outcome\":\"UNAUTHENTICATED\"') WHERE seq = {head - 2}"
+        'UPDATE audit SET event = replace(event, \'"outcome":"OK"\', '
+        f'\'"outcome":"UNAUTHENTICATED"\') WHERE seq = {head - 2}'
     ]
 
 
@@ -527,7 +533,17 @@ def test_audit_export_counts_per_case_and_names_no_subject(deployment, tmp_path)
     ):
         out = tmp_path / f"{service}.json"
         outcome = subprocess.run(
-            [sys.executable, "-m", service, "audit", "export", "--state", str(state), "--out", str(out)],
+            [
+                sys.executable,
+                "-m",
+                service,
+                "audit",
+                "export",
+                "--state",
+                str(state),
+                "--out",
+                str(out),
+            ],
             capture_output=True,
             text=True,
             cwd=REPO,

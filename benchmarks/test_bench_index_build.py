@@ -1,0 +1,271 @@
+"""Index build: our per-shard cost against the bare library call, and 2-worker scaling.
+
+Figures (see benchmarks/README.md for the targets):
+
+* ``build.encrypt_shard/raw_setup``: per key, ``psi_core.build.encrypt_shard`` (b·H(k),
+  fingerprint, sort) over openmined-psi's ``CreateSetupMessage(RAW)`` on the same keys.
+* ``build.pipeline_inline/raw_setup``: per key, the whole ``build_index`` from a CSV (read,
+  recipes, encrypt, store shard, merge, write index and manifest) over the same call.
+* ``build.throughput_2_workers/1_worker``: ``build_index`` with ``process_pool(2)`` against
+  the same build inline, on 20,000 records x 3 recipes in shards of 2,500 records.
+
+Each comparison alternates its two sides round by round (``Baseline`` in
+``benchmarks/_support.py``), so a change of load on the shared machine hits both alike.
+The raw library call is the baseline of the first two; the 1-worker build of the third.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import private_set_intersection.python as psi
+import pytest
+
+from benchmarks._support import (
+    EPOCH_SECRET,
+    Baseline,
+    Figures,
+    key_strings,
+    population,
+    warm_worker,
+)
+from psi_core import fingerprint
+from psi_core.build import build_index, encrypt_shard, process_pool, shard_keys
+from psi_core.recipes import RECIPES
+from psi_core.tabular import RECORD_COLUMNS, read_rows
+from tests.factories import write_records
+
+ALL_RECIPES = ("name_address_v1", "name_dob_v1", "tin_v1")
+#: 6,667 records x 3 recipes: about 20,000 distinct key strings of 16-60 characters.
+BASELINE_RECORDS = 6_667
+SCALING_RECORDS = 20_000
+SCALING_BATCH_ROWS = 2_500
+WORKERS = 2
+
+
+@pytest.fixture(scope="module")
+def baseline_rows() -> list[dict[str, str]]:
+    return population(BASELINE_RECORDS, seed=7)
+
+
+@pytest.fixture(scope="module")
+def baseline_keys(baseline_rows) -> list[str]:
+    return key_strings(baseline_rows, ALL_RECIPES)
+
+
+@pytest.fixture(scope="module")
+def baseline_csv(tmp_path_factory, baseline_rows) -> Path:
+    return write_records(tmp_path_factory.mktemp("baseline") / "records.csv", baseline_rows)
+
+
+@pytest.fixture(scope="module")
+def scaling_rows() -> list[dict[str, str]]:
+    return population(SCALING_RECORDS, seed=8)
+
+
+@pytest.fixture(scope="module")
+def scaling_csv(tmp_path_factory, scaling_rows) -> Path:
+    return write_records(tmp_path_factory.mktemp("scaling") / "records.csv", scaling_rows)
+
+
+@pytest.fixture(scope="module")
+def scaling_key_count(scaling_rows) -> int:
+    return len(key_strings(scaling_rows, ALL_RECIPES))
+
+
+@pytest.fixture(scope="module")
+def scaling_shard_keys(scaling_csv) -> int:
+    """Keys a sharded build encrypts: distinct keys per shard, summed over the shards."""
+    return sum(
+        len(shard_keys(rows, _recipes()))
+        for rows in read_rows(scaling_csv, RECORD_COLUMNS, batch_rows=SCALING_BATCH_ROWS)
+    )
+
+
+@pytest.fixture(scope="module")
+def two_workers():
+    """A spawned 2-process pool whose workers are started and warm before any timing."""
+    pool = process_pool(WORKERS)
+    try:
+        pids = {
+            f.result()
+            for f in [pool.submit(warm_worker, EPOCH_SECRET, 200, 0.3) for _ in range(2 * WORKERS)]
+        }
+        assert len(pids) == WORKERS, "the pool did not start every worker while warming"
+        yield pool
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _fresh_dirs(root: Path):
+    """A pedantic ``setup``: a new index directory for every round (untimed)."""
+    counter = itertools.count()
+
+    def setup():
+        return (root / f"round-{next(counter)}",), {}
+
+    return setup
+
+
+def _recipes():
+    return [RECIPES[r] for r in ALL_RECIPES]
+
+
+def _raw_setup(keys: list[str]):
+    server = psi.server.CreateFromKey(EPOCH_SECRET, True)
+    return server.CreateSetupMessage(1e-9, 1, keys, psi.DataStructure.RAW)
+
+
+def _raw_baseline(name: str, keys: list[str]) -> Baseline:
+    return Baseline(name, lambda: _raw_setup(keys), units=len(keys), unit="key")
+
+
+def test_encrypt_shard_one_worker(benchmark, figures: Figures, baseline_keys):
+    """Ours, one worker: encrypt_shard (b·H(k), 64-bit fingerprints, sort) on the same keys."""
+    baseline = _raw_baseline("build.raw_openmined_setup(paired:encrypt_shard)", baseline_keys)
+    fps = figures.measure(
+        benchmark,
+        "build.encrypt_shard",
+        encrypt_shard,
+        rounds=5,
+        warmup_rounds=1,
+        setup=lambda: ((EPOCH_SECRET, baseline_keys), {}),
+        units=len(baseline_keys),
+        unit="key",
+        baseline=baseline,
+    )
+    figures.ratio(
+        "build.encrypt_shard/raw_setup",
+        "build.encrypt_shard",
+        baseline.name,
+        target=1.15,
+        meaning="per-key cost of our shard function over the bare library call, 1 worker",
+    )
+    assert fps.size == len(baseline_keys) and bool(np.all(fps[1:] >= fps[:-1]))
+    sample = baseline_keys[:500]
+    raw = _raw_setup(sample).raw.encrypted_elements
+    expected = np.sort(fingerprint.from_compressed_points(list(raw)))
+    assert np.array_equal(encrypt_shard(EPOCH_SECRET, sample), expected)
+
+
+def test_build_index_pipeline_one_worker(
+    benchmark, figures: Figures, baseline_csv, baseline_keys, epoch_key, tmp_path
+):
+    """Ours, one worker: the whole build_index from a CSV, inline, normalised per key."""
+    baseline = _raw_baseline("build.raw_openmined_setup(paired:pipeline)", baseline_keys)
+    report = figures.measure(
+        benchmark,
+        "build.pipeline_inline",
+        lambda index_dir: build_index(baseline_csv, index_dir, epoch_key, _recipes()),
+        rounds=5,
+        warmup_rounds=1,
+        setup=_fresh_dirs(tmp_path),
+        units=lambda r: r.keys_encrypted,
+        unit="key",
+        baseline=baseline,
+    )
+    figures.ratio(
+        "build.pipeline_inline/raw_setup",
+        "build.pipeline_inline",
+        baseline.name,
+        target=1.15,
+        meaning="per-key cost of a whole 1-worker build_index (CSV, 3 recipes) over the bare call",
+    )
+    assert report.records_read == BASELINE_RECORDS
+    assert report.keys_encrypted == report.manifest.key_count == len(baseline_keys)
+
+
+def test_main_process_key_computation(benchmark, figures: Figures, scaling_csv, scaling_shard_keys):
+    """What build_index's main process does per shard: read the CSV batch, run the recipes."""
+
+    def read_and_key() -> int:
+        return sum(
+            len(shard_keys(rows, _recipes()))
+            for rows in read_rows(scaling_csv, RECORD_COLUMNS, batch_rows=SCALING_BATCH_ROWS)
+        )
+
+    keys = figures.measure(
+        benchmark,
+        "build.main_process_read_and_keys",
+        read_and_key,
+        rounds=5,
+        warmup_rounds=1,
+        units=lambda n: n,
+        unit="key",
+    )
+    assert keys == scaling_shard_keys
+
+
+def test_build_index_two_workers(
+    benchmark,
+    figures: Figures,
+    scaling_csv,
+    scaling_key_count,
+    scaling_shard_keys,
+    epoch_key,
+    two_workers,
+    tmp_path,
+):
+    """2 workers (process pool, started and warm) against 1 worker inline, alternating.
+
+    Same file (20,000 records x 3 recipes), same shards of 2,500 records; each timed
+    2-worker build runs right after a 1-worker build.
+    """
+    inline_dirs = _fresh_dirs(tmp_path / "inline")
+
+    def one_worker() -> None:
+        (index_dir,), _ = inline_dirs()
+        report = build_index(
+            scaling_csv, index_dir, epoch_key, _recipes(), batch_rows=SCALING_BATCH_ROWS
+        )
+        assert report.manifest.key_count == scaling_key_count
+
+    report = figures.measure(
+        benchmark,
+        "build.two_workers_20k_records",
+        lambda index_dir: build_index(
+            scaling_csv,
+            index_dir,
+            epoch_key,
+            _recipes(),
+            executor=two_workers,
+            batch_rows=SCALING_BATCH_ROWS,
+        ),
+        rounds=4,
+        warmup_rounds=1,
+        setup=_fresh_dirs(tmp_path / "pool"),
+        units=lambda r: r.keys_encrypted,
+        unit="key",
+        baseline=Baseline(
+            "build.one_worker_20k_records", one_worker, units=scaling_shard_keys, unit="key"
+        ),
+    )
+    figures.ratio(
+        "build.throughput_2_workers/1_worker",
+        "build.one_worker_20k_records",
+        "build.two_workers_20k_records",
+        target=1.7,
+        at_least=True,
+        meaning="build_index throughput with process_pool(2) over inline, same input and shards",
+    )
+    figures.derive(
+        "build.main_process_share",
+        lambda f: _share(f),
+        "{:.1%} of the 1-worker build is reading + recipe keys in the main process",
+    )
+    figures.derive(
+        "build.amdahl_bound_2_workers",
+        lambda f: None if (s := _share(f)) is None else 1 / (s + (1 - s) / WORKERS),
+        "{:.2f}x: speed-up bound if that main-process share did not overlap the workers",
+    )
+    assert report.records_read == SCALING_RECORDS
+    assert report.keys_encrypted == scaling_shard_keys
+    assert report.manifest.key_count == scaling_key_count
+
+
+def _share(figures: Figures) -> float | None:
+    keys = figures.value("build.main_process_read_and_keys")
+    whole = figures.value("build.one_worker_20k_records")
+    return None if keys is None or whole is None else keys / whole
