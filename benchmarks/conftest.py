@@ -19,22 +19,17 @@ import pytest
 from benchmarks._support import FIGURES, CpuSnapshot, Figures, fixed_epoch, load_average
 from psi_core.epoch import EpochKey
 
-_session: dict[str, object] = {}
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _session["load_before"] = load_average()
-    _session["cpu_before"] = CpuSnapshot.take()
+_LOAD_BEFORE = load_average()
+_CPU_BEFORE = CpuSnapshot.take()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not (FIGURES.figures or FIGURES.ratios):
         return
-    start = _session.get("cpu_before")
-    others, steal = CpuSnapshot.take().background_since(start) if start else (0.0, 0.0)  # type: ignore[attr-defined]
+    others, steal = CpuSnapshot.take().background_since(_CPU_BEFORE)
     terminalreporter.section("benchmark figures (ratios count; absolute seconds are noise)")
     terminalreporter.write_line(
-        f"machine: {os.cpu_count()} CPUs; load average before {_session.get('load_before')}, "
+        f"machine: {os.cpu_count()} CPUs; load average before {_LOAD_BEFORE}, "
         f"after {load_average()}; during the run other processes used {others:.2f} CPUs "
         f"on average, steal {steal:.1%}"
     )

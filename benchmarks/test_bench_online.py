@@ -97,34 +97,31 @@ def online(tmp_path_factory) -> Iterator[OnlineEnv]:
     init_authority(authority, "bench-court")
     deployments: dict[int, Deployment] = {}
     epochs: dict[int, EpochKey] = {}
-    pool = process_pool(2)
     try:
-        for size in (SMALL, LARGE):
-            records = write_tin_population(root / f"records-{size}.parquet", size)
-            deployments[size], epochs[size] = _deploy(
-                root / f"n{size}", pki, authority, records, pool
+        with process_pool(2) as pool:
+            for size in (SMALL, LARGE):
+                records = write_tin_population(root / f"records-{size}.parquet", size)
+                deployments[size], epochs[size] = _deploy(
+                    root / f"n{size}", pki, authority, records, pool
+                )
+            classic_dir = root / "classic-index"
+            build_index(
+                write_tin_population(root / f"records-{CLASSIC}.parquet", CLASSIC),
+                classic_dir,
+                fixed_epoch(),
+                [get_recipe(RECIPE)],
+                executor=pool,
+                batch_rows=BATCH_ROWS,
             )
-        classic_dir = root / "classic-index"
-        build_index(
-            write_tin_population(root / f"records-{CLASSIC}.parquet", CLASSIC),
-            classic_dir,
-            fixed_epoch(),
-            [get_recipe(RECIPE)],
-            executor=pool,
-            batch_rows=BATCH_ROWS,
-        )
-    finally:
-        pool.shutdown(wait=True)
-    secrets = {size: epoch.secret for size, epoch in epochs.items()}
-    secrets[CLASSIC] = EPOCH_SECRET
-    indexes = {
-        size: EncryptedIndex.open(
-            CustodianState(d.custodian_state).index_dir(epochs[size].epoch_id)
-        )
-        for size, d in deployments.items()
-    }
-    indexes[CLASSIC] = EncryptedIndex.open(classic_dir)
-    try:
+        secrets = {size: epoch.secret for size, epoch in epochs.items()}
+        secrets[CLASSIC] = EPOCH_SECRET
+        indexes = {
+            size: EncryptedIndex.open(
+                CustodianState(d.custodian_state).index_dir(epochs[size].epoch_id)
+            )
+            for size, d in deployments.items()
+        }
+        indexes[CLASSIC] = EncryptedIndex.open(classic_dir)
         yield OnlineEnv(deployments, secrets, indexes, list(iter_index_keys(classic_dir)))
     finally:
         for deployment in deployments.values():

@@ -6,9 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
-from psi_agency.custodian_client import CustodianClient, CustodianFacts
+from psi_agency.custodian_client import DEFAULT_MAX_INDEX_BYTES, CustodianClient, CustodianFacts
 from psi_agency.progress import ProgressBoard
 from psi_agency.runner import IndexHolder, QueryRunner
 from psi_agency.service import AgencyServicer
@@ -17,7 +15,12 @@ from psi_core.audit import AuditLog
 from psi_core.index import EncryptedIndex
 from psi_core.pki import TlsMaterial
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
-from psi_rpc.server import RunningServer, create_channel, create_server
+from psi_rpc.server import (
+    RunningServer,
+    create_channel,
+    create_server,
+    refuse_plaintext_off_loopback,
+)
 
 SERVICE_NAME = agency_pb2.DESCRIPTOR.services_by_name["Agency"].full_name
 
@@ -41,9 +44,8 @@ class AgencyState:
 class RunningAgency:
     server: RunningServer
     runner: QueryRunner
-    store: AgencyStore
-    channel: grpc.Channel
     index: EncryptedIndex
+    closers: tuple[Callable[[], None], ...]
 
     @property
     def port(self) -> int:
@@ -52,8 +54,13 @@ class RunningAgency:
     def stop(self, grace: float | None = None) -> None:
         self.server.stop(grace)
         self.runner.stop()
-        self.channel.close()
-        self.store.close()
+        for close in self.closers:
+            close()
+
+
+def default_evaluate_timeout(points: int) -> float:
+    """Deadline for one Evaluate call: a minute plus a millisecond per point."""
+    return 60.0 + points / 1000.0
 
 
 def start_agency(
@@ -65,46 +72,66 @@ def start_agency(
     custodian_tls: TlsMaterial | None,
     custodian_server_name: str | None = None,
     index_progress: Callable[[int, int], None] | None = None,
+    evaluate_timeout: Callable[[int], float] = default_evaluate_timeout,
+    max_index_bytes: int = DEFAULT_MAX_INDEX_BYTES,
     max_workers: int = 8,
 ) -> RunningAgency:
     """Sync the index copy (resuming a partial download), recover unfinished queries, serve.
 
-    ``index_progress`` is called with (bytes received, total bytes) while syncing.
+    ``index_progress`` is called with (bytes received, total bytes) while syncing. Nothing
+    is left open when it raises.
     """
+    refuse_plaintext_off_loopback(address, server_tls, "serve")
     state = AgencyState(state_dir)
     state.root.mkdir(parents=True, exist_ok=True)
     channel = create_channel(
         custodian_address, tls=custodian_tls, server_name=custodian_server_name
     )
-    custodian = CustodianClient(channel)
+    closers: list[Callable[[], None]] = [channel.close]
+    try:
+        custodian = CustodianClient(channel, max_index_bytes=max_index_bytes)
 
-    def sync(facts: CustodianFacts) -> EncryptedIndex:
-        def step(received: int) -> None:
-            if index_progress:
-                index_progress(received, facts.manifest.size_bytes)
+        def sync(facts: CustodianFacts) -> EncryptedIndex:
+            def step(received: int) -> None:
+                if index_progress:
+                    index_progress(received, facts.manifest.size_bytes)
 
-        return custodian.sync_index(state.index_root, facts, progress=step)
+            return custodian.sync_index(state.index_root, facts, progress=step)
 
-    def custodian_recipes() -> tuple[str, ...]:
-        return custodian.info().manifest.recipes
-
-    holder = IndexHolder(sync)
-    index = holder.for_epoch(custodian.info())
-    store = AgencyStore(state.database)
-    store.discard_unsealed()
-    board = ProgressBoard()
-    runner = QueryRunner(
-        store=store, custodian=custodian, index=holder, audit=AuditLog(state.database), board=board
-    )
+        holder = IndexHolder(sync)
+        index = holder.for_epoch(custodian.info())
+        store = AgencyStore(state.database)
+        closers.append(store.close)
+        audit = AuditLog(state.database)
+        closers.append(audit.close)
+        store.discard_unsealed()
+        board = ProgressBoard()
+        runner = QueryRunner(
+            store=store,
+            custodian=custodian,
+            index=holder,
+            audit=audit,
+            board=board,
+            evaluate_timeout=evaluate_timeout,
+        )
+        servicer = AgencyServicer(
+            store=store,
+            runner=runner,
+            board=board,
+            custodian_recipes=lambda: custodian.info().manifest.recipes,
+        )
+        server = create_server(
+            address,
+            lambda s: agency_pb2_grpc.add_AgencyServicer_to_server(servicer, s),
+            [SERVICE_NAME],
+            tls=server_tls,
+            max_workers=max_workers,
+        )
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise
     runner.start()
-    servicer = AgencyServicer(
-        store=store, runner=runner, board=board, custodian_recipes=custodian_recipes
+    return RunningAgency(
+        server=server, runner=runner, index=index, closers=tuple(reversed(closers))
     )
-    server = create_server(
-        address,
-        lambda s: agency_pb2_grpc.add_AgencyServicer_to_server(servicer, s),
-        [SERVICE_NAME],
-        tls=server_tls,
-        max_workers=max_workers,
-    )
-    return RunningAgency(server=server, runner=runner, store=store, channel=channel, index=index)

@@ -8,13 +8,14 @@ through ``psi_rpc.status``.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from psi_core.errors import PeerError, PsiError
+from psi_core.errors import PeerError, PreconditionError, PsiError
 from psi_core.index import EncryptedIndex, IndexManifest, read_manifest
 from psi_core.index_download import IndexDownload
 from psi_core.recipes import recipe_ids
@@ -22,6 +23,8 @@ from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
 from psi_rpc.status import error_from_rpc
 
 _PEER = "custodian"
+#: Largest index the agency accepts to download: 64 GiB (8·10^9 keys).
+DEFAULT_MAX_INDEX_BYTES = 64 * 2**30
 _MAX_CHUNK_POINTS = 1 << 20
 
 
@@ -73,9 +76,16 @@ def _check_info(info: custodian_pb2.CustodianInfo) -> CustodianFacts:
 class CustodianClient:
     """Calls to one custodian over one channel."""
 
-    def __init__(self, channel: grpc.Channel, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        *,
+        timeout: float = 30.0,
+        max_index_bytes: int = DEFAULT_MAX_INDEX_BYTES,
+    ) -> None:
         self._stub = custodian_pb2_grpc.CustodianStub(channel)
         self._timeout = timeout
+        self._max_index_bytes = max_index_bytes
 
     def info(self) -> CustodianFacts:
         try:
@@ -93,6 +103,18 @@ class CustodianClient:
         timeout: float = 3600.0,
     ) -> EncryptedIndex:
         """The local copy of the announced index, downloading (or resuming) what is missing."""
+        size = facts.manifest.size_bytes
+        if size > self._max_index_bytes:
+            raise PeerError(
+                f"the custodian announced a {size:,}-byte index, over this agency's limit of "
+                f"{self._max_index_bytes:,} bytes"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(root).free
+        if size > free:
+            raise PreconditionError(
+                f"the index needs {size:,} bytes but {root} has {free:,} free; free some space"
+            )
         directory = root / facts.manifest.epoch_id
         try:
             local = read_manifest(directory)

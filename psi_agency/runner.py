@@ -115,6 +115,7 @@ class QueryRunner:
             "kind": "query",
             "query_id": query_id,
             "case_id": record.case_id,
+            "requested_by": record.requested_by,
             "mode": record.mode,
             "recipe": record.recipe,
             "subjects": record.subject_count,

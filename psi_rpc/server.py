@@ -24,13 +24,18 @@ DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 @dataclass(frozen=True)
 class RunningServer:
+    """A started server; ``stop`` drains it, then runs ``closers`` (databases, channels)."""
+
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    closers: tuple[Callable[[], None], ...] = ()
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        for close in self.closers:
+            close()
 
 
 def is_loopback(address: str) -> bool:
@@ -42,6 +47,15 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def refuse_plaintext_off_loopback(address: str, tls: TlsMaterial | None, verb: str) -> None:
+    """Raise PreconditionError when ``tls`` is None and ``address`` is not loopback."""
+    if tls is None and not is_loopback(address):
+        raise PreconditionError(
+            f"refusing to {verb} plaintext on {address}: plaintext is allowed only on a "
+            f"loopback address; pass --tls-dir (see `psi pki init`)"
+        )
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -60,16 +74,14 @@ def create_server(
     require_client_cert: bool = True,
     max_workers: int = 16,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    closers: Sequence[Callable[[], None]] = (),
 ) -> RunningServer:
     """Start a server on ``address`` with ``register`` adding the services.
 
     ``tls=None`` means plaintext, which is accepted only on a loopback address.
+    ``closers`` run when the server is stopped.
     """
-    if tls is None and not is_loopback(address):
-        raise PreconditionError(
-            f"refusing to serve plaintext on {address}: plaintext is allowed only on a "
-            f"loopback address; pass --tls-dir (see `psi pki init`)"
-        )
+    refuse_plaintext_off_loopback(address, tls, "serve")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)],
@@ -94,7 +106,7 @@ def create_server(
     server.start()
     for name in (*service_names, ""):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server=server, port=port, health=health_servicer)
+    return RunningServer(server=server, port=port, health=health_servicer, closers=tuple(closers))
 
 
 def create_channel(
@@ -106,12 +118,8 @@ def create_channel(
 ) -> grpc.Channel:
     """A channel to ``address``: mTLS with ``tls``, else plaintext (loopback only)."""
     options = channel_options(max_message_bytes)
+    refuse_plaintext_off_loopback(address, tls, "connect in")
     if tls is None:
-        if not is_loopback(address):
-            raise PreconditionError(
-                f"refusing to connect to {address} in plaintext: only loopback may be "
-                f"plaintext; pass --tls-dir"
-            )
         return grpc.insecure_channel(address, options=options)
     if server_name:
         options = [*options, ("grpc.ssl_target_name_override", server_name)]  # type: ignore[list-item]

@@ -13,7 +13,7 @@ held in Arrow tables), never with the population.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -137,10 +137,16 @@ def _rebatch(blocks: Iterator[SubjectBatch], batch_rows: int) -> Iterator[Subjec
         yield SubjectBatch(subjects, truth)
 
 
-def _table(chunks: list[dict[str, list[str]]], columns: tuple[str, ...]) -> pa.Table:
-    schema = pa.schema([(c, pa.string()) for c in columns])
-    batches = [pa.RecordBatch.from_pydict({c: ch[c] for c in columns}, schema) for ch in chunks]
-    return pa.Table.from_batches(batches, schema).combine_chunks()
+_SCHEMA: Final = pa.schema([(c, pa.string()) for c in RECORD_COLUMNS])
+
+
+def _batch(columns: Mapping[str, list[str]]) -> pa.RecordBatch:
+    """Column lists as Arrow, which holds a row in a fraction of the Python objects' memory."""
+    return pa.RecordBatch.from_pydict({c: columns[c] for c in RECORD_COLUMNS}, _SCHEMA)
+
+
+def _table(batches: Iterable[pa.RecordBatch]) -> pa.Table:
+    return pa.Table.from_batches(list(batches), _SCHEMA).combine_chunks()
 
 
 def _tin_numbers(tins: pa.Array) -> np.ndarray:
@@ -162,8 +168,8 @@ def _pick_from_population(
 
     ``member_rows``, ``near_rows`` and ``outsider_tins`` must be sorted.
     """
-    members: list[dict[str, list[str]]] = []
-    sources: list[dict[str, list[str]]] = []
+    members: list[pa.RecordBatch] = []
+    sources: list[pa.RecordBatch] = []
     colliding: set[int] = set()
     first = 0
     for batch in read_rows(path, RECORD_COLUMNS, on_error="refuse"):
@@ -172,20 +178,18 @@ def _pick_from_population(
             lo, hi = np.searchsorted(wanted, [first, end])
             if hi > lo:
                 picked = [batch[i - first] for i in wanted[lo:hi].tolist()]
-                sink.append({c: [row[c] for row in picked] for c in RECORD_COLUMNS})
+                sink.append(_batch({c: [row[c] for row in picked] for c in RECORD_COLUMNS}))
         if len(outsider_tins):
             numbers = _tin_numbers(pa.array([row["tin"] for row in batch], pa.string()))
             at = np.minimum(np.searchsorted(outsider_tins, numbers), len(outsider_tins) - 1)
             colliding.update(numbers[outsider_tins[at] == numbers].tolist())
         first = end
-    found = sum(len(c["record_id"]) for c in members) + sum(len(c["record_id"]) for c in sources)
+    found = sum(b.num_rows for b in members) + sum(b.num_rows for b in sources)
     if found != len(member_rows) + len(near_rows):
         raise InvalidInputError(
             f"{path}: has fewer readable rows ({first}) than its row count promised"
         )
-    return _PopulationPicks(
-        _table(members, RECORD_COLUMNS), _table(sources, RECORD_COLUMNS), frozenset(colliding)
-    )
+    return _PopulationPicks(_table(members), _table(sources), frozenset(colliding))
 
 
 @dataclass
@@ -212,7 +216,7 @@ def _subject_blocks(
     near_unique, near_source = np.unique(near_rows, return_inverse=True)
 
     outsiders = _table(
-        list(population_columns(plan.non_members, seed, STREAM_OUTSIDERS)), RECORD_COLUMNS
+        _batch(columns) for columns in population_columns(plan.non_members, seed, STREAM_OUTSIDERS)
     )
     outsider_tins = np.unique(_tin_numbers(outsiders.column("tin").combine_chunks()))
     picks = _pick_from_population(path, member_rows, near_unique, outsider_tins)

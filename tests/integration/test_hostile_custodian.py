@@ -705,14 +705,14 @@ def test_interrupted_download_resumes_from_where_it_stopped(world, tmp_path):
     assert published.read_bytes() == world.fake.index_bytes
 
 
-def test_absurd_but_consistent_size_fails_without_filling_the_disk(world, tmp_path):
-    """An announced size of ~2^64 bytes ends in PeerError with only what was sent on disk."""
+def test_absurd_index_size_is_refused_before_any_download(world, tmp_path):
+    """An announced size of ~2^64 bytes is refused up front; nothing is written."""
     world.fake.info.key_count = 2**61 - 1
     world.fake.info.index_size_bytes = (2**61 - 1) * 8
-    with pytest.raises(PeerError, match="stream ended at"):
+    with pytest.raises(PeerError, match="over this agency's limit"):
         _sync(world, tmp_path)
-    partial = tmp_path / world.fake.manifest.epoch_id / (INDEX_FILE + PARTIAL_SUFFIX)
-    assert partial.stat().st_size == len(world.fake.index_bytes)
+    assert world.fake.fetch_offsets == []
+    assert not (tmp_path / world.fake.manifest.epoch_id).exists()
 
 
 def test_agency_refuses_to_start_on_a_corrupted_index(world, tmp_path):
