@@ -58,10 +58,21 @@ def refuse_plaintext_off_loopback(address: str, tls: TlsMaterial | None, verb: s
         )
 
 
+#: HTTP/2 keepalive: a peer that stops acknowledging pings for 20 s is treated as dead, so its
+#: calls are cancelled (and, on the custodian, its evaluation slot is released).
+_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+]
+
+
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Message-size limits and keepalive, the same on servers and channels."""
     return [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
+        *_KEEPALIVE,
     ]
 
 
