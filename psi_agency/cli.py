@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,11 +14,10 @@ from psi_core.cli_support import (
     EXIT_ERROR,
     add_audit_commands,
     add_tls_arguments,
-    export_audit,
     progress_bar,
     run_cli,
+    serve_until_signalled,
     tls_from_args,
-    verify_audit,
 )
 from psi_core.errors import RowError
 from psi_core.evaluation import members_from_truth, score
@@ -56,13 +53,9 @@ def _serve(args: argparse.Namespace) -> int:
     manifest = running.index.manifest
     host = args.listen.rsplit(":", 1)[0]
     print(f"index for epoch {manifest.epoch_id}: {manifest.key_count:,} keys, verified", flush=True)
-    print(f"agency listening on {host}:{running.port}", flush=True)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-    running.stop(grace=5)
-    return 0
+    return serve_until_signalled(
+        f"agency listening on {host}:{running.port}", lambda: running.stop(grace=5)
+    )
 
 
 def _subject_batches(
@@ -147,14 +140,6 @@ def print_summary(status: agency_pb2.QueryStatus) -> None:
     )
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    return verify_audit(AgencyState(args.state).database)
-
-
-def _audit_export(args: argparse.Namespace) -> int:
-    return export_audit(AgencyState(args.state).database, args.out)
-
-
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="psi-agency", description=__doc__)
     root.add_argument("-v", "--verbose", action="store_true")
@@ -181,7 +166,7 @@ def parser() -> argparse.ArgumentParser:
     add_tls_arguments(query)
     query.set_defaults(handler=_query)
 
-    add_audit_commands(commands, _audit_verify, _audit_export)
+    add_audit_commands(commands, lambda state: AgencyState(state).database)
     return root
 
 

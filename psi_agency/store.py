@@ -17,18 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from psi_core.errors import InvalidInputError, NotFoundError
+from psi_core.tabular import SUBJECT_COLUMNS
 
-SUBJECT_FIELDS = (
-    "subject_id",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "street",
-    "city",
-    "state",
-    "zip",
-    "tin",
-)
+SUBJECT_FIELDS = SUBJECT_COLUMNS
 
 RECEIVING, QUEUED, RUNNING = "RECEIVING", "QUEUED", "RUNNING"
 SUCCEEDED, FAILED = "SUCCEEDED", "FAILED"

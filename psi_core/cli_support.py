@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -87,17 +89,29 @@ def export_audit(database: Path, out: Path) -> int:
 
 
 def add_audit_commands(
-    commands: argparse._SubParsersAction,
-    verify: Callable[[argparse.Namespace], int],
-    export: Callable[[argparse.Namespace], int],
+    commands: argparse._SubParsersAction, database_of: Callable[[Path], Path]
 ) -> None:
-    """The `audit verify` and `audit export` subcommands, same on both services."""
+    """The `audit verify` and `audit export` subcommands, the same on both services.
+
+    ``database_of`` maps a ``--state`` directory to the SQLite file holding the audit log.
+    """
     audit = commands.add_parser("audit", help="verify or export the audit log")
     audit_commands = audit.add_subparsers(title="audit commands")
     verify_parser = audit_commands.add_parser("verify", help="check the hash chain")
     verify_parser.add_argument("--state", type=Path, required=True)
-    verify_parser.set_defaults(handler=verify)
+    verify_parser.set_defaults(handler=lambda args: verify_audit(database_of(args.state)))
     export_parser = audit_commands.add_parser("export", help="write a transparency summary")
     export_parser.add_argument("--state", type=Path, required=True)
     export_parser.add_argument("--out", type=Path, required=True)
-    export_parser.set_defaults(handler=export)
+    export_parser.set_defaults(handler=lambda args: export_audit(database_of(args.state), args.out))
+
+
+def serve_until_signalled(announce: str, stop: Callable[[], None]) -> int:
+    """Print the address line (tools and the demo wait for it), run until SIGINT/SIGTERM."""
+    print(announce, flush=True)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    stopping.wait()
+    stop()
+    return 0

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -14,11 +12,10 @@ from psi_core.build import Executor, build_index, process_pool
 from psi_core.cli_support import (
     add_audit_commands,
     add_tls_arguments,
-    export_audit,
     progress_bar,
     run_cli,
+    serve_until_signalled,
     tls_from_args,
-    verify_audit,
 )
 from psi_core.errors import InvalidInputError
 from psi_core.index import read_manifest
@@ -93,13 +90,9 @@ def _serve(args: argparse.Namespace) -> int:
     tls = tls_from_args(args, "custodian-server")
     running = start_custodian(args.state, args.listen, tls=tls, trusted_authorities=args.trust)
     host = args.listen.rsplit(":", 1)[0]
-    print(f"custodian listening on {host}:{running.port}", flush=True)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-    running.stop(grace=5)
-    return 0
+    return serve_until_signalled(
+        f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
+    )
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -113,14 +106,6 @@ def _info(args: argparse.Namespace) -> int:
         f"sha256 {manifest.sha256}"
     )
     return 0
-
-
-def _audit_verify(args: argparse.Namespace) -> int:
-    return verify_audit(CustodianState(args.state).database)
-
-
-def _audit_export(args: argparse.Namespace) -> int:
-    return export_audit(CustodianState(args.state).database, args.out)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -164,7 +149,7 @@ def parser() -> argparse.ArgumentParser:
     info.add_argument("--state", type=Path, required=True)
     info.set_defaults(handler=_info)
 
-    add_audit_commands(commands, _audit_verify, _audit_export)
+    add_audit_commands(commands, lambda state: CustodianState(state).database)
     return root
 
 
