@@ -693,8 +693,13 @@ def _all_empty(batch: pa.RecordBatch) -> np.ndarray:
 
 
 def _open_parquet(name: str) -> pq.ParquetFile:
+    """Open a Parquet file for streaming.
+
+    Pre-buffering is off: with it, pyarrow keeps every row group's buffered bytes until
+    the file is closed, so memory would grow with the file.
+    """
     try:
-        return pq.ParquetFile(name)
+        return pq.ParquetFile(name, pre_buffer=False)
     except (pa.ArrowException, OSError) as exc:
         raise InvalidInputError(
             f"{name}: not a readable Parquet file (truncated or corrupt)"

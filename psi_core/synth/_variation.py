@@ -3,8 +3,10 @@
 Every change here is one a match-key recipe is meant to undo (case, diacritics, name
 order, "FAMILY, GIVEN", hyphens, USPS long forms, "#4" for "APT 4", ZIP+4, spelled-out
 state, stray spaces and punctuation, TIN without dashes) or a field the agency does not
-know (date of birth or TIN left empty). :func:`vary` never changes a letter of a name, a
-digit of a house number, DOB, ZIP or TIN, nor the city.
+know (date of birth or TIN left empty). Up to case, diacritics, punctuation, spacing and
+USPS spelling, :func:`vary` keeps every name token, the house number and unit, the city,
+the first five digits of the ZIP, and the date of birth and TIN digits when it keeps them
+at all.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def _recase(text: str, draw: float, *, address: bool = False) -> str:
     if draw < 0.3:
         return text.lower()
     if draw < 0.8:
-        return addr.title_words(text.lower().title()) if address else text.lower().title()
+        return addr.title_words(text.lower()) if address else text.title()
     return text.upper()
 
 
@@ -182,7 +184,7 @@ def _vary_street(street: str, u: Sequence[float]) -> str:
         if u[_NOISE_PLACE] < 0.4 and unit_at < len(tokens):
             tokens[unit_at - 1] += ","
         elif u[_NOISE_PLACE] < 0.7:
-            for i in (1, suffix_at):
+            for i in sorted({1, suffix_at}):
                 if tokens[i].upper() in addr.DIRECTIONALS or tokens[i].upper() in _SUFFIXES:
                     tokens[i] += "."
         else:
