@@ -269,4 +269,3 @@ def _publish_keys(build_dir: Path, keys_dir: Path, shard_count: int) -> None:
     for shard in range(shard_count):
         source = _shard_paths(build_dir, shard)[1]
         os.replace(source, keys_dir / source.name)
-

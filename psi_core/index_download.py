@@ -89,4 +89,3 @@ class IndexDownload:
         os.replace(self.partial, self.directory / INDEX_FILE)
         write_manifest(self.directory, replace(self.expected))
         return EncryptedIndex.open(self.directory, verify_digest=False)
-
