@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import distributed
 import numpy as np
 import pytest
 
@@ -55,7 +56,6 @@ def test_process_pool_build_equals_inline_build(tmp_path, records, epoch):
 
 def test_dask_local_cluster_build_equals_inline_build(tmp_path, records, epoch):
     """The same shard function on a real Dask LocalCluster gives the same index."""
-    distributed = pytest.importorskip("distributed")
     inline = build_index(records, tmp_path / "a", epoch, ALL, batch_rows=64)
     with (
         distributed.LocalCluster(
