@@ -3,10 +3,12 @@
 Absolute times on a shared two-core machine are noise; what the benchmarks report are
 ratios of two measurements taken in the same run. Each benchmark times its own body with
 ``time.perf_counter`` through :meth:`Figures.measure` (inside ``benchmark.pedantic``, so
-pytest-benchmark keeps its own statistics and history too) and declares the ratios it
-feeds with :meth:`Figures.ratio`. ``benchmarks/conftest.py`` prints the table at the end
-of the session. A ratio uses the best (minimum) round of each side, which is the least
-disturbed by other tenants of the machine; the ratio of medians is printed beside it.
+pytest-benchmark keeps its own statistics and history too), runs its baselines right
+before every round of it, and declares the ratios it feeds with :meth:`Figures.ratio`.
+A ratio of two figures measured together is the median of the per-round ratios (a load
+change hits both sides of a round alike); otherwise it is the ratio of the best rounds.
+``benchmarks/conftest.py`` prints the table, and the CPU other processes used during each
+benchmark (:class:`CpuSnapshot`), at the end of the session.
 
 When pytest-benchmark is disabled (the default in pyproject) each body runs once and the
 table marks every figure as a single unmeasured sample.
@@ -114,8 +116,8 @@ def tin_subjects(members: int, strangers: int) -> list[dict[str, str]]:
 class Figure:
     """Wall-clock samples of one benchmark body (seconds), optionally per unit of work.
 
-    ``paired_with`` names the figure whose rounds alternated with this one's (round i of
-    each ran back to back), so that a ratio of the two can be taken pair by pair.
+    Figures of one ``group`` were measured round by round together (round i of each ran
+    back to back), so a ratio of two of them can be taken round by round.
     """
 
     name: str
@@ -123,7 +125,7 @@ class Figure:
     units: int | None = None
     unit: str = ""
     measured: bool = True
-    paired_with: str | None = None
+    group: str | None = None
 
     def per_unit(self, seconds: float) -> float:
         return seconds / self.units if self.units else seconds
@@ -173,18 +175,19 @@ class Figures:
         setup: Callable[[], Any] | None = None,
         units: int | Callable[[Any], int] | None = None,
         unit: str = "",
-        baseline: Baseline | None = None,
+        baselines: Sequence[Baseline] = (),
     ) -> Any:
         """Run ``fn`` under ``benchmark.pedantic`` and keep its perf_counter samples.
 
         ``setup`` (untimed by pytest-benchmark) runs before every round and may return
         ``(args, kwargs)``. ``units`` is the amount of work in one call (or a function of
-        its result), so that figures of different sizes compare per unit. A ``baseline``
-        runs (and is timed here) right before every round of ``fn``, warm-up included, so
-        the two alternate and a load change on the shared machine hits both sides alike.
+        its result), so that figures of different sizes compare per unit. ``baselines``
+        run (and are timed here) in order right before every round of ``fn``, warm-up
+        included, so all sides alternate and a change of load on the shared machine hits
+        them alike; they form one group whose ratios are taken round by round.
         """
         samples: list[float] = []
-        base_samples: list[float] = []
+        base_samples: list[list[float]] = [[] for _ in baselines]
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -193,15 +196,15 @@ class Figures:
             return result
 
         def before_round() -> Any:
-            if baseline is not None:
+            for baseline, kept in zip(baselines, base_samples, strict=True):
                 started = time.perf_counter()
                 baseline.fn()
-                base_samples.append(time.perf_counter() - started)
+                kept.append(time.perf_counter() - started)
             return setup() if setup is not None else None
 
         result = benchmark.pedantic(
             timed,
-            setup=before_round if baseline or setup else None,
+            setup=before_round if baselines or setup else None,
             rounds=rounds,
             warmup_rounds=warmup_rounds,
             iterations=1,
@@ -209,11 +212,11 @@ class Figures:
         measured = not benchmark.disabled
         skip = warmup_rounds if measured else 0
         count = units(result) if callable(units) else units
-        paired = baseline.name if baseline else None
-        figure = self.figures[name] = Figure(name, samples[skip:], count, unit, measured, paired)
-        if baseline is not None:
+        group = name if baselines else None
+        figure = self.figures[name] = Figure(name, samples[skip:], count, unit, measured, group)
+        for baseline, kept in zip(baselines, base_samples, strict=True):
             self.figures[baseline.name] = Figure(
-                baseline.name, base_samples[skip:], baseline.units, baseline.unit, measured, name
+                baseline.name, kept[skip:], baseline.units, baseline.unit, measured, group
             )
         benchmark.extra_info.update(
             seconds_min=min(figure.seconds),
@@ -221,14 +224,23 @@ class Figures:
             units=count,
             unit=unit,
         )
-        if baseline is not None:
-            other = self.figures[baseline.name]
-            benchmark.extra_info["paired_baseline"] = {
-                "name": other.name,
-                "seconds": other.seconds,
-                "units": other.units,
-            }
+        if baselines:
+            benchmark.extra_info["paired_baselines"] = [
+                {"name": b.name, "seconds": self.figures[b.name].seconds, "units": b.units}
+                for b in baselines
+            ]
         return result
+
+    def round_ratios(self, numerator: str, denominator: str) -> list[float] | None:
+        """Per-round ratios (per unit) of two figures of one group; None if not paired."""
+        num, den = self.figures.get(numerator), self.figures.get(denominator)
+        if num is None or den is None or num.group is None or num.group != den.group:
+            return None
+        if len(num.seconds) != len(den.seconds):
+            return None
+        return [
+            num.per_unit(n) / den.per_unit(d) for n, d in zip(num.seconds, den.seconds, strict=True)
+        ]
 
     def ratio(
         self,
@@ -258,8 +270,8 @@ class Figures:
                 rounds = f"{len(figure.seconds)} rounds"
             else:
                 rounds = "1 sample, benchmark disabled"
-            if figure.paired_with:
-                rounds += f", alternating with {figure.paired_with}"
+            if figure.group:
+                rounds += f", round-paired with group {figure.group}"
             line = (
                 f"FIGURE {figure.name}: min {min(figure.seconds):.4f} s  "
                 f"median {statistics.median(figure.seconds):.4f} s  ({rounds})"
@@ -291,12 +303,9 @@ class Figures:
             missing = spec.numerator if num is None else spec.denominator
             return head + f"n/a ({missing} was not run)  {target}"
         minima = num.stat("min") / den.stat("min")
-        paired = num.paired_with == den.name or den.paired_with == num.name
-        if paired and len(num.seconds) == len(den.seconds):
-            pairs = sorted(
-                num.per_unit(n) / den.per_unit(d)
-                for n, d in zip(num.seconds, den.seconds, strict=True)
-            )
+        pairs = self.round_ratios(spec.numerator, spec.denominator)
+        if pairs:
+            pairs.sort()
             value = statistics.median(pairs)
             detail = (
                 f"median of {len(pairs)} paired rounds; range {pairs[0]:.3f}-{pairs[-1]:.3f}; "
@@ -304,9 +313,8 @@ class Figures:
             )
         else:
             value = minima
-            detail = (
-                f"ratio of minima; ratio of medians {num.stat('median') / den.stat('median'):.3f}"
-            )
+            medians = num.stat("median") / den.stat("median")
+            detail = f"ratio of minima; ratio of medians {medians:.3f}"
         if not (num.measured and den.measured):
             verdict = "not measured (benchmark disabled)"
         elif spec.target is None:

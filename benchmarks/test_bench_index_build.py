@@ -8,15 +8,18 @@ Figures (see benchmarks/README.md for the targets):
   recipes, encrypt, store shard, merge, write index and manifest) over the same call.
 * ``build.throughput_2_workers/1_worker``: ``build_index`` with ``process_pool(2)`` against
   the same build inline, on 20,000 records x 3 recipes in shards of 2,500 records.
+* ``machine.parallel_ceiling_2_workers``: what the machine gave two of our pool workers
+  in the same rounds (two shards at once against one alone), the ceiling of the above.
 
-Each comparison alternates its two sides round by round (``Baseline`` in
-``benchmarks/_support.py``), so a change of load on the shared machine hits both alike.
+Each comparison alternates its sides round by round (``Baseline`` in
+``benchmarks/_support.py``), so a change of load on the shared machine hits all alike.
 The raw library call is the baseline of the first two; the 1-worker build of the third.
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +127,7 @@ def _raw_baseline(name: str, keys: list[str]) -> Baseline:
 
 def test_encrypt_shard_one_worker(benchmark, figures: Figures, baseline_keys):
     """Ours, one worker: encrypt_shard (b·H(k), 64-bit fingerprints, sort) on the same keys."""
-    baseline = _raw_baseline("build.raw_openmined_setup(paired:encrypt_shard)", baseline_keys)
+    baseline = _raw_baseline("build.raw_setup_beside_encrypt_shard", baseline_keys)
     fps = figures.measure(
         benchmark,
         "build.encrypt_shard",
@@ -134,7 +137,7 @@ def test_encrypt_shard_one_worker(benchmark, figures: Figures, baseline_keys):
         setup=lambda: ((EPOCH_SECRET, baseline_keys), {}),
         units=len(baseline_keys),
         unit="key",
-        baseline=baseline,
+        baselines=[baseline],
     )
     figures.ratio(
         "build.encrypt_shard/raw_setup",
@@ -154,7 +157,7 @@ def test_build_index_pipeline_one_worker(
     benchmark, figures: Figures, baseline_csv, baseline_keys, epoch_key, tmp_path
 ):
     """Ours, one worker: the whole build_index from a CSV, inline, normalised per key."""
-    baseline = _raw_baseline("build.raw_openmined_setup(paired:pipeline)", baseline_keys)
+    baseline = _raw_baseline("build.raw_setup_beside_pipeline", baseline_keys)
     report = figures.measure(
         benchmark,
         "build.pipeline_inline",
@@ -164,7 +167,7 @@ def test_build_index_pipeline_one_worker(
         setup=_fresh_dirs(tmp_path),
         units=lambda r: r.keys_encrypted,
         unit="key",
-        baseline=baseline,
+        baselines=[baseline],
     )
     figures.ratio(
         "build.pipeline_inline/raw_setup",
@@ -208,12 +211,15 @@ def test_build_index_two_workers(
     two_workers,
     tmp_path,
 ):
-    """2 workers (process pool, started and warm) against 1 worker inline, alternating.
+    """2 workers (process pool, started and warm) against 1 worker inline, round by round.
 
-    Same file (20,000 records x 3 recipes), same shards of 2,500 records; each timed
-    2-worker build runs right after a 1-worker build.
+    Same file (20,000 records x 3 recipes), same shards of 2,500 records. Before each
+    timed 2-worker build: the 1-worker build, then one shard alone in the pool and two
+    shards at once (one per worker), which measure what parallelism the machine gives two
+    of our workers in that round: the ceiling for the build's own ratio.
     """
     inline_dirs = _fresh_dirs(tmp_path / "inline")
+    probe = key_strings(population(SCALING_BATCH_ROWS, seed=9), ALL_RECIPES)
 
     def one_worker() -> None:
         (index_dir,), _ = inline_dirs()
@@ -221,6 +227,11 @@ def test_build_index_two_workers(
             scaling_csv, index_dir, epoch_key, _recipes(), batch_rows=SCALING_BATCH_ROWS
         )
         assert report.manifest.key_count == scaling_key_count
+
+    def shards_in_pool(count: int) -> None:
+        futures = [two_workers.submit(encrypt_shard, EPOCH_SECRET, probe) for _ in range(count)]
+        for future in futures:
+            assert future.result().size == len(probe)
 
     report = figures.measure(
         benchmark,
@@ -238,21 +249,36 @@ def test_build_index_two_workers(
         setup=_fresh_dirs(tmp_path / "pool"),
         units=lambda r: r.keys_encrypted,
         unit="key",
-        baseline=Baseline(
-            "build.one_worker_20k_records", one_worker, units=scaling_shard_keys, unit="key"
-        ),
+        baselines=[
+            Baseline("build.one_worker_20k_records", one_worker, scaling_shard_keys, "key"),
+            Baseline(_ALONE, lambda: shards_in_pool(1), len(probe), "key"),
+            Baseline(_TOGETHER, lambda: shards_in_pool(WORKERS), WORKERS * len(probe), "key"),
+        ],
     )
     figures.ratio(
-        "build.throughput_2_workers/1_worker",
+        _SCALING,
         "build.one_worker_20k_records",
         "build.two_workers_20k_records",
         target=1.7,
         at_least=True,
         meaning="build_index throughput with process_pool(2) over inline, same input and shards",
     )
+    figures.ratio(
+        _CEILING,
+        _ALONE,
+        _TOGETHER,
+        target=None,
+        meaning="throughput of 2 pool workers encrypting at once over 1 alone: what the machine "
+        "gave 2 workers in the same rounds",
+    )
+    figures.derive(
+        "build.scaling_efficiency",
+        _efficiency,
+        "{:.1%}: the build's 2-worker ratio over the machine ceiling, median over rounds",
+    )
     figures.derive(
         "build.main_process_share",
-        lambda f: _share(f),
+        _share,
         "{:.1%} of the 1-worker build is reading + recipe keys in the main process",
     )
     figures.derive(
@@ -265,7 +291,21 @@ def test_build_index_two_workers(
     assert report.manifest.key_count == scaling_key_count
 
 
+_ALONE = "machine.pool_one_shard_alone"
+_TOGETHER = "machine.pool_two_shards_together"
+_SCALING = "build.throughput_2_workers/1_worker"
+_CEILING = "machine.parallel_ceiling_2_workers"
+
+
 def _share(figures: Figures) -> float | None:
     keys = figures.value("build.main_process_read_and_keys")
     whole = figures.value("build.one_worker_20k_records")
     return None if keys is None or whole is None else keys / whole
+
+
+def _efficiency(figures: Figures) -> float | None:
+    build = figures.round_ratios("build.one_worker_20k_records", "build.two_workers_20k_records")
+    ceiling = figures.round_ratios(_ALONE, _TOGETHER)
+    if not build or not ceiling:
+        return None
+    return statistics.median(b / c for b, c in zip(build, ceiling, strict=True))

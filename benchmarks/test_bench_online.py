@@ -176,7 +176,7 @@ def test_agency_query_latency_vs_index_size(benchmark, figures: Figures, online,
         queries[LARGE],
         rounds=ROUNDS,
         warmup_rounds=1,
-        baseline=Baseline(f"online.e2e_query_1000_subjects_N={SMALL}", queries[SMALL]),
+        baselines=[Baseline(f"online.e2e_query_1000_subjects_N={SMALL}", queries[SMALL])],
     )
     figures.ratio(
         "online.e2e_latency_2e5/1e4",
@@ -220,9 +220,9 @@ def test_core_query_latency_vs_index_size(benchmark, figures: Figures, online, s
         _core(online, LARGE, subject_keys),
         rounds=ROUNDS,
         warmup_rounds=1,
-        baseline=Baseline(
-            f"online.core_query_1000_keys_N={SMALL}", _core(online, SMALL, subject_keys)
-        ),
+        baselines=[
+            Baseline(f"online.core_query_1000_keys_N={SMALL}", _core(online, SMALL, subject_keys))
+        ],
     )
     figures.ratio(
         "online.core_latency_2e5/1e4",
@@ -256,9 +256,11 @@ def test_classic_openmined_query(benchmark, figures: Figures, online, subject_ke
         f"online.classic_openmined_query_1000_keys_N={CLASSIC}",
         classic,
         rounds=CLASSIC_ROUNDS,
-        baseline=Baseline(
-            f"online.core_query_1000_keys_N={CLASSIC}", _core(online, CLASSIC, subject_keys)
-        ),
+        baselines=[
+            Baseline(
+                f"online.core_query_1000_keys_N={CLASSIC}", _core(online, CLASSIC, subject_keys)
+            )
+        ],
     )
     figures.ratio(
         "online.classic/ours_1e5",
