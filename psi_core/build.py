@@ -1,9 +1,10 @@
 """Building the encrypted index: records -> match keys -> b·H(key) -> sorted fingerprints.
 
-The work is split into shards (one batch of input records each). A shard's keys are
-encrypted by ``encrypt_shard``, a plain function of (secret, keys) that runs wherever a
-worker is: in this process, in a process pool (one openmined server object per
-process), or on a Dask distributed cluster (one per worker thread). Each finished shard
+The work is split into shards (one batch of input records each). A shard is turned into
+keys and encrypted by ``encrypt_records`` (recipes, then ``encrypt_shard``), plain
+functions that run wherever a worker is: in this process, in a process pool (one
+openmined server object per process), or on a Dask distributed cluster (one per worker
+thread). The reading process only reads. Each finished shard
 is written to the build directory at once, so an interrupted build resumes where it
 stopped and recomputes nothing that was finished. When every shard is done they are
 merged into one sorted, duplicate-free index (``psi_core.index``).
@@ -34,7 +35,7 @@ from psi_core.epoch import EpochKey
 from psi_core.errors import InvalidInputError, RowError
 from psi_core.index import IndexManifest, write_index
 from psi_core.openmined import KeyCipher
-from psi_core.recipes import MatchKeyRecipe
+from psi_core.recipes import MatchKeyRecipe, get_recipe
 from psi_core.tabular import RECORD_COLUMNS, read_rows
 
 KEYS_DIR = "keys"
@@ -57,6 +58,18 @@ def encrypt_shard(secret: bytes, keys: Sequence[str]) -> np.ndarray:
     """Sorted fingerprints of b·H(k) for each key (duplicates kept; the merge drops them)."""
     points = _cipher_for(secret).encrypt_keys(keys)
     return np.sort(fingerprint.from_compressed_points(points))
+
+
+def encrypt_records(
+    secret: bytes, recipe_ids: Sequence[str], rows: Sequence[dict[str, str]]
+) -> tuple[list[str], np.ndarray]:
+    """One shard's work where the worker runs: its distinct keys and their sorted fingerprints.
+
+    Computing the keys in the worker, not in the process that reads the file, keeps the
+    reader from becoming the bottleneck as workers are added.
+    """
+    keys = shard_keys(rows, [get_recipe(r) for r in recipe_ids])
+    return keys, encrypt_shard(secret, keys)
 
 
 class Executor(Protocol):
@@ -196,7 +209,7 @@ def build_index(
 ) -> BuildReport:
     """Build (or resume building) the index of ``records_path`` into ``index_dir``.
 
-    ``executor`` runs ``encrypt_shard`` (inline when None). At most ``max_in_flight``
+    ``executor`` runs ``encrypt_records`` (inline when None). At most ``max_in_flight``
     shards are pending at once, so memory stays bounded by batch size, not by N.
     ``on_error`` is "refuse" (the first unreadable row stops the build with its line
     number) or "skip" (bad rows are reported in the result and left out).
@@ -209,12 +222,14 @@ def build_index(
     build_dir = index_dir / BUILD_DIR
     _prepare_build_dir(build_dir, _plan(records_path, recipes, batch_rows))
     row_errors: list[RowError] = []
-    pending: deque[tuple[int, list[str], int, Any]] = deque()
+    recipe_ids = tuple(r.id for r in recipes)
+    pending: deque[tuple[int, int, Any]] = deque()
     totals = {"records": 0, "keys": 0, "reused": 0}
 
     def finish_oldest() -> None:
-        shard, keys, records, future = pending.popleft()
-        _store_shard(build_dir, shard, keys, future.result(), records)
+        shard, records, future = pending.popleft()
+        keys, fps = future.result()
+        _store_shard(build_dir, shard, keys, fps, records)
         totals["records"] += records
         totals["keys"] += len(keys)
         if progress:
@@ -234,9 +249,9 @@ def build_index(
             if progress:
                 progress(done["records"])
             continue
-        keys = shard_keys(rows, recipes)
-        pending.append((shard, keys, len(rows), executor.submit(encrypt_shard, epoch.secret, keys)))
-        while pending and (len(pending) >= max_in_flight or pending[0][3].done()):
+        future = executor.submit(encrypt_records, epoch.secret, recipe_ids, rows)
+        pending.append((shard, len(rows), future))
+        while pending and (len(pending) >= max_in_flight or pending[0][2].done()):
             finish_oldest()
     while pending:
         finish_oldest()
@@ -246,7 +261,7 @@ def build_index(
         index_dir,
         fingerprint.sorted_unique(parts),
         epoch_id=epoch.epoch_id,
-        recipes=tuple(r.id for r in recipes),
+        recipes=recipe_ids,
         record_count=totals["records"],
     )
     _publish_keys(build_dir, index_dir / KEYS_DIR, shard_count)

@@ -33,8 +33,8 @@ def is_valid_scalar(scalar: bytes) -> bool:
     return 0 < value < P256_ORDER
 
 
-def check_compressed_point(point: bytes) -> None:
-    """Raise MalformedMessageError unless ``point`` is a compressed point on P-256.
+def decode_compressed_point(point: bytes) -> ec.EllipticCurvePublicKey:
+    """Decode a compressed P-256 point; raise MalformedMessageError if it is not one.
 
     Checks the length, the prefix, that x is below the field prime, and (through
     ``cryptography``'s decoder) that x is the abscissa of a curve point. P-256 has
@@ -45,9 +45,14 @@ def check_compressed_point(point: bytes) -> None:
     if int.from_bytes(point[1:], "big") >= P256_PRIME:
         raise MalformedMessageError("a point's x-coordinate is not a field element")
     try:
-        ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, point)
+        return ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, point)
     except ValueError:
         raise MalformedMessageError("a point is not on the P-256 curve") from None
+
+
+def check_compressed_point(point: bytes) -> None:
+    """Raise MalformedMessageError unless ``point`` is a compressed point on P-256."""
+    decode_compressed_point(point)
 
 
 def check_compressed_points(points: Sequence[bytes]) -> None:
@@ -70,11 +75,13 @@ class Unblinder:
         self._inverse_key = ec.derive_private_key(inverse, _CURVE)
 
     def unblind(self, points: Sequence[bytes]) -> bytes:
-        """x(a⁻¹·P) for every P in ``points``; raises MalformedMessageError on a bad point."""
+        """x(a⁻¹·P) for every P in ``points``; raises MalformedMessageError on a bad point.
+
+        Each point is decoded (and so validated) exactly once.
+        """
         exchange = self._inverse_key.exchange
         ecdh = ec.ECDH()
         out = bytearray()
         for point in points:
-            check_compressed_point(point)
-            out += exchange(ecdh, ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, point))
+            out += exchange(ecdh, decode_compressed_point(point))
         return bytes(out)

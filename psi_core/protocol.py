@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from psi_core import fingerprint
-from psi_core.curve import Unblinder, check_compressed_points
+from psi_core.curve import Unblinder
 from psi_core.errors import MalformedMessageError, PeerError
 from psi_core.fingerprint import FINGERPRINT_BITS
 from psi_core.openmined import Blinder, ThreadLocalCipher
@@ -75,13 +75,12 @@ class BlindedQuery:
             raise PeerError(
                 f"the custodian answered {len(answer)} points for {sent} sent; the query is void"
             )
-        try:
-            check_compressed_points(answer)
-        except MalformedMessageError as exc:
-            raise PeerError(f"the custodian's answer is malformed: {exc}") from exc
         if len(set(answer)) != len(answer):
             raise PeerError("the custodian's answer repeats points; the query is void")
-        return fingerprint.from_x_coordinates(self._unblinder.unblind(answer))
+        try:
+            return fingerprint.from_x_coordinates(self._unblinder.unblind(answer))
+        except MalformedMessageError as exc:
+            raise PeerError(f"the custodian's answer is malformed: {exc}") from exc
 
 
 def distinct_keys(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray]:

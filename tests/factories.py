@@ -13,8 +13,15 @@ STREETS = ["Main St", "Oak Avenue", "N Elm Street", "Lakeview Dr", "2nd St"]
 PLACES = [("Springfield", "IL", "62701"), ("Austin", "TX", "78701"), ("Fresno", "CA", "93721")]
 
 
+def _unique_tin(i: int, seed: int) -> str:
+    """A valid SSN-shaped TIN: the area comes from the seed, group and serial from ``i``,
+    so rows of one seed never share a TIN and different seeds (below 665) never collide."""
+    serial, group = i % 9999 + 1, i // 9999 % 99 + 1
+    return f"{seed % 665 + 1:03d}-{group:02d}-{serial:04d}"
+
+
 def make_records(n: int, seed: int = 0, prefix: str = "R") -> list[dict[str, str]]:
-    """``n`` distinct people (unique TIN and house number), as RECORD_COLUMNS rows."""
+    """``n`` distinct people (unique valid TIN and house number), as RECORD_COLUMNS rows."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
@@ -30,7 +37,7 @@ def make_records(n: int, seed: int = 0, prefix: str = "R") -> list[dict[str, str
                 "city": city,
                 "state": state,
                 "zip": zip5,
-                "tin": f"{rng.randint(1, 665):03d}-{rng.randint(1, 99):02d}-{i + 1:04d}",
+                "tin": _unique_tin(i, seed),
             }
         )
     return rows

@@ -345,7 +345,7 @@ CORRUPTIONS: list[tuple[str, Answer, str]] = [
     ("x-beyond-field", _corrupt_first(lambda c: [b"\x02" + b"\xff" * 32, *c[1:]]), "malformed"),
     ("truncated-points", _corrupt_first(lambda c: [p[1:] for p in c]), "malformed"),
     ("wrong-prefix", _corrupt_first(lambda c: [b"\x04" + p[1:] for p in c]), "malformed"),
-    ("empty-bytes", _corrupt_first(lambda c: [b""] * len(c)), "malformed"),
+    ("empty-bytes", _corrupt_first(lambda c: [b"", *c[1:]]), "malformed"),
     ("more-chunks", _more_chunks, "more chunks than were sent"),
     ("fewer-chunks", _fewer_chunks, "fewer chunks"),
     ("stops-after-first-chunk", _stops_after_first_chunk, "custodian"),
