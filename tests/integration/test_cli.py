@@ -44,11 +44,13 @@ def test_demo_runs_end_to_end_with_mtls_and_reports_quality(tmp_path):
         "--workers",
         "1",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    report = f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, report
     out = result.stdout
-    assert "against truth: precision" in out
-    assert "what the custodian saw" in out and '"subjects":' in out
-    assert out.count("audit log intact") == 2
+    assert "against truth: precision" in out, report
+    assert "what the custodian saw" in out, report
+    assert '"subjects":' in out, report
+    assert out.count("audit log intact") == 2, report
     matches = [
         row
         for batch in read_rows(tmp_path / "demo" / "matches.csv", ("subject_id", "recipe"))
