@@ -51,6 +51,8 @@ def test_demo_runs_end_to_end_with_mtls_and_reports_quality(tmp_path):
     assert "what the custodian saw" in out, report
     assert '"subjects":' in out, report
     assert out.count("audit log intact") == 2, report
+    table = out.split("match quality per recipe", 1)[1].split("\n\n", 1)[0]
+    assert all(recipe in table for recipe in ("name_address_v1", "name_dob_v1", "tin_v1")), report
     matches = [
         row
         for batch in read_rows(tmp_path / "demo" / "matches.csv", ("subject_id", "recipe"))
