@@ -64,16 +64,7 @@ _DIRECTIONAL_SHARE: Final = 0.2
 _UNIT_SHARE: Final = 0.28
 _PO_BOX_SHARE: Final = 0.015
 
-RECORD_FIELDS: Final = (
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "street",
-    "city",
-    "state",
-    "zip",
-    "tin",
-)
+RECORD_FIELDS: Final = RECORD_COLUMNS[1:]
 
 Columns = dict[str, list[str]]
 
