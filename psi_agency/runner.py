@@ -104,7 +104,10 @@ class QueryRunner:
 
     def _loop(self) -> None:
         while (query_id := self._queue.get()) is not None:
-            self.run(query_id)
+            try:
+                self.run(query_id)
+            except Exception:
+                log.exception("query %s could not be run or recorded", query_id)
 
     def run(self, query_id: str) -> None:
         """Run one query to SUCCEEDED or FAILED; never raises."""
