@@ -43,6 +43,31 @@ _CLASSIC_CACHE_SIZE = 4
 PeerIdentity = Callable[[grpc.ServicerContext], str | None]
 
 
+class Watchdog:
+    """Calls ``expire`` once if not disarmed in time; ``arm`` restarts the countdown."""
+
+    def __init__(self, expire: Callable[[], object]) -> None:
+        self._expire = expire
+        self._timer: threading.Timer | None = None
+
+    def arm(self, seconds: float) -> None:
+        self.disarm()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def __enter__(self) -> Watchdog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.disarm()
+
+
 class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     def __init__(
         self,
@@ -86,7 +111,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             event["outcome"] = exc.status
             event["reason"] = str(exc)
             raise
-        except GeneratorExit:
+        except (GeneratorExit, grpc.RpcError):
             event["outcome"] = "CANCELLED"
             raise
         except BaseException:
@@ -172,10 +197,16 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         request_iterator: Iterator[custodian_pb2.EvaluateRequest],
         context: grpc.ServicerContext,
     ) -> Iterator[custodian_pb2.EvaluateResponse]:
-        with self._audited("evaluate", context) as event:
+        limits = self._limits
+        with self._audited("evaluate", context) as event, Watchdog(context.cancel) as watchdog:
+            watchdog.arm(limits.evaluate_base_seconds)
             header = self._read_header(request_iterator)
             mode = MODE_NAMES[header.mode]
             event.update(mode=mode, recipe=header.recipe, subjects=header.point_count)
+            watchdog.arm(
+                limits.evaluate_base_seconds
+                + limits.evaluate_seconds_per_point * header.point_count
+            )
             with self._evaluation_slot():
                 admission = self._policy.admit(
                     AdmissionRequest(

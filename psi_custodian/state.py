@@ -30,6 +30,10 @@ class CustodianLimits:
     max_concurrent_evaluations: int = 8
     index_chunk_bytes: int = 1 << 20
     max_classic_client_inputs: int = 1_000_000
+    #: An Evaluate call is cancelled after base + per_point·n seconds (the header must come
+    #: within base), so a peer that stalls cannot hold an evaluation slot for ever.
+    evaluate_base_seconds: float = 120.0
+    evaluate_seconds_per_point: float = 0.002
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from psi_core.build import build_index
 from psi_core.pki import PkiPaths, TlsMaterial, init_pki, load_tls_material
 from psi_core.recipes import RECIPES
 from psi_custodian.app import start_custodian
-from psi_custodian.state import CustodianState
+from psi_custodian.state import CustodianLimits, CustodianState
 from psi_rpc.server import RunningServer, create_channel
 from tests.factories import make_records, write_records
 
@@ -79,13 +79,17 @@ class Deployment:
 
 
 def make_deployment(
-    root: Path, *, with_agency: bool = True, recipes: tuple[str, ...] | None = None
+    root: Path,
+    *,
+    with_agency: bool = True,
+    recipes: tuple[str, ...] | None = None,
+    limits: CustodianLimits | None = None,
 ) -> Deployment:
     pki = init_pki(root / "tls")
     authority = root / "authority"
     init_authority(authority, "test-court")
     state = CustodianState(root / "custodian")
-    epoch = state.init("custodian")
+    epoch = state.init("custodian", limits)
     records = make_records(POPULATION, seed=11)
     build_index(
         write_records(root / "records.parquet", records),
