@@ -13,9 +13,10 @@ import grpc
 from psi_agency.progress import ProgressBoard
 from psi_agency.runner import QueryRunner
 from psi_agency.store import SUBJECT_FIELDS, SUCCEEDED, TERMINAL_STATES, AgencyStore, QueryRecord
+from psi_core.authorization import read_claims_unverified
 from psi_core.errors import InvalidInputError, PreconditionError
 from psi_core.recipes import get_recipe
-from psi_proto.v1 import agency_pb2, agency_pb2_grpc, authorization_pb2, common_pb2
+from psi_proto.v1 import agency_pb2, agency_pb2_grpc, common_pb2
 from psi_rpc.status import grpc_errors
 
 MODES = {
@@ -31,22 +32,19 @@ STATE_ENUMS = {
     "FAILED": agency_pb2.QUERY_STATE_FAILED,
 }
 MAX_FIELD_CHARS = 256
-MAX_AUTHORIZATION_BYTES = 4096
 _WATCH_WAKEUP_SECONDS = 5.0
 
 
 def case_id_of(token: bytes) -> str:
     """The case id a token names (read, not verified: the custodian verifies)."""
-    if not token or len(token) > MAX_AUTHORIZATION_BYTES:
-        raise InvalidInputError("a query needs its authorization token (at most 4096 bytes)")
-    try:
-        signed = authorization_pb2.SignedAuthorization.FromString(token)
-        claims = authorization_pb2.AuthorizationClaims.FromString(signed.claims)
-    except Exception as exc:
-        raise InvalidInputError("the authorization is not a psi.v1.SignedAuthorization") from exc
-    if not claims.case_id or not claims.token_id:
+    claimed = read_claims_unverified(token)
+    if claimed is None:
+        raise InvalidInputError(
+            "the authorization is not a psi.v1.SignedAuthorization of at most 4096 bytes"
+        )
+    if not claimed.case_id or not claimed.token_id:
         raise InvalidInputError("the authorization names no case or token id")
-    return claims.case_id
+    return claimed.case_id
 
 
 def subject_row(subject: agency_pb2.Subject) -> dict[str, str]:

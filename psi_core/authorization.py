@@ -412,6 +412,36 @@ def _load_public_authority(directory: Path) -> tuple[str, Ed25519PublicKey]:
     return issuer, public
 
 
+@dataclass(frozen=True)
+class ClaimedIdentity:
+    """What a token *says* about itself, read without checking anything.
+
+    For audit entries of refused requests (which token was presented, for which case) and
+    for the agency's own bookkeeping; never for a decision. Both fields are cut to 64
+    characters of printable ASCII, so a hostile token cannot inject into logs.
+    """
+
+    token_id: str
+    case_id: str
+
+
+def read_claims_unverified(token: bytes) -> ClaimedIdentity | None:
+    """The token and case ids a token claims, or None if it does not even parse."""
+    if not isinstance(token, bytes) or not token or len(token) > DEFAULT_MAX_TOKEN_BYTES:
+        return None
+    try:
+        signed = authorization_pb2.SignedAuthorization.FromString(token)
+        claims = authorization_pb2.AuthorizationClaims.FromString(signed.claims)
+    except Exception:
+        return None
+    return ClaimedIdentity(token_id=_printable(claims.token_id), case_id=_printable(claims.case_id))
+
+
+def _printable(text: str, limit: int = 64) -> str:
+    """``text`` cut to ``limit`` characters, anything but printable ASCII replaced by '?'."""
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text[:limit])
+
+
 def verify_authorization(
     token: bytes,
     *,

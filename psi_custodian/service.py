@@ -17,6 +17,7 @@ import grpc
 
 from psi_core import openmined
 from psi_core.audit import AuditLog
+from psi_core.authorization import DEFAULT_MAX_TOKEN_BYTES, read_claims_unverified
 from psi_core.build import iter_index_keys
 from psi_core.epoch import EpochKey
 from psi_core.errors import (
@@ -37,10 +38,20 @@ MODE_NAMES = {
     common_pb2.QUERY_MODE_MEMBERSHIP: "membership",
     common_pb2.QUERY_MODE_CARDINALITY: "cardinality",
 }
-_MAX_AUTHORIZATION_BYTES = 4096
+
 _CLASSIC_CACHE_SIZE = 4
 
 PeerIdentity = Callable[[grpc.ServicerContext], str | None]
+
+
+def _record_claims(event: dict[str, Any], token: bytes) -> None:
+    """Note which token and case a request *claims*, so a refusal is traceable in the audit.
+
+    Overwritten by the verified ``token_id`` and ``case_id`` once admission succeeds.
+    """
+    claimed = read_claims_unverified(token)
+    if claimed is not None:
+        event.update(token_id=claimed.token_id, case_id=claimed.case_id, verified=False)
 
 
 class Watchdog:
@@ -135,7 +146,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     def _check_authorization_field(self, token: bytes) -> None:
         if not token:
             raise InvalidInputError("the request carries no authorization; pass a signed token")
-        if len(token) > _MAX_AUTHORIZATION_BYTES:
+        if len(token) > DEFAULT_MAX_TOKEN_BYTES:
             raise InvalidInputError("the authorization is larger than any valid token")
 
     def _check_recipe(self, recipe: str) -> None:
@@ -208,6 +219,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 + limits.evaluate_seconds_per_point * header.point_count
             )
             with self._evaluation_slot():
+                _record_claims(event, header.authorization)
                 admission = self._policy.admit(
                     AdmissionRequest(
                         kind="evaluate",
@@ -217,7 +229,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                         peer_agency_id=self._peer_identity(context),
                     )
                 )
-                event.update(token_id=admission.token_id, case_id=admission.case_id)
+                event.update(token_id=admission.token_id, case_id=admission.case_id, verified=True)
                 chunks = self._point_chunks(request_iterator, header.point_count)
                 if mode == "membership":
                     for chunk in chunks:
@@ -293,6 +305,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             if not 0.0 < request.fpr < 1.0:
                 raise InvalidInputError("fpr must be strictly between 0 and 1")
             event.update(subjects=request.num_client_inputs, recipe=request.recipe or "*")
+            _record_claims(event, request.authorization)
             admission = self._policy.admit(
                 AdmissionRequest(
                     kind="classic_setup",
@@ -303,7 +316,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                     charge=False,
                 )
             )
-            event.update(token_id=admission.token_id, case_id=admission.case_id)
+            event.update(token_id=admission.token_id, case_id=admission.case_id, verified=True)
             openmined.classic_setup_size_check(
                 self._index.manifest.key_count, request.fpr, request.num_client_inputs
             )
@@ -340,6 +353,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             )
             event.update(subjects=len(points), mode="membership")
             with self._evaluation_slot():
+                _record_claims(event, request.authorization)
                 admission = self._policy.admit(
                     AdmissionRequest(
                         kind="classic_request",
@@ -349,7 +363,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                         peer_agency_id=self._peer_identity(context),
                     )
                 )
-                event.update(token_id=admission.token_id, case_id=admission.case_id)
+                event.update(token_id=admission.token_id, case_id=admission.case_id, verified=True)
                 answer = self._reencryptor.membership(points)
             return custodian_pb2.ClassicResponse(
                 response=openmined.classic_response(points, answer)

@@ -379,7 +379,8 @@ def _events_after(log: AuditLog, seq: int) -> list[dict[str, object]]:
 
 
 def test_custodian_audits_every_request_with_its_outcome(audited):
-    """Each accepted or refused request adds exactly one entry: outcome, peer, subjects."""
+    """Each accepted or refused request adds exactly one entry: outcome, peer, subjects, and
+    the token and case it claimed (marked unverified when refused)."""
     case = "CASE-AUDIT-1"
     keys = _member_keys(audited, 0, 3)
     with _custodian_log(audited) as log:
@@ -401,8 +402,11 @@ def test_custodian_audits_every_request_with_its_outcome(audited):
     assert all(e["kind"] == "evaluate" and e["peer"] == "agency" for e in events)
     assert [e.get("subjects") for e in events] == [3, 1, 3, 3, 3, None]
     assert [e.get("case_id") for e in events[:2]] == [case, case]
-    for event in events[2:]:
-        assert "case_id" not in event and event["reason"]
+    assert [e.get("verified") for e in events] == [True, True, False, False, False, None]
+    for event in events[2:5]:
+        assert event["case_id"] == case and event["reason"]
+    assert events[2]["token_id"] == events[1]["token_id"], "the replayed token is named"
+    assert "case_id" not in events[5] and events[5]["reason"]
 
 
 def test_agency_audits_every_query(deployment):

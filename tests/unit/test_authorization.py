@@ -25,6 +25,7 @@ from psi_core.authorization import (
     issue_authorization,
     key_id,
     parse_duration,
+    read_claims_unverified,
     verify_authorization,
 )
 from psi_core.errors import (
@@ -567,3 +568,34 @@ def test_trusted_authorities_reject_non_ed25519_keys(tmp_path: Path) -> None:
     )
     with pytest.raises(PreconditionError, match="not an Ed25519 public key"):
         TrustedAuthorities.load([a.root])
+
+
+def test_claims_read_unverified_name_the_token_and_case(authority):
+    """An unverified read gives the token's own token id and case id, for audit entries."""
+    token = _issue(authority, case_id="C-77")
+    claimed = read_claims_unverified(token)
+    assert claimed is not None
+    assert claimed.case_id == "C-77"
+    assert len(claimed.token_id) == 32
+
+
+@pytest.mark.parametrize("token", [b"", b"\xff" * 10, b"\x00" * 5000, "not bytes"])
+def test_unreadable_tokens_claim_nothing(token):
+    """Garbage, empty, oversized or non-bytes tokens give None, never an exception."""
+    assert read_claims_unverified(token) is None
+
+
+def test_claimed_ids_are_printable_and_short():
+    """Control characters and overlong ids from a hostile token cannot reach a log as-is."""
+    from psi_proto.v1 import authorization_pb2
+
+    claims = authorization_pb2.AuthorizationClaims(
+        token_id="a\nb\x1b[31m" + "x" * 100, case_id="ok"
+    )
+    token = authorization_pb2.SignedAuthorization(
+        claims=claims.SerializeToString()
+    ).SerializeToString()
+    claimed = read_claims_unverified(token)
+    assert claimed is not None
+    assert claimed.token_id.startswith("a?b?[31m")
+    assert len(claimed.token_id) == 64
