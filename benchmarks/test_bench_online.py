@@ -35,7 +35,6 @@ from benchmarks._support import (
     write_tin_population,
 )
 from psi_agency.client import AgencyClient
-from psi_agency.runner import MODE_ENUM
 from psi_core.authorization import init_authority
 from psi_core.build import build_index, iter_index_keys, process_pool
 from psi_core.epoch import EpochKey
@@ -46,6 +45,7 @@ from psi_core.recipes import get_recipe
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianState
 from psi_proto.v1 import agency_pb2
+from psi_rpc.modes import MODE_ENUMS
 from tests.integration.conftest import Deployment, tear_down
 
 pytestmark = pytest.mark.integration
@@ -146,7 +146,7 @@ def _agency_query(
     client: AgencyClient, token: bytes, batches: Sequence[list[agency_pb2.Subject]]
 ) -> agency_pb2.QueryStatus:
     header = agency_pb2.QueryHeader(
-        authorization=token, mode=MODE_ENUM["membership"], recipe=RECIPE
+        authorization=token, mode=MODE_ENUMS["membership"], recipe=RECIPE
     )
     submitted = client.submit(header, batches)
     final = submitted

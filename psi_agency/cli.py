@@ -9,7 +9,6 @@ from pathlib import Path
 
 from psi_agency.app import AgencyState, start_agency
 from psi_agency.client import AgencyClient
-from psi_agency.service import MODE_ENUMS
 from psi_core.cli_support import (
     EXIT_ERROR,
     add_audit_commands,
@@ -23,7 +22,8 @@ from psi_core.errors import RowError
 from psi_core.evaluation import members_from_truth, score
 from psi_core.recipes import recipe_ids
 from psi_core.tabular import SUBJECT_COLUMNS, RowWriter, read_rows
-from psi_proto.v1 import agency_pb2, common_pb2
+from psi_proto.v1 import agency_pb2
+from psi_rpc.modes import MODE_ENUMS, MODE_NAMES
 from psi_rpc.server import create_channel
 
 MATCH_COLUMNS = ("subject_id", "recipe", *SUBJECT_COLUMNS[1:])
@@ -118,7 +118,7 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def print_summary(status: agency_pb2.QueryStatus) -> None:
-    mode = "membership" if status.mode == common_pb2.QUERY_MODE_MEMBERSHIP else "cardinality"
+    mode = MODE_NAMES.get(status.mode, "unspecified")
     t = status.timings
     bound = status.false_positive_bound
     print(

@@ -26,14 +26,10 @@ from psi_core.errors import PeerError, PreconditionError, PsiError
 from psi_core.index import EncryptedIndex
 from psi_core.protocol import BlindedQuery, FalsePositiveBound, distinct_keys
 from psi_core.recipes import get_recipe
-from psi_proto.v1 import common_pb2, custodian_pb2
+from psi_proto.v1 import custodian_pb2
+from psi_rpc.modes import MODE_ENUMS
 
 log = logging.getLogger(__name__)
-
-MODE_ENUM = {
-    "membership": common_pb2.QUERY_MODE_MEMBERSHIP,
-    "cardinality": common_pb2.QUERY_MODE_CARDINALITY,
-}
 
 
 @dataclass
@@ -218,7 +214,7 @@ class QueryRunner:
 
         header = custodian_pb2.EvaluateHeader(
             authorization=record.authorization,
-            mode=MODE_ENUM[record.mode],
+            mode=MODE_ENUMS[record.mode],
             recipe=record.recipe,
             epoch_id=facts.manifest.epoch_id,
             point_count=len(keys),

@@ -17,13 +17,9 @@ from psi_core.authorization import read_claims_unverified
 from psi_core.errors import InvalidInputError, PreconditionError
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc, common_pb2
+from psi_rpc.modes import MODE_ENUMS, MODE_NAMES
 from psi_rpc.status import grpc_errors
 
-MODES = {
-    common_pb2.QUERY_MODE_MEMBERSHIP: "membership",
-    common_pb2.QUERY_MODE_CARDINALITY: "cardinality",
-}
-MODE_ENUMS = {name: value for value, name in MODES.items()}
 STATE_ENUMS = {
     "RECEIVING": agency_pb2.QUERY_STATE_QUEUED,
     "QUEUED": agency_pb2.QUERY_STATE_QUEUED,
@@ -105,7 +101,7 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         if first is None or first.WhichOneof("kind") != "header":
             raise InvalidInputError("a SubmitQuery stream must start with a QueryHeader")
         header = first.header
-        if header.mode not in MODES:
+        if header.mode not in MODE_NAMES:
             raise InvalidInputError("mode must be QUERY_MODE_MEMBERSHIP or QUERY_MODE_CARDINALITY")
         recipe = get_recipe(header.recipe)
         held = self._custodian_recipes()
@@ -127,7 +123,7 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         query_id = secrets.token_hex(8)
         self._store.begin_query(
             query_id,
-            mode=MODES[header.mode],
+            mode=MODE_NAMES[header.mode],
             recipe=header.recipe,
             authorization=header.authorization,
             case_id=case_id_of(header.authorization),

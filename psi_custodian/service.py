@@ -32,12 +32,8 @@ from psi_core.protocol import FalsePositiveBound, Reencryptor
 from psi_custodian.policy import AdmissionPolicy, AdmissionRequest
 from psi_custodian.state import CustodianConfig
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
+from psi_rpc.modes import MODE_NAMES
 from psi_rpc.status import grpc_errors
-
-MODE_NAMES = {
-    common_pb2.QUERY_MODE_MEMBERSHIP: "membership",
-    common_pb2.QUERY_MODE_CARDINALITY: "cardinality",
-}
 
 _CLASSIC_CACHE_SIZE = 4
 

@@ -12,11 +12,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from psi_agency.custodian_client import CustodianClient
-from psi_agency.runner import MODE_ENUM
 from psi_core.errors import BudgetExhaustedError, PreconditionError
 from psi_core.protocol import BlindedQuery
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import agency_pb2, custodian_pb2, custodian_pb2_grpc
+from psi_rpc.modes import MODE_ENUMS
 from tests.factories import as_subjects, make_records
 from tests.integration.conftest import make_deployment, tear_down
 
@@ -46,7 +46,7 @@ def _expected(deployment, subjects, recipe_id):
 def _run_query(deployment, subjects, *, mode="membership", recipe="name_address_v1", token=None):
     client = deployment.agency_client()
     header = agency_pb2.QueryHeader(
-        authorization=token or deployment.token(), mode=MODE_ENUM[mode], recipe=recipe
+        authorization=token or deployment.token(), mode=MODE_ENUMS[mode], recipe=recipe
     )
     batches = [
         [agency_pb2.Subject(**s) for s in subjects[i : i + 25]] for i in range(0, len(subjects), 25)
@@ -137,7 +137,7 @@ def _direct_evaluate(deployment, keys, token):
     query = BlindedQuery()
     header = custodian_pb2.EvaluateHeader(
         authorization=token,
-        mode=MODE_ENUM["membership"],
+        mode=MODE_ENUMS["membership"],
         recipe="tin_v1",
         epoch_id=facts.manifest.epoch_id,
         point_count=len(keys),
@@ -174,7 +174,7 @@ def test_custodian_survives_a_malformed_request(deployment):
     ).info()
     header = custodian_pb2.EvaluateHeader(
         authorization=deployment.token(),
-        mode=MODE_ENUM["membership"],
+        mode=MODE_ENUMS["membership"],
         recipe="tin_v1",
         epoch_id=facts.manifest.epoch_id,
         point_count=2,

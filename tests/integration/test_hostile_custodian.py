@@ -32,7 +32,7 @@ from psi_agency.app import start_agency
 from psi_agency.client import AgencyClient
 from psi_agency.custodian_client import CustodianClient, CustodianFacts
 from psi_agency.progress import ProgressBoard
-from psi_agency.runner import MODE_ENUM, IndexHolder, QueryRunner
+from psi_agency.runner import IndexHolder, QueryRunner
 from psi_agency.service import AgencyServicer
 from psi_agency.store import AgencyStore
 from psi_core.audit import AuditLog
@@ -53,6 +53,7 @@ from psi_proto.v1 import (
     custodian_pb2,
     custodian_pb2_grpc,
 )
+from psi_rpc.modes import MODE_ENUMS
 from psi_rpc.server import RunningServer, create_channel, create_server
 from tests.factories import as_subjects, make_records, write_records
 
@@ -263,7 +264,7 @@ def _subjects(world: World) -> list[dict[str, str]]:
 
 
 def _run(agency: Agency, world: World, mode: str = "membership") -> agency_pb2.QueryStatus:
-    header = agency_pb2.QueryHeader(authorization=_token(), mode=MODE_ENUM[mode], recipe="tin_v1")
+    header = agency_pb2.QueryHeader(authorization=_token(), mode=MODE_ENUMS[mode], recipe="tin_v1")
     subjects = [agency_pb2.Subject(**s) for s in _subjects(world)]
     submitted = agency.client.submit(header, [subjects], timeout=CALL_TIMEOUT)
     *_, final = agency.client.watch(submitted.query_id, timeout=CALL_TIMEOUT)

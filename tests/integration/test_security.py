@@ -13,7 +13,6 @@ import grpc
 import pytest
 
 from psi_agency.client import AgencyClient
-from psi_agency.runner import MODE_ENUM
 from psi_core.audit import AuditLog
 from psi_core.authorization import init_authority, issue_authorization
 from psi_core.errors import InvalidInputError, PreconditionError
@@ -22,6 +21,7 @@ from psi_core.protocol import BlindedQuery
 from psi_core.recipes import get_recipe
 from psi_custodian.app import start_custodian
 from psi_proto.v1 import agency_pb2, authorization_pb2, custodian_pb2, custodian_pb2_grpc
+from psi_rpc.modes import MODE_ENUMS
 from psi_rpc.server import create_channel, create_server
 from tests.factories import as_subjects
 from tests.integration.conftest import Deployment, make_deployment, tear_down
@@ -58,7 +58,7 @@ def _evaluate(
     query = BlindedQuery()
     header = custodian_pb2.EvaluateHeader(
         authorization=token,
-        mode=MODE_ENUM["membership"],
+        mode=MODE_ENUMS["membership"],
         recipe="tin_v1",
         epoch_id=epoch_id,
         point_count=len(keys),
@@ -87,7 +87,7 @@ def _query_through_agency(
     client = deployment.agency_client()
     subjects = as_subjects(deployment.records[:count])
     header = agency_pb2.QueryHeader(
-        authorization=token, mode=MODE_ENUM["membership"], recipe="tin_v1"
+        authorization=token, mode=MODE_ENUMS["membership"], recipe="tin_v1"
     )
     submitted = client.submit(header, [[agency_pb2.Subject(**s) for s in subjects]], timeout=60)
     *_, final = client.watch(submitted.query_id, timeout=60)

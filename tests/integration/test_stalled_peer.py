@@ -9,12 +9,12 @@ import grpc
 import pytest
 
 from psi_agency.custodian_client import CustodianClient
-from psi_agency.runner import MODE_ENUM
 from psi_core.audit import AuditLog
 from psi_core.protocol import BlindedQuery
 from psi_core.recipes import get_recipe
 from psi_custodian.state import CustodianLimits
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
+from psi_rpc.modes import MODE_ENUMS
 from tests.integration.conftest import make_deployment, tear_down
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ def one_slot(tmp_path):
 def _header(deployment, facts, count: int) -> custodian_pb2.EvaluateHeader:
     return custodian_pb2.EvaluateHeader(
         authorization=deployment.token(),
-        mode=MODE_ENUM["membership"],
+        mode=MODE_ENUMS["membership"],
         recipe="tin_v1",
         epoch_id=facts.manifest.epoch_id,
         point_count=count,
