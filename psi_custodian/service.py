@@ -50,6 +50,12 @@ def _record_claims(event: dict[str, Any], token: bytes) -> None:
         event.update(token_id=claimed.token_id, case_id=claimed.case_id, verified=False)
 
 
+def _time_out(event: dict[str, Any], context: grpc.ServicerContext) -> None:
+    """The watchdog's action: mark the audit entry, then cancel the call."""
+    event["timed_out"] = True
+    context.cancel()
+
+
 class Watchdog:
     """Calls ``expire`` once if not disarmed in time; ``arm`` restarts the countdown."""
 
@@ -106,7 +112,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
 
     @contextmanager
     def _audited(self, kind: str, context: grpc.ServicerContext) -> Iterator[dict[str, Any]]:
-        """One audit entry per request, written whatever the outcome."""
+        """One audit entry per request, written whatever the outcome.
+
+        A call that was cancelled (by the peer or by the watchdog) is recorded as CANCELLED,
+        whatever error its handler saw as the stream was cut.
+        """
         event: dict[str, Any] = {
             "kind": kind,
             "peer": self._peer_identity(context) or "(plaintext)",
@@ -115,7 +125,8 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             yield event
             event["outcome"] = "OK"
         except PsiError as exc:
-            event["outcome"] = exc.status
+            cancelled = event.get("timed_out") or not context.is_active()
+            event["outcome"] = "CANCELLED" if cancelled else exc.status
             event["reason"] = str(exc)
             raise
         except (GeneratorExit, grpc.RpcError):
@@ -205,7 +216,10 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         context: grpc.ServicerContext,
     ) -> Iterator[custodian_pb2.EvaluateResponse]:
         limits = self._limits
-        with self._audited("evaluate", context) as event, Watchdog(context.cancel) as watchdog:
+        with (
+            self._audited("evaluate", context) as event,
+            Watchdog(lambda: _time_out(event, context)) as watchdog,
+        ):
             watchdog.arm(limits.evaluate_base_seconds)
             header = self._read_header(request_iterator)
             mode = MODE_NAMES[header.mode]
