@@ -108,13 +108,14 @@ def write_index(
     The data file is written and fsynced under a temporary name, then renamed; the
     manifest goes last, so a reader that finds a manifest finds a complete index.
     """
-    values = np.asarray(fingerprints, dtype=INDEX_DTYPE)
+    values = np.ascontiguousarray(fingerprints, dtype=INDEX_DTYPE)
     if not is_strictly_increasing(values):
         raise ValueError("index fingerprints must be sorted and unique")
+    raw = values.view(np.uint8)
     directory.mkdir(parents=True, exist_ok=True)
     data_tmp = directory / (INDEX_FILE + ".tmp")
     with data_tmp.open("wb") as handle:
-        handle.write(values.tobytes())
+        handle.write(raw)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(data_tmp, directory / INDEX_FILE)
@@ -124,7 +125,7 @@ def write_index(
         record_count=record_count,
         key_count=int(values.size),
         size_bytes=int(values.size) * FINGERPRINT_BYTES,
-        sha256=hashlib.sha256(values.tobytes()).hexdigest(),
+        sha256=hashlib.sha256(raw).hexdigest(),
     )
     write_manifest(directory, manifest)
     return manifest

@@ -10,15 +10,15 @@ index would make lookups silently wrong), then publishes the index atomically.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from psi_core.errors import IntegrityError, PeerError
 from psi_core.fingerprint import FINGERPRINT_BYTES, INDEX_DTYPE, is_strictly_increasing
-from psi_core.index import INDEX_FILE, EncryptedIndex, IndexManifest, file_sha256, write_manifest
+from psi_core.index import INDEX_FILE, EncryptedIndex, IndexManifest, write_manifest
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -77,15 +77,15 @@ class IndexDownload:
             raise PeerError(
                 f"the index stream ended at {self.offset} of {self.expected.size_bytes} bytes"
             )
-        if file_sha256(self.partial) != self.expected.sha256:
+        values = np.fromfile(self.partial, dtype=INDEX_DTYPE)
+        if hashlib.sha256(values.view(np.uint8)).hexdigest() != self.expected.sha256:
             self.discard()
             raise IntegrityError("the downloaded index does not match the custodian's SHA-256")
-        values = np.fromfile(self.partial, dtype=INDEX_DTYPE)
         if not is_strictly_increasing(values):
             self.discard()
             raise IntegrityError("the downloaded index is not sorted; it cannot be used")
         with self.partial.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(self.partial, self.directory / INDEX_FILE)
-        write_manifest(self.directory, replace(self.expected))
+        write_manifest(self.directory, self.expected)
         return EncryptedIndex.open(self.directory, verify_digest=False)
