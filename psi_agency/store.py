@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def _query_update(query_id: str, fields: dict[str, object]) -> tuple[str, tuple[object, ...]]:
+    """An UPDATE of ``queries`` setting ``fields`` (``timings`` as a dict) and updated_at."""
+    values = dict(fields, updated_at=_now())
+    if "timings" in values:
+        values["timings"] = json.dumps(values["timings"])
+    assignments = ", ".join(f"{name} = ?" for name in values)
+    return f"UPDATE queries SET {assignments} WHERE query_id = ?", (*values.values(), query_id)
+
+
 @dataclass
 class QueryRecord:
     query_id: str
@@ -105,6 +115,19 @@ class AgencyStore:
         with self._lock:
             self._conn.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        """A write transaction under the lock: committed on success, rolled back otherwise."""
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
     def begin_query(
         self,
         query_id: str,
@@ -132,18 +155,11 @@ class AgencyStore:
             (query_id, first_seq + i, *(subject.get(f, "") for f in SUBJECT_FIELDS))
             for i, subject in enumerate(subjects)
         ]
-        with self._lock:
-            cursor = self._conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
+        try:
+            with self._transaction() as cursor:
                 cursor.executemany(f"INSERT INTO subjects VALUES ({placeholders})", rows)
-                cursor.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                cursor.execute("ROLLBACK")
-                raise InvalidInputError("subject_id values must be unique within a query") from exc
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
+        except sqlite3.IntegrityError as exc:
+            raise InvalidInputError("subject_id values must be unique within a query") from exc
 
     def seal_query(self, query_id: str, subject_count: int) -> QueryRecord:
         """All subjects are stored: the query is QUEUED and will survive a restart."""
@@ -152,13 +168,10 @@ class AgencyStore:
 
     def discard_query(self, query_id: str) -> None:
         """Forget a query that was never acknowledged, with its subjects."""
-        with self._lock:
-            cursor = self._conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
+        with self._transaction() as cursor:
             cursor.execute("DELETE FROM subjects WHERE query_id = ?", (query_id,))
             cursor.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
             cursor.execute("DELETE FROM queries WHERE query_id = ?", (query_id,))
-            cursor.execute("COMMIT")
 
     def discard_unsealed(self) -> int:
         """Drop queries whose submission was cut off (never acknowledged to the caller)."""
@@ -172,10 +185,9 @@ class AgencyStore:
 
     def get(self, query_id: str) -> QueryRecord:
         with self._lock:
-            row = self._conn.execute(
-                "SELECT * FROM queries WHERE query_id = ?", (query_id,)
-            ).fetchone()
-            names = [d[0] for d in self._conn.execute("SELECT * FROM queries LIMIT 0").description]
+            cursor = self._conn.execute("SELECT * FROM queries WHERE query_id = ?", (query_id,))
+            row = cursor.fetchone()
+            names = [d[0] for d in cursor.description]
         if row is None:
             raise NotFoundError("no query with that id")
         data = dict(zip(names, row, strict=True))
@@ -192,14 +204,8 @@ class AgencyStore:
 
     def update(self, query_id: str, **fields: object) -> None:
         """Set columns of a query (``timings`` as a dict)."""
-        if "timings" in fields:
-            fields["timings"] = json.dumps(fields["timings"])
-        fields["updated_at"] = _now()
-        assignments = ", ".join(f"{name} = ?" for name in fields)
         with self._lock:
-            self._conn.execute(
-                f"UPDATE queries SET {assignments} WHERE query_id = ?", (*fields.values(), query_id)
-            )
+            self._conn.execute(*_query_update(query_id, fields))
 
     def subjects(self, query_id: str) -> Iterator[dict[str, str]]:
         """The query's subjects in submission order (streamed in pages)."""
@@ -222,27 +228,13 @@ class AgencyStore:
         self, query_id: str, matched_seqs: Iterable[int], recipe: str, **fields: object
     ) -> None:
         """Store the matches and mark the query SUCCEEDED, in one transaction."""
-        if "timings" in fields:
-            fields["timings"] = json.dumps(fields["timings"])
-        fields.update(state=SUCCEEDED, updated_at=_now())
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._lock:
-            cursor = self._conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                cursor.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
-                cursor.executemany(
-                    "INSERT INTO matches VALUES (?, ?, ?)",
-                    ((query_id, s, recipe) for s in matched_seqs),
-                )
-                cursor.execute(
-                    f"UPDATE queries SET {assignments} WHERE query_id = ?",
-                    (*fields.values(), query_id),
-                )
-                cursor.execute("COMMIT")
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
+        with self._transaction() as cursor:
+            cursor.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
+            cursor.executemany(
+                "INSERT INTO matches VALUES (?, ?, ?)",
+                ((query_id, s, recipe) for s in matched_seqs),
+            )
+            cursor.execute(*_query_update(query_id, {**fields, "state": SUCCEEDED}))
 
     def matches(self, query_id: str) -> Iterator[tuple[str, dict[str, str]]]:
         """(recipe, subject) for every match of a query, in submission order."""
