@@ -59,24 +59,19 @@ class _Phases:
         self.seconds[title] = time.perf_counter() - started
 
 
-def _run(args: Sequence[str]) -> None:
-    completed = subprocess.run(list(args), check=False)
-    if completed.returncode != 0:
-        raise PreconditionError(
-            f"`{' '.join(args[2:])}` failed with exit status {completed.returncode}"
-        )
-
-
-def _run_echoing(args: Sequence[str]) -> str:
-    """Run a tool, show its output indented, and return it."""
-    completed = subprocess.run(list(args), check=False, stdout=subprocess.PIPE, text=True)
-    for line in completed.stdout.splitlines():
+def _run(args: Sequence[str], *, capture: bool = False) -> str:
+    """Run a tool; with ``capture``, show its output indented and return it."""
+    completed = subprocess.run(
+        list(args), check=False, stdout=subprocess.PIPE if capture else None, text=True
+    )
+    output = completed.stdout or ""
+    for line in output.splitlines():
         print(f"   {line}", flush=True)
     if completed.returncode != 0:
         raise PreconditionError(
             f"`{' '.join(args[2:])}` failed with exit status {completed.returncode}"
         )
-    return completed.stdout
+    return output
 
 
 _QUALITY = re.compile(r"precision ([0-9.]+), recall ([0-9.]+) \((\d+) true, (\d+) false")
@@ -271,14 +266,15 @@ def run_demo(settings: DemoSettings) -> int:
             services.append(process)
 
         def query(recipe: str, out: Path) -> str:
-            return _run_echoing(
+            return _run(
                 [
                     *agency, "query", "--server", agency_address,
                     "--tls-dir", str(files["tls"]), "--subjects", str(files["subjects"]),
                     "--mode", settings.mode, "--recipe", recipe,
                     "--authorization", str(files["token"]), "--out", str(out),
                     "--truth", str(files["truth"]),
-                ]
+                ],
+                capture=True,
             )  # fmt: skip
 
         with clock.phase(f"authorized {settings.mode} query of {settings.subjects:,} subjects"):
