@@ -27,13 +27,11 @@ import grpc
 import numpy as np
 import pytest
 
-from psi_agency.app import SERVICE_NAME as AGENCY_SERVICE
 from psi_agency.app import start_agency
 from psi_agency.client import AgencyClient
 from psi_agency.custodian_client import CustodianClient, CustodianFacts
 from psi_agency.progress import ProgressBoard
 from psi_agency.runner import IndexHolder, QueryRunner
-from psi_agency.service import AgencyServicer
 from psi_agency.store import AgencyStore
 from psi_core.audit import AuditLog
 from psi_core.build import build_index
@@ -47,7 +45,6 @@ from psi_core.recipes import RECIPES, get_recipe
 from psi_custodian.app import SERVICE_NAME as CUSTODIAN_SERVICE
 from psi_proto.v1 import (
     agency_pb2,
-    agency_pb2_grpc,
     authorization_pb2,
     common_pb2,
     custodian_pb2,
@@ -726,55 +723,21 @@ def test_agency_refuses_to_start_on_a_corrupted_index(world, tmp_path):
 # -- a custodian that never answers ------------------------------------------------------
 
 
-@dataclass
-class HandBuiltAgency:
-    client: AgencyClient
-    close: Callable[[], None]
-
-
 @pytest.fixture
-def impatient_agency(world, tmp_path) -> Iterator[HandBuiltAgency]:
-    """The agency's parts as start_agency wires them, with a 2 s Evaluate deadline."""
-    channel = create_channel(world.address, tls=None)
-    custodian = CustodianClient(channel, timeout=5)
-    holder = IndexHolder(lambda facts: custodian.sync_index(tmp_path / "index", facts))
-    holder.for_epoch(custodian.info())
-    store = AgencyStore(tmp_path / "agency.sqlite")
-    audit = AuditLog(tmp_path / "agency.sqlite")
-    board = ProgressBoard()
-    runner = QueryRunner(
-        store=store,
-        custodian=custodian,
-        index=holder,
-        audit=audit,
-        board=board,
+def impatient_agency(world, tmp_path) -> Iterator[Agency]:
+    """An agency whose Evaluate deadline is 2 s, whatever the query's size."""
+    running = start_agency(
+        tmp_path,
+        "127.0.0.1:0",
+        world.address,
+        server_tls=None,
+        custodian_tls=None,
         evaluate_timeout=lambda n: 2.0,
     )
-    runner.start()
-    servicer = AgencyServicer(
-        store=store,
-        runner=runner,
-        board=board,
-        custodian_recipes=lambda: custodian.info().manifest.recipes,
-    )
-    server = create_server(
-        "127.0.0.1:0",
-        lambda s: agency_pb2_grpc.add_AgencyServicer_to_server(servicer, s),
-        [AGENCY_SERVICE],
-        tls=None,
-    )
-    client_channel = create_channel(f"127.0.0.1:{server.port}", tls=None)
-
-    def close() -> None:
-        client_channel.close()
-        server.stop(None)
-        runner.stop()
-        channel.close()
-        audit.close()
-        store.close()
-
-    yield HandBuiltAgency(AgencyClient(client_channel, timeout=CALL_TIMEOUT), close)
-    close()
+    channel = create_channel(f"127.0.0.1:{running.port}", tls=None)
+    yield Agency(AgencyClient(channel, timeout=CALL_TIMEOUT))
+    channel.close()
+    running.stop()
 
 
 def _hangs_at_once(fake: FakeCustodian, call: Call) -> Iterator[list[bytes]]:
@@ -793,10 +756,9 @@ def _hangs_after_first_chunk(fake: FakeCustodian, call: Call) -> Iterator[list[b
 def test_custodian_that_never_answers_hits_the_evaluate_deadline(impatient_agency, world, answer):
     """A custodian hanging in Evaluate makes the query FAILED/UNAVAILABLE at the deadline."""
     world.fake.answer = answer
-    agency = Agency(impatient_agency.client)
-    status = _run(agency, world)
-    _assert_failed(agency, status, "UNAVAILABLE", "DEADLINE_EXCEEDED")
-    _assert_honest_query_works(agency, world)
+    status = _run(impatient_agency, world)
+    _assert_failed(impatient_agency, status, "UNAVAILABLE", "DEADLINE_EXCEEDED")
+    _assert_honest_query_works(impatient_agency, world)
 
 
 def test_custodian_that_never_answers_get_info_hits_the_client_deadline(world):
