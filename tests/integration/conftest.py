@@ -47,7 +47,8 @@ class Deployment:
     def tls(self, role: str) -> TlsMaterial:
         return load_tls_material(self.pki.root, role)
 
-    def token(self, **overrides: object) -> bytes:
+    def token(self, authority: Path | None = None, **overrides: object) -> bytes:
+        """A token from this deployment's authority (or ``authority``) with test defaults."""
         claims: dict[str, object] = {
             "agency_id": "agency",
             "custodian_id": "custodian",
@@ -58,7 +59,7 @@ class Deployment:
             "ttl": timedelta(hours=1),
         }
         claims.update(overrides)
-        return issue_authorization(self.authority, **claims)  # type: ignore[arg-type]
+        return issue_authorization(authority or self.authority, **claims)  # type: ignore[arg-type]
 
     def channel(self, address: str, role: str | None) -> grpc.Channel:
         channel = create_channel(address, tls=self.tls(role) if role else None)

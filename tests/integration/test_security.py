@@ -14,7 +14,7 @@ import pytest
 
 from psi_agency.client import AgencyClient
 from psi_core.audit import AuditLog
-from psi_core.authorization import init_authority, issue_authorization
+from psi_core.authorization import init_authority
 from psi_core.errors import InvalidInputError, PreconditionError
 from psi_core.pki import init_pki, load_tls_material
 from psi_core.protocol import BlindedQuery
@@ -138,16 +138,7 @@ def test_not_yet_valid_token_is_unauthenticated(deployment):
 def test_token_of_an_untrusted_authority_is_unauthenticated(deployment, tmp_path):
     """A token from an authority the custodian does not trust is UNAUTHENTICATED."""
     rogue = init_authority(tmp_path / "rogue", "rogue-court").root
-    token = issue_authorization(
-        rogue,
-        agency_id="agency",
-        custodian_id="custodian",
-        case_id="CASE-ROGUE",
-        legal_basis="none",
-        max_subjects=10,
-        max_queries=1,
-        ttl=dt.timedelta(hours=1),
-    )
+    token = deployment.token(rogue, case_id="CASE-ROGUE", max_subjects=10, max_queries=1)
     error = _refused(deployment, token, _member_keys(deployment, 0, 2))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "does not trust" in error.details()
@@ -156,16 +147,7 @@ def test_token_of_an_untrusted_authority_is_unauthenticated(deployment, tmp_path
 def test_token_signed_by_an_impostor_of_the_trusted_issuer_is_unauthenticated(deployment, tmp_path):
     """A second key claiming the trusted issuer's name fails signature verification."""
     impostor = init_authority(tmp_path / "impostor", "test-court").root
-    token = issue_authorization(
-        impostor,
-        agency_id="agency",
-        custodian_id="custodian",
-        case_id="CASE-IMPOSTOR",
-        legal_basis="none",
-        max_subjects=10,
-        max_queries=1,
-        ttl=dt.timedelta(hours=1),
-    )
+    token = deployment.token(impostor, case_id="CASE-IMPOSTOR", max_subjects=10, max_queries=1)
     error = _refused(deployment, token, _member_keys(deployment, 0, 2))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "signature does not verify" in error.details()
