@@ -80,18 +80,12 @@ class IndexManifest:
         return self.key_count / 2.0**FINGERPRINT_BITS
 
 
-def file_sha256(path: Path, *, length: int | None = None) -> str:
-    """SHA-256 (hex) of a file, or of its first ``length`` bytes."""
+def _file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file, read in blocks."""
     digest = hashlib.sha256()
-    remaining = length
     with path.open("rb") as handle:
-        while remaining is None or remaining > 0:
-            block = handle.read(_HASH_BLOCK if remaining is None else min(_HASH_BLOCK, remaining))
-            if not block:
-                break
+        for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
             digest.update(block)
-            if remaining is not None:
-                remaining -= len(block)
     return digest.hexdigest()
 
 
@@ -164,7 +158,7 @@ class EncryptedIndex:
         path = directory / INDEX_FILE
         if not path.exists() or path.stat().st_size != manifest.size_bytes:
             raise IntegrityError(f"{path} is missing or its size differs from the manifest")
-        if verify_digest and file_sha256(path) != manifest.sha256:
+        if verify_digest and _file_sha256(path) != manifest.sha256:
             raise IntegrityError(f"{path} does not match the SHA-256 in its manifest")
         if manifest.key_count == 0:
             values: Fingerprints = np.empty(0, dtype=INDEX_DTYPE)
