@@ -42,7 +42,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
 
 
 def progress_bar(total: int | None, description: str, unit: str = "it") -> tqdm:
-    """A progress bar on stderr that disappears when stderr is not a terminal-like stream."""
+    """A progress bar on stderr, so stdout stays clean for summaries and address lines."""
     return tqdm(
         total=total,
         desc=description,
