@@ -27,6 +27,8 @@ import io
 import itertools
 import os
 import secrets
+import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -77,6 +79,7 @@ FileFormat = Literal["csv", "parquet"]
 
 _SUFFIXES: Final[dict[str, FileFormat]] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _CSV_BLOCK_BYTES: Final = 4 << 20
+_CSV_RELEASE_SECONDS: Final = 10.0
 _MAX_HEADER_BYTES: Final = 1 << 20
 _PARQUET_READ_ROWS: Final = 65536
 _DEFAULT_ROW_GROUP_ROWS: Final = 131072
@@ -189,22 +192,21 @@ def count_rows(path: str | os.PathLike[str]) -> int:
         return "skip"
 
     total = 0
-    reader = _open_csv(
+    with _open_csv(
         name,
-        parse_options=pacsv.ParseOptions(
-            newlines_in_values=True, invalid_row_handler=count_invalid
-        ),
+        on_invalid=count_invalid,
+        parse_options={"newlines_in_values": True},
         convert_options=pacsv.ConvertOptions(
             column_types={header[0]: pa.binary()}, include_columns=[header[0]]
         ),
-    )
-    try:
-        for batch in reader:
-            total += batch.num_rows
-    except (pa.ArrowException, OSError) as exc:
-        raise InvalidInputError(f"{name}: the file cannot be parsed as CSV") from exc
-    finally:
-        reader.close()
+    ) as reader:
+        try:
+            while True:
+                total += reader.read_next_batch().num_rows
+        except StopIteration:
+            pass
+        except (pa.ArrowException, OSError) as exc:
+            raise InvalidInputError(f"{name}: the file cannot be parsed as CSV") from exc
     return total + invalid
 
 
@@ -534,21 +536,85 @@ def _read_csv_header(name: str) -> tuple[list[str], bool]:
     return header, rest_follows
 
 
+class _InvalidRowHandler:
+    """The Python callable pyarrow's CSV reader calls for a malformed record.
+
+    Its own object so that :func:`_open_csv` can see when pyarrow has let go of it.
+    """
+
+    __slots__ = ("__weakref__", "_on_invalid")
+
+    def __init__(self, on_invalid: Callable[[pacsv.InvalidRow], str]) -> None:
+        self._on_invalid = on_invalid
+
+    def __call__(self, row: pacsv.InvalidRow) -> str:
+        return self._on_invalid(row)
+
+
+class _CsvStream:
+    """A pyarrow streaming CSV reader that :func:`_open_csv` can take back."""
+
+    def __init__(self, reader: pacsv.CSVStreamingReader) -> None:
+        self._reader: pacsv.CSVStreamingReader | None = reader
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._open().schema
+
+    def read_next_batch(self) -> pa.RecordBatch:
+        return self._open().read_next_batch()
+
+    def release(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _open(self) -> pacsv.CSVStreamingReader:
+        if self._reader is None:
+            raise ValueError("the CSV reader is closed")
+        return self._reader
+
+
+@contextlib.contextmanager
 def _open_csv(
     name: str,
     *,
-    parse_options: pacsv.ParseOptions,
+    on_invalid: Callable[[pacsv.InvalidRow], str],
+    parse_options: Mapping[str, bool],
     convert_options: pacsv.ConvertOptions,
-) -> pacsv.CSVStreamingReader:
+) -> Iterator[_CsvStream]:
+    """Open a streaming CSV reader; on leaving, wait until pyarrow is done with it.
+
+    pyarrow's reader finishes its read-ahead on its own I/O threads, and whichever thread
+    drops the last reference to the reader also drops the Python ``on_invalid`` handler,
+    taking the GIL to do so. If that happens once the interpreter has begun to shut down,
+    CPython ends the thread inside a C++ destructor and the process aborts ("terminate
+    called without an active exception") after all its work succeeded. So the reader is
+    closed and released here, and this returns only when pyarrow has released the
+    handler (bounded by ``_CSV_RELEASE_SECONDS``, in case a pyarrow version holds it
+    longer): a finished read leaves nothing of ours on pyarrow's threads.
+    """
+    handler = _InvalidRowHandler(on_invalid)
+    released = threading.Event()
+    weakref.finalize(handler, released.set)
     try:
-        return pacsv.open_csv(
-            name,
-            read_options=pacsv.ReadOptions(use_threads=False, block_size=_CSV_BLOCK_BYTES),
-            parse_options=parse_options,
-            convert_options=convert_options,
+        stream = _CsvStream(
+            pacsv.open_csv(
+                name,
+                read_options=pacsv.ReadOptions(use_threads=False, block_size=_CSV_BLOCK_BYTES),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=handler, **parse_options),
+                convert_options=convert_options,
+            )
         )
     except (pa.ArrowException, OSError) as exc:
         raise InvalidInputError(f"{name}: the file cannot be parsed as CSV") from exc
+    finally:
+        del handler
+    try:
+        yield stream
+    finally:
+        stream.release()
+        released.wait(_CSV_RELEASE_SECONDS)
 
 
 def _newlines_per_row(batch: pa.RecordBatch) -> np.ndarray:
@@ -622,64 +688,63 @@ def _csv_chunks(
 ) -> Iterator[list[Row]]:
     """Yield the readable rows of a CSV file, reporting the others with exact lines."""
     lines = _CsvLines(name, header, report)
-    reader = _open_csv(
+    with _open_csv(
         name,
-        parse_options=pacsv.ParseOptions(
-            newlines_in_values=True,
-            ignore_empty_lines=False,
-            invalid_row_handler=lines.on_invalid,
-        ),
+        on_invalid=lines.on_invalid,
+        parse_options={"newlines_in_values": True, "ignore_empty_lines": False},
         convert_options=pacsv.ConvertOptions(
             column_types={field: pa.binary() for field in header}, strings_can_be_null=False
         ),
-    )
-    if reader.schema.names != header:
-        reader.close()
-        raise InvalidInputError(f"{name}: line 1: header cannot be parsed consistently")
-    stripped = [field.strip() for field in header]
+    ) as reader:
+        if reader.schema.names != header:
+            raise InvalidInputError(f"{name}: line 1: header cannot be parsed consistently")
+        yield from _parsed_csv_rows(name, reader, lines, columns, report)
+
+
+def _parsed_csv_rows(
+    name: str,
+    reader: _CsvStream,
+    lines: _CsvLines,
+    columns: tuple[str, ...],
+    report: Callable[[RowError], None],
+) -> Iterator[list[Row]]:
+    stripped = [field.strip() for field in reader.schema.names]
     positions = [stripped.index(c) for c in columns]
-    try:
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except (pa.ArrowException, OSError) as exc:
-                raise InvalidInputError(
-                    f"{name}: the file cannot be parsed as CSV after line {lines.line}"
-                ) from exc
-            count = batch.num_rows
-            if count == 0:
-                continue
-            newlines = _newlines_per_row(batch)
-            blank = _all_empty(batch)
-            strings, problems = _checked_strings(
-                columns, [batch.column(p) for p in positions], _utf8_or_flag, blank
-            )
-            if (
-                not problems
-                and not blank.any()
-                and not lines.malformed_before(lines.record + count)
-            ):
-                lines.record += count
-                lines.inner_newlines += int(newlines.sum())
-                yield _rows_from(columns, strings)
-                continue
-            keep: list[int] = []
-            for i in range(count):
-                lines.flush_malformed()
-                if not blank[i]:
-                    reason = _first_problem(problems, i)
-                    if reason is None:
-                        keep.append(i)
-                    else:
-                        report(RowError(name, lines.line, reason))
-                lines.advance(int(newlines[i]))
-            if keep:
-                yield _rows_from(columns, _take(strings, keep))
-        lines.flush_malformed(final=True)
-    finally:
-        reader.close()
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except (pa.ArrowException, OSError) as exc:
+            raise InvalidInputError(
+                f"{name}: the file cannot be parsed as CSV after line {lines.line}"
+            ) from exc
+        count = batch.num_rows
+        if count == 0:
+            continue
+        newlines = _newlines_per_row(batch)
+        blank = _all_empty(batch)
+        strings, problems = _checked_strings(
+            columns, [batch.column(p) for p in positions], _utf8_or_flag, blank
+        )
+        if not problems and not blank.any() and not lines.malformed_before(lines.record + count):
+            lines.record += count
+            lines.inner_newlines += int(newlines.sum())
+            yield _rows_from(columns, strings)
+            continue
+        keep: list[int] = []
+        for i in range(count):
+            lines.flush_malformed()
+            if not blank[i]:
+                reason = _first_problem(problems, i)
+                if reason is None:
+                    keep.append(i)
+                else:
+                    report(RowError(name, lines.line, reason))
+            lines.advance(int(newlines[i]))
+        if keep:
+            yield _rows_from(columns, _take(strings, keep))
+    lines.flush_malformed(final=True)
 
 
 def _all_empty(batch: pa.RecordBatch) -> np.ndarray:

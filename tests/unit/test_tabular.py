@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import random
+import weakref
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from psi_core import tabular
 from psi_core.errors import InvalidInputError, NotFoundError, RowError
 from psi_core.tabular import (
     RECORD_COLUMNS,
@@ -495,3 +497,54 @@ def test_closed_writer_refuses_more_rows(tmp_path):
     writer.close()
     with pytest.raises(ValueError, match="closed"):
         writer.write_rows([{"subject_id": "S1", "record_id": ""}])
+
+
+# pyarrow's threads -------------------------------------------------------------------
+
+
+@pytest.fixture
+def live_row_handlers(monkeypatch) -> weakref.WeakSet:
+    """The row handlers handed to pyarrow that are still alive."""
+    live: weakref.WeakSet = weakref.WeakSet()
+
+    class TrackedHandler(tabular._InvalidRowHandler):
+        __slots__ = ()
+
+        def __init__(self, on_invalid) -> None:
+            super().__init__(on_invalid)
+            live.add(self)
+
+    monkeypatch.setattr(tabular, "_InvalidRowHandler", TrackedHandler)
+    return live
+
+
+def test_a_finished_read_leaves_no_handler_with_pyarrow(tmp_path, live_row_handlers):
+    """A process may exit right after a read: pyarrow must hold nothing of Python's then.
+
+    pyarrow finishes read-ahead on its own threads and, now and then, releases the reader
+    (and our handler, under the GIL) there after the last batch was returned. During
+    interpreter shutdown that aborts the process after its work succeeded. Many short
+    reads make the race likely; each must end with the handler released.
+    """
+    path = write_csv(tmp_path / "small.csv", [HEADER] + [line(i) for i in range(50)])
+    for _ in range(300):
+        assert sum(len(batch) for batch in read_rows(path, RECORD_COLUMNS)) == 50
+        assert len(live_row_handlers) == 0
+        assert count_rows(path) == 50
+        assert len(live_row_handlers) == 0
+
+
+def test_abandoned_and_failed_reads_leave_no_handler_with_pyarrow(tmp_path, live_row_handlers):
+    rows = 3 * tabular._CSV_BLOCK_BYTES // len(line(0))
+    path = write_csv(tmp_path / "big.csv", [HEADER] + [line(i) for i in range(rows)])
+    batches = read_rows(path, RECORD_COLUMNS, batch_rows=10)
+    next(batches)
+    assert len(live_row_handlers) == 1
+    batches.close()
+    assert len(live_row_handlers) == 0
+
+    with path.open("a") as bad:
+        bad.write("R-short,row\n")
+    with pytest.raises(RowError):
+        read_all(path)
+    assert len(live_row_handlers) == 0
