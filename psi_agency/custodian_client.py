@@ -9,7 +9,7 @@ through ``psi_rpc.status``.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,7 +141,7 @@ class CustodianClient:
     def evaluate(
         self,
         header: custodian_pb2.EvaluateHeader,
-        chunks: Iterator[list[bytes]],
+        chunks: Iterable[list[bytes]],
         *,
         timeout: float,
     ) -> Iterator[list[bytes]]:

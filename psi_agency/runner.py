@@ -4,7 +4,11 @@ For each query: compute the recipe's key for every stored subject, blind the dis
 keys with a fresh scalar, stream them to the custodian in chunks, unblind the answers,
 look the fingerprints up in the local copy of the index, and store the result. Any
 failure marks the query FAILED with a status name and a message; nothing is half-stored.
+
 On start, queries that were queued or running when the service stopped are run again.
+A query that had already sent points is re-run with its stored scalar, so it sends the
+same points and declares their digest as a replay: if the custodian answered them in
+full before, it answers again without charging the authorization a second time.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +28,7 @@ from psi_agency.store import FAILED, RUNNING, AgencyStore, QueryRecord
 from psi_core.audit import AuditLog
 from psi_core.errors import PeerError, PreconditionError, PsiError
 from psi_core.index import EncryptedIndex
-from psi_core.protocol import BlindedQuery, FalsePositiveBound, distinct_keys
+from psi_core.protocol import BlindedQuery, FalsePositiveBound, RequestDigest, distinct_keys
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import custodian_pb2
 from psi_rpc.modes import MODE_ENUMS
@@ -200,9 +204,10 @@ class QueryRunner:
         """Indices (into ``keys``) of the keys whose b·H(x) is in the index."""
         if not keys:
             return np.empty(0, dtype=np.int64)
-        query = BlindedQuery()
         step = facts.max_points_per_chunk
         sent_sizes: list[int] = []
+        stored_scalar = self._store.blinding_key(record.query_id)
+        query = BlindedQuery(stored_scalar)
 
         def blinded_chunks() -> Iterator[list[bytes]]:
             for start in range(0, len(keys), step):
@@ -212,16 +217,25 @@ class QueryRunner:
                 sent_sizes.append(len(points))
                 yield points
 
+        chunks: Iterable[list[bytes]]
+        if stored_scalar is None:
+            self._store.keep_blinding_key(record.query_id, query.scalar)
+            chunks, replay_of = blinded_chunks(), b""
+        else:
+            chunks = list(blinded_chunks())
+            digest = RequestDigest()
+            for chunk in chunks:
+                digest.update(chunk)
+            replay_of = digest.digest()
         header = custodian_pb2.EvaluateHeader(
             authorization=record.authorization,
             mode=MODE_ENUMS[record.mode],
             recipe=record.recipe,
             epoch_id=facts.manifest.epoch_id,
             point_count=len(keys),
+            replay_of_sha256=replay_of,
         )
-        answers = self._custodian.evaluate(
-            header, blinded_chunks(), timeout=self._timeout(len(keys))
-        )
+        answers = self._custodian.evaluate(header, chunks, timeout=self._timeout(len(keys)))
         if record.mode == "membership":
             return self._membership(record, answers, sent_sizes, len(keys), query, index, timings)
         collected = [point for chunk in answers for point in chunk]

@@ -3,7 +3,9 @@
 A query is written with all its subjects in one transaction before it is acknowledged,
 so a restart finds every accepted query and re-runs the ones that had not finished.
 Matches are written in the same transaction that marks the query SUCCEEDED: a query
-is either done with all its matches or not done.
+is either done with all its matches or not done. A query's blinding scalar is kept only
+while the query is unfinished, so that a re-run after a restart sends the same points
+(and the custodian need not charge it again); it is deleted when the query ends.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ CREATE TABLE IF NOT EXISTS subjects (
     {", ".join(f"{name} TEXT NOT NULL" for name in SUBJECT_FIELDS)},
     PRIMARY KEY (query_id, seq),
     UNIQUE (query_id, subject_id)
+);
+CREATE TABLE IF NOT EXISTS blinding_keys (
+    query_id TEXT PRIMARY KEY,
+    scalar BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS matches (
     query_id TEXT NOT NULL,
@@ -171,6 +177,7 @@ class AgencyStore:
         with self._transaction() as cursor:
             cursor.execute("DELETE FROM subjects WHERE query_id = ?", (query_id,))
             cursor.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
+            cursor.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
             cursor.execute("DELETE FROM queries WHERE query_id = ?", (query_id,))
 
     def discard_unsealed(self) -> int:
@@ -203,9 +210,25 @@ class AgencyStore:
         return [r[0] for r in rows]
 
     def update(self, query_id: str, **fields: object) -> None:
-        """Set columns of a query (``timings`` as a dict)."""
+        """Set columns of a query (``timings`` as a dict); a query that ends (FAILED)
+        loses its blinding key in the same transaction."""
+        with self._transaction() as cursor:
+            cursor.execute(*_query_update(query_id, fields))
+            if fields.get("state") in TERMINAL_STATES:
+                cursor.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
+
+    def blinding_key(self, query_id: str) -> bytes | None:
+        """The scalar an earlier run of this query blinded with, if it got that far."""
         with self._lock:
-            self._conn.execute(*_query_update(query_id, fields))
+            row = self._conn.execute(
+                "SELECT scalar FROM blinding_keys WHERE query_id = ?", (query_id,)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def keep_blinding_key(self, query_id: str, scalar: bytes) -> None:
+        """Store the scalar before any point blinded with it leaves the agency."""
+        with self._transaction() as cursor:
+            cursor.execute("INSERT OR REPLACE INTO blinding_keys VALUES (?, ?)", (query_id, scalar))
 
     def subjects(self, query_id: str) -> Iterator[dict[str, str]]:
         """The query's subjects in submission order (streamed in pages)."""
@@ -235,6 +258,7 @@ class AgencyStore:
                 ((query_id, s, recipe) for s in matched_seqs),
             )
             cursor.execute(*_query_update(query_id, {**fields, "state": SUCCEEDED}))
+            cursor.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
 
     def matches(self, query_id: str) -> Iterator[tuple[str, dict[str, str]]]:
         """(recipe, subject) for every match of a query, in submission order."""

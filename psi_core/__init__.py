@@ -21,7 +21,13 @@ from psi_core.errors import (
     UnknownRecipeError,
 )
 from psi_core.index import EncryptedIndex, IndexManifest
-from psi_core.protocol import BlindedQuery, FalsePositiveBound, Reencryptor, distinct_keys
+from psi_core.protocol import (
+    BlindedQuery,
+    FalsePositiveBound,
+    Reencryptor,
+    RequestDigest,
+    distinct_keys,
+)
 from psi_core.recipes import RECIPES, MatchKeyRecipe, get_recipe, recipe_ids
 
 __version__ = "0.1.0"
@@ -44,6 +50,7 @@ __all__ = [
     "PreconditionError",
     "PsiError",
     "Reencryptor",
+    "RequestDigest",
     "RowError",
     "UnknownRecipeError",
     "distinct_keys",

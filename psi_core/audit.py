@@ -339,12 +339,13 @@ class AuditLog:
     def export_summary(self, out_path: str | os.PathLike[str]) -> dict[str, object]:
         """Write a JSON transparency summary to ``out_path`` and return it.
 
-        Per case id: entries, queries (entries that carry a ``subjects`` count), total
-        subjects and subjects per outcome, counts per ``kind``, ``mode`` and ``outcome``,
+        Per case id: entries, queries (entries that carry a ``subjects`` count) and how many
+        of them were uncharged replays (``charged`` false), total subjects and subjects per
+        outcome, counts per ``kind``, ``mode`` and ``outcome``,
         first and last time. Also the chain head (anchor it elsewhere) and the result of
-        :meth:`verify`. Only the keys ``case_id``, ``subjects``, ``mode``, ``outcome`` and
-        ``kind`` are read, so no other field of an event (subject data included) can reach
-        the summary; a label that is not a short printable string is counted as
+        :meth:`verify`. Only the keys ``case_id``, ``subjects``, ``mode``, ``outcome``,
+        ``kind`` and ``charged`` are read, so no other field of an event (subject data
+        included) can reach the summary; a label that is not a short printable string is counted as
         ``"(other)"``. The file is replaced atomically.
         """
         head_seq, head_hash = self.head()
@@ -422,6 +423,7 @@ class _CaseSummary:
     last_time: str = ""
     entries: int = 0
     queries: int = 0
+    uncharged_replays: int = 0
     subjects: int = 0
     subjects_by_outcome: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
@@ -440,6 +442,8 @@ class _CaseSummary:
         if isinstance(subjects, int) and not isinstance(subjects, bool) and subjects >= 0:
             self.queries += 1
             self.subjects += subjects
+            if event.get("charged") is False:
+                self.uncharged_replays += 1
             key = outcome or "(none)"
             self.subjects_by_outcome[key] = self.subjects_by_outcome.get(key, 0) + subjects
 

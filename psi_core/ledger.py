@@ -9,6 +9,14 @@ runs in WAL mode with ``synchronous=FULL``: a charge that returned survives a cr
 
 A charge is taken before the query's curve work and is not given back if that work later
 fails, so a failing query cannot be used to probe without spending budget.
+
+The table ``answered_requests`` remembers, per token, the digest of every request that was
+answered in full (:class:`RequestKey`). A request that declares itself a replay of one of
+those is admitted without a charge: the custodian then checks that its points hash to the
+remembered digest before it answers, and as the epoch key is fixed, the answer is the one
+already given. An agency that restarts after the custodian answered but before it stored
+the result therefore re-runs the query without spending the budget twice, and nobody learns
+anything new from a replay.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from typing import Protocol
 
 from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
 
-__all__ = ["AuthorizationLedger", "LedgerEntry", "TokenBudget", "open_sqlite"]
+__all__ = ["AuthorizationLedger", "LedgerEntry", "RequestKey", "TokenBudget", "open_sqlite"]
 
 _TABLE = "authorization_ledger"
+_ANSWERED = "answered_requests"
 _BUSY_TIMEOUT_S = 30.0
 _SQLITE_MAX_INT = 2**63 - 1
 _COLUMNS = (
@@ -54,12 +63,33 @@ class TokenBudget(Protocol):
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """A token's use so far and what it has left."""
+    """A token's use so far and what it has left; ``replayed`` if this use was not charged
+    because it repeats a request already answered."""
 
     queries_used: int
     subjects_used: int
     queries_left: int
     subjects_left: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """What makes two requests the same request: the SHA-256 of their points in order,
+    and the count, mode, recipe and key epoch they were answered under."""
+
+    sha256: bytes
+    point_count: int
+    mode: str
+    recipe: str
+    epoch_id: str
+
+    def __post_init__(self) -> None:
+        if len(self.sha256) != 32:
+            raise InvalidInputError("a request digest is 32 bytes (SHA-256)")
+
+    def as_row(self) -> tuple[bytes, int, str, str, str]:
+        return (self.sha256, self.point_count, self.mode, self.recipe, self.epoch_id)
 
 
 def open_sqlite(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
@@ -114,6 +144,18 @@ class AuthorizationLedger:
                 )"""
             )
             columns = tuple(r[1] for r in self._conn.execute(f"PRAGMA table_info({_TABLE})"))
+            self._conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {_ANSWERED} (
+                    token_id TEXT NOT NULL,
+                    request_sha256 BLOB NOT NULL,
+                    point_count INTEGER NOT NULL,
+                    mode TEXT NOT NULL,
+                    recipe TEXT NOT NULL,
+                    epoch_id TEXT NOT NULL,
+                    answered_at TEXT NOT NULL,
+                    PRIMARY KEY (token_id, request_sha256, point_count, mode, recipe, epoch_id)
+                )"""
+            )
         except sqlite3.Error as exc:
             self._conn.close()
             raise PreconditionError(f"cannot create the ledger in {self._path}: {exc}") from exc
@@ -124,10 +166,15 @@ class AuthorizationLedger:
                 f"(columns {', '.join(columns)}); move it aside or use another database file"
             )
 
-    def charge(self, claims: TokenBudget, subjects: int) -> LedgerEntry:
+    def charge(
+        self, claims: TokenBudget, subjects: int, *, replay_of: RequestKey | None = None
+    ) -> LedgerEntry:
         """Record one query of ``subjects`` subjects against ``claims.token_id``.
 
-        The limits are read from ``claims`` (already verified; a ``max_subjects`` above
+        With ``replay_of`` naming a request this token already had answered in full (see
+        :meth:`record_answered`), nothing is charged and the entry comes back with
+        ``replayed`` set, whatever budget is left; any other ``replay_of`` is charged as a
+        new query. The limits are read from ``claims`` (already verified; a ``max_subjects`` above
         2**63-1 counts as 2**63-1, SQLite's largest integer). Either the whole use is
         recorded and the new totals returned, or nothing is recorded and
         :class:`BudgetExhaustedError` is raised (no query left, or fewer subjects left than
@@ -150,6 +197,15 @@ class AuthorizationLedger:
                         (token_id,),
                     ).fetchone()
                     queries_used, subjects_used = row if row else (0, 0)
+                    if replay_of is not None and self._was_answered(token_id, replay_of):
+                        conn.execute("COMMIT")
+                        return LedgerEntry(
+                            queries_used=queries_used,
+                            subjects_used=subjects_used,
+                            queries_left=max(max_queries - queries_used, 0),
+                            subjects_left=max(max_subjects - subjects_used, 0),
+                            replayed=True,
+                        )
                     if queries_used >= max_queries:
                         raise BudgetExhaustedError(
                             f"token {token_id} has used {queries_used} of {max_queries} "
@@ -198,6 +254,31 @@ class AuthorizationLedger:
             queries_left=max_queries - queries_used,
             subjects_left=max_subjects - subjects_used,
         )
+
+    def record_answered(self, token_id: str, request: RequestKey) -> None:
+        """Remember that ``request`` was answered in full under ``token_id``, so that it
+        may be replayed without a charge. Call only once every point of the request was
+        received and hashed by the custodian itself."""
+        with self._lock:
+            try:
+                self._conn.execute(
+                    f"""INSERT OR IGNORE INTO {_ANSWERED} (token_id, request_sha256,
+                            point_count, mode, recipe, epoch_id, answered_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                    (token_id, *request.as_row(), _now()),
+                )
+            except sqlite3.Error as exc:
+                raise PreconditionError(
+                    f"cannot record an answered request in {self._path}: {exc}"
+                ) from exc
+
+    def _was_answered(self, token_id: str, request: RequestKey) -> bool:
+        row = self._conn.execute(
+            f"""SELECT 1 FROM {_ANSWERED} WHERE token_id = ? AND request_sha256 = ?
+                AND point_count = ? AND mode = ? AND recipe = ? AND epoch_id = ?""",
+            (token_id, *request.as_row()),
+        ).fetchone()
+        return row is not None
 
     def usage(self, token_id: str) -> LedgerEntry | None:
         """The token's use so far (limits as of its last charge), or ``None`` if it was

@@ -90,10 +90,16 @@ class ThreadLocalCipher:
 
 
 class Blinder:
-    """The agency's per-query blinding key a (fresh, random). One instance per query."""
+    """The agency's per-query blinding key a: fresh and random, or a stored one (32 bytes,
+    from :attr:`scalar`) when the same query is run again. One instance per query."""
 
-    def __init__(self) -> None:
-        self._client = _psi.client.CreateWithNewKey(True)
+    def __init__(self, scalar: bytes | None = None) -> None:
+        if scalar is None:
+            self._client = _psi.client.CreateWithNewKey(True)
+            return
+        if not is_valid_scalar(scalar):
+            raise ValueError("a blinding key must be 32 bytes encoding a scalar in [1, n-1]")
+        self._client = _psi.client.CreateFromKey(bytes(scalar), True)
 
     @property
     def scalar(self) -> bytes:

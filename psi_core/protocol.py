@@ -12,6 +12,7 @@ counts, and (agency) that the answer holds one distinct point per distinct reque
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,12 +55,22 @@ class Reencryptor:
 
 
 class BlindedQuery:
-    """The agency's side of one query: a fresh blinding scalar, used for this query only."""
+    """The agency's side of one query: a blinding scalar used for this query only.
 
-    def __init__(self) -> None:
-        blinder = Blinder()
+    Fresh by default; a query run again after a restart passes the scalar it stored
+    (:attr:`scalar`), so that it sends exactly the same points and the custodian can
+    recognize a replay (see :class:`RequestDigest`).
+    """
+
+    def __init__(self, scalar: bytes | None = None) -> None:
+        blinder = Blinder(scalar)
         self._blinder = blinder
         self._unblinder = Unblinder(blinder.scalar)
+
+    @property
+    def scalar(self) -> bytes:
+        """The blinding scalar a; it never leaves the agency."""
+        return self._blinder.scalar
 
     def blind(self, keys: Sequence[str]) -> list[bytes]:
         """a·H(x) for each key, in order. Keys must be distinct (see ``distinct_keys``)."""
@@ -81,6 +92,24 @@ class BlindedQuery:
             return fingerprint.from_x_coordinates(self._unblinder.unblind(answer))
         except MalformedMessageError as exc:
             raise PeerError(f"the custodian's answer is malformed: {exc}") from exc
+
+
+class RequestDigest:
+    """SHA-256 over a request's blinded points in order, whatever the chunking.
+
+    Points have a fixed size (33 bytes), so the concatenation is unambiguous. Both parties
+    compute it: the agency to declare a replay, the custodian to recognize one and to check
+    that the points sent are the ones declared.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def update(self, points: Sequence[bytes]) -> None:
+        self._hash.update(b"".join(points))
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
 
 
 def distinct_keys(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray]:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from psi_core.authorization import TrustedAuthorities, verify_authorization
-from psi_core.ledger import AuthorizationLedger
+from psi_core.ledger import AuthorizationLedger, RequestKey
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class AdmissionRequest:
     mode: str
     peer_agency_id: str | None
     charge: bool = True
+    replay_of: RequestKey | None = None
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,21 @@ class Admission:
     agency_id: str
     subjects_left: int
     queries_left: int
+    replayed: bool = False
 
 
 class AdmissionPolicy(Protocol):
     def admit(self, request: AdmissionRequest) -> Admission:
-        """Return the admission, or raise a PsiError saying why the request is refused."""
+        """Return the admission, or raise a PsiError saying why the request is refused.
+
+        ``replayed`` is set when the request was admitted uncharged as a replay of
+        ``request.replay_of``; the caller must then check the points against it before
+        answering.
+        """
+        ...
+
+    def record_answered(self, admission: Admission, request: RequestKey) -> None:
+        """Note that ``request`` was answered in full, so that it may be replayed."""
         ...
 
 
@@ -72,9 +83,11 @@ class AuthorizationPolicy:
             now=self._clock(),
             clock_skew=self._skew,
         )
+        replayed = False
         if request.charge:
-            usage = self._ledger.charge(claims, request.subjects)
+            usage = self._ledger.charge(claims, request.subjects, replay_of=request.replay_of)
             subjects_left, queries_left = usage.subjects_left, usage.queries_left
+            replayed = usage.replayed
         else:
             usage = self._ledger.usage(claims.token_id)
             subjects_left = usage.subjects_left if usage else claims.max_subjects
@@ -85,4 +98,8 @@ class AuthorizationPolicy:
             agency_id=claims.agency_id,
             subjects_left=subjects_left,
             queries_left=queries_left,
+            replayed=replayed,
         )
+
+    def record_answered(self, admission: Admission, request: RequestKey) -> None:
+        self._ledger.record_answered(admission.token_id, request)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,7 +28,8 @@ from psi_core.errors import (
     PsiError,
 )
 from psi_core.index import EncryptedIndex
-from psi_core.protocol import FalsePositiveBound, Reencryptor
+from psi_core.ledger import RequestKey
+from psi_core.protocol import FalsePositiveBound, Reencryptor, RequestDigest
 from psi_custodian.policy import AdmissionPolicy, AdmissionRequest
 from psi_custodian.state import CustodianConfig
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
@@ -48,6 +49,22 @@ def _record_claims(event: dict[str, Any], token: bytes) -> None:
     claimed = read_claims_unverified(token)
     if claimed is not None:
         event.update(token_id=claimed.token_id, case_id=claimed.case_id, verified=False)
+
+
+def _hashed(chunks: Iterable[list[bytes]], digest: RequestDigest) -> Iterator[list[bytes]]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+def _request_key(header: custodian_pb2.EvaluateHeader, mode: str, sha256: bytes) -> RequestKey:
+    return RequestKey(
+        sha256=sha256,
+        point_count=header.point_count,
+        mode=mode,
+        recipe=header.recipe,
+        epoch_id=header.epoch_id,
+    )
 
 
 def _time_out(event: dict[str, Any], context: grpc.ServicerContext) -> None:
@@ -230,6 +247,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             )
             with self._evaluation_slot():
                 _record_claims(event, header.authorization)
+                replay_of = (
+                    _request_key(header, mode, header.replay_of_sha256)
+                    if header.replay_of_sha256
+                    else None
+                )
                 admission = self._policy.admit(
                     AdmissionRequest(
                         kind="evaluate",
@@ -237,21 +259,51 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                         subjects=header.point_count,
                         mode=mode,
                         peer_agency_id=self._peer_identity(context),
+                        replay_of=replay_of,
                     )
                 )
-                event.update(token_id=admission.token_id, case_id=admission.case_id, verified=True)
+                event.update(
+                    token_id=admission.token_id,
+                    case_id=admission.case_id,
+                    verified=True,
+                    charged=not admission.replayed,
+                )
                 chunks = self._point_chunks(request_iterator, header.point_count)
-                if mode == "membership":
-                    for chunk in chunks:
-                        yield custodian_pb2.EvaluateResponse(
-                            points=self._reencryptor.membership(chunk)
-                        )
-                else:
-                    points = [point for chunk in chunks for point in chunk]
-                    answer = self._reencryptor.cardinality(points)
-                    step = self._limits.max_points_per_chunk
-                    for start in range(0, len(answer), step):
-                        yield custodian_pb2.EvaluateResponse(points=answer[start : start + step])
+                if replay_of is not None and admission.replayed:
+                    yield from self._answer(mode, self._replayed_chunks(chunks, replay_of))
+                    return
+                digest = RequestDigest()
+                yield from self._answer(mode, _hashed(chunks, digest))
+                self._policy.record_answered(admission, _request_key(header, mode, digest.digest()))
+
+    def _answer(
+        self, mode: str, chunks: Iterable[list[bytes]]
+    ) -> Iterator[custodian_pb2.EvaluateResponse]:
+        if mode == "membership":
+            for chunk in chunks:
+                yield custodian_pb2.EvaluateResponse(points=self._reencryptor.membership(chunk))
+            return
+        answer = self._reencryptor.cardinality([point for chunk in chunks for point in chunk])
+        step = self._limits.max_points_per_chunk
+        for start in range(0, len(answer), step):
+            yield custodian_pb2.EvaluateResponse(points=answer[start : start + step])
+
+    @staticmethod
+    def _replayed_chunks(chunks: Iterator[list[bytes]], replay_of: RequestKey) -> list[list[bytes]]:
+        """Every chunk of an uncharged replay, once they hash to the declared digest.
+
+        Nothing is answered before the whole request is checked: otherwise an agency could
+        declare an answered request's digest and get fresh points answered for free.
+        """
+        digest = RequestDigest()
+        received = list(_hashed(chunks, digest))
+        if digest.digest() != replay_of.sha256:
+            raise InvalidInputError(
+                "the points sent do not hash to replay_of_sha256; a replay must resend the "
+                "very same points (same blinding scalar, same keys, same order). Nothing "
+                "was answered or charged"
+            )
+        return received
 
     def _read_header(
         self, request_iterator: Iterator[custodian_pb2.EvaluateRequest]
@@ -269,6 +321,8 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 f"the query was prepared for epoch {header.epoch_id[:32]!r} but the current "
                 f"epoch is {self._index.manifest.epoch_id}; sync the index and retry"
             )
+        if len(header.replay_of_sha256) not in (0, 32):
+            raise InvalidInputError("replay_of_sha256 must be empty or 32 bytes (SHA-256)")
         if not 1 <= header.point_count <= self._limits.max_subjects_per_query:
             raise BudgetExhaustedError(
                 f"point_count must be between 1 and {self._limits.max_subjects_per_query} "

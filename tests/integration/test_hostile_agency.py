@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from psi_core.openmined import Blinder
-from psi_core.protocol import BlindedQuery
+from psi_core.protocol import BlindedQuery, RequestDigest
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
 from tests.factories import make_records
@@ -67,7 +67,13 @@ def info(stub) -> custodian_pb2.CustodianInfo:
 
 
 def _header(
-    token: bytes, epoch_id: str, point_count: int, *, mode: int = MEMBERSHIP, recipe: str = "tin_v1"
+    token: bytes,
+    epoch_id: str,
+    point_count: int,
+    *,
+    mode: int = MEMBERSHIP,
+    recipe: str = "tin_v1",
+    replay_of: bytes = b"",
 ) -> custodian_pb2.EvaluateRequest:
     return custodian_pb2.EvaluateRequest(
         header=custodian_pb2.EvaluateHeader(
@@ -76,6 +82,7 @@ def _header(
             recipe=recipe,
             epoch_id=epoch_id,
             point_count=point_count,
+            replay_of_sha256=replay_of,
         )
     )
 
@@ -204,6 +211,12 @@ EVALUATE_CASES: list[tuple[str, Requests, grpc.StatusCode, str]] = [
         PRECONDITION,
         "not in this custodian's index",
     ),
+    (
+        "replay-digest-of-5-bytes",
+        lambda t, e: [_header(t, e, 1, replay_of=b"\x01" * 5), _chunk(VALID[:1])],
+        INVALID,
+        "replay_of_sha256 must be empty or 32 bytes",
+    ),
     ("mode-7", lambda t, e: [_header(t, e, 1, mode=7), _chunk(VALID[:1])], INVALID, "mode"),
     ("mode-unset", lambda t, e: [_header(t, e, 1, mode=0), _chunk(VALID[:1])], INVALID, "mode"),
     (
@@ -267,6 +280,44 @@ def test_hostile_stream_is_charged_so_it_cannot_probe_for_free(deployment, stub,
     error = _evaluate_code(stub, [_header(token, info.epoch_id, 3), _chunk(VALID[:2])])
     assert error.code() == INVALID
     error = _status_of(lambda: _honest_hits(deployment, stub, info, token))
+    assert error.code() == EXHAUSTED
+
+
+def test_replay_is_free_only_for_the_very_points_already_answered(deployment, stub, info):
+    """A request answered in full may be sent again uncharged, declared by its digest: the
+    answer is the same. Other points under that digest get no answer at all; another mode
+    or another token is a new, charged query."""
+    token = deployment.token(max_queries=1)
+    keys = [TIN.key(r) for r in deployment.records[:4]]
+    points = BlindedQuery().blind(keys)
+    digest = RequestDigest()
+    digest.update(points)
+
+    def evaluate(requests: list[custodian_pb2.EvaluateRequest], received: list) -> None:
+        for answer in stub.Evaluate(iter(requests), timeout=CALL_TIMEOUT):
+            received.append(list(answer.points))
+
+    first: list = []
+    evaluate([_header(token, info.epoch_id, 4), _chunk(points)], first)
+    again: list = []
+    replay = _header(token, info.epoch_id, 4, replay_of=digest.digest())
+    evaluate([replay, _chunk(points[:1]), _chunk(points[1:])], again)
+    assert [p for chunk in again for p in chunk] == first[0]
+    assert [len(chunk) for chunk in again] == [1, 3]
+
+    forged: list = []
+    error = _status_of(lambda: evaluate([replay, _chunk(VALID)], forged))
+    assert error.code() == INVALID
+    assert "do not hash to replay_of_sha256" in error.details()
+    assert forged == []
+
+    as_cardinality = _header(token, info.epoch_id, 4, mode=CARDINALITY, replay_of=digest.digest())
+    error = _status_of(lambda: evaluate([as_cardinality, _chunk(points)], []))
+    assert error.code() == EXHAUSTED
+    other_token = deployment.token(max_queries=1)
+    replayed_elsewhere = _header(other_token, info.epoch_id, 4, replay_of=digest.digest())
+    evaluate([replayed_elsewhere, _chunk(points)], [])
+    error = _status_of(lambda: _honest_hits(deployment, stub, info, other_token))
     assert error.code() == EXHAUSTED
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from psi_core.audit import AuditLog
 from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
-from psi_core.ledger import AuthorizationLedger, LedgerEntry
+from psi_core.ledger import AuthorizationLedger, LedgerEntry, RequestKey
 from psi_proto.v1 import authorization_pb2
 
 THREADS = 16
@@ -250,3 +250,58 @@ def test_a_foreign_table_of_the_same_name_is_refused(tmp_path: Path) -> None:
         conn.close()
     with pytest.raises(PreconditionError, match="is not an authorization ledger"):
         AuthorizationLedger(db)
+
+
+# Replays of answered requests
+
+REQUEST = RequestKey(
+    sha256=bytes(range(32)), point_count=5, mode="membership", recipe="tin_v1", epoch_id="e1"
+)
+
+
+def test_a_replay_of_an_answered_request_is_not_charged(ledger: AuthorizationLedger) -> None:
+    """Once answered in full, the same request is free under the same token, even with no
+    budget left; it was charged once."""
+    token = Budget("r1", max_queries=1, max_subjects=5)
+    assert ledger.charge(token, 5, replay_of=REQUEST) == LedgerEntry(1, 5, 0, 0)
+    ledger.record_answered("r1", REQUEST)
+    assert ledger.charge(token, 5, replay_of=REQUEST) == LedgerEntry(1, 5, 0, 0, replayed=True)
+    assert ledger.usage("r1") == LedgerEntry(1, 5, 0, 0)
+
+
+def test_a_replay_that_differs_in_anything_is_a_new_charged_query(
+    ledger: AuthorizationLedger,
+) -> None:
+    token = Budget("r2", max_queries=10, max_subjects=100)
+    ledger.charge(token, 5)
+    ledger.record_answered("r2", REQUEST)
+    variants = [
+        RequestKey(bytes(32), 5, "membership", "tin_v1", "e1"),
+        RequestKey(REQUEST.sha256, 6, "membership", "tin_v1", "e1"),
+        RequestKey(REQUEST.sha256, 5, "cardinality", "tin_v1", "e1"),
+        RequestKey(REQUEST.sha256, 5, "membership", "name_dob_v1", "e1"),
+        RequestKey(REQUEST.sha256, 5, "membership", "tin_v1", "e2"),
+    ]
+    for used, variant in enumerate(variants, start=2):
+        entry = ledger.charge(token, variant.point_count, replay_of=variant)
+        assert not entry.replayed
+        assert entry.queries_used == used
+    other = Budget("r3", max_queries=1, max_subjects=100)
+    assert not ledger.charge(other, 5, replay_of=REQUEST).replayed
+    with pytest.raises(BudgetExhaustedError):
+        ledger.charge(other, 5, replay_of=REQUEST)
+
+
+def test_answered_requests_survive_a_restart(tmp_path: Path) -> None:
+    token = Budget("r4", max_queries=1, max_subjects=5)
+    with AuthorizationLedger(tmp_path / "c.db") as first:
+        first.charge(token, 5)
+        first.record_answered("r4", REQUEST)
+        first.record_answered("r4", REQUEST)
+    with AuthorizationLedger(tmp_path / "c.db") as second:
+        assert second.charge(token, 5, replay_of=REQUEST).replayed
+
+
+def test_a_request_digest_is_32_bytes() -> None:
+    with pytest.raises(InvalidInputError, match="32 bytes"):
+        RequestKey(b"short", 1, "membership", "tin_v1", "e1")

@@ -10,7 +10,13 @@ import pytest
 from psi_core import fingerprint
 from psi_core.build import encrypt_shard
 from psi_core.errors import PeerError
-from psi_core.protocol import BlindedQuery, FalsePositiveBound, Reencryptor, distinct_keys
+from psi_core.protocol import (
+    BlindedQuery,
+    FalsePositiveBound,
+    Reencryptor,
+    RequestDigest,
+    distinct_keys,
+)
 
 SECRET = bytes(range(1, 33))
 
@@ -88,6 +94,34 @@ def test_cardinality_answer_is_sorted_and_not_in_request_order():
 def test_blinding_is_fresh_per_query():
     """Two queries blind the same key to different points (a is fresh each time)."""
     assert BlindedQuery().blind(["same"]) != BlindedQuery().blind(["same"])
+
+
+def test_a_stored_scalar_blinds_to_the_same_points_and_unblinds_the_answer():
+    """A query re-run with its stored scalar sends exactly what it sent before."""
+    first = BlindedQuery()
+    again = BlindedQuery(first.scalar)
+    keys = ["a", "b", "c"]
+    assert again.blind(keys) == first.blind(keys)
+    answer = Reencryptor(SECRET).membership(first.blind(keys))
+    unblinded = again.fingerprints(3, answer).tolist()
+    assert sorted(unblinded) == sorted(encrypt_shard(SECRET, keys).tolist())
+
+
+@pytest.mark.parametrize("scalar", [b"", b"\x01" * 31, b"\x00" * 32, b"\xff" * 32])
+def test_a_stored_scalar_out_of_range_is_refused(scalar):
+    with pytest.raises(ValueError, match="scalar in"):
+        BlindedQuery(scalar)
+
+
+def test_request_digest_ignores_chunking_and_sees_order():
+    points = BlindedQuery().blind(["a", "b", "c"])
+    whole, split, reordered = RequestDigest(), RequestDigest(), RequestDigest()
+    whole.update(points)
+    split.update(points[:1])
+    split.update(points[1:])
+    reordered.update(points[::-1])
+    assert whole.digest() == split.digest() != reordered.digest()
+    assert len(whole.digest()) == 32
 
 
 def test_unblinded_fingerprint_equals_custodian_fingerprint():
