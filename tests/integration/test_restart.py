@@ -26,6 +26,17 @@ def _fetches(deployment) -> list[dict]:
         return [e.event_data() for e in log.entries() if e.event_data()["kind"] == "fetch_index"]
 
 
+def _begin(store: AgencyStore, query_id: str, token: bytes) -> None:
+    store.begin_query(
+        query_id,
+        mode="membership",
+        recipe="tin_v1",
+        authorization=token,
+        case_id="CASE-1",
+        requested_by="test",
+    )
+
+
 def _wait(client, query_id):
     for status in client.watch(query_id):  # noqa: B007
         pass
@@ -62,24 +73,10 @@ def test_acknowledged_but_unfinished_query_runs_after_restart(fresh):
     fresh.agency = fresh.start_agency(state)
     fresh.agency.stop()
     store = AgencyStore(state / "agency.sqlite")
-    store.begin_query(
-        "q-crashed",
-        mode="membership",
-        recipe="tin_v1",
-        authorization=fresh.token(),
-        case_id="CASE-1",
-        requested_by="test",
-    )
+    _begin(store, "q-crashed", fresh.token())
     store.add_subjects("q-crashed", 0, as_subjects(fresh.records[:5]))
     store.seal_query("q-crashed", 5)
-    store.begin_query(
-        "q-cut-off",
-        mode="membership",
-        recipe="tin_v1",
-        authorization=fresh.token(),
-        case_id="CASE-1",
-        requested_by="test",
-    )
+    _begin(store, "q-cut-off", fresh.token())
     store.close()
 
     fresh.agency = fresh.start_agency(state)
@@ -157,14 +154,7 @@ def test_query_cut_off_before_the_custodian_answered_is_charged_when_run_again(f
     fresh.agency = fresh.start_agency(state)
     fresh.agency.stop()
     store = AgencyStore(state / "agency.sqlite")
-    store.begin_query(
-        "q-cut",
-        mode="membership",
-        recipe="tin_v1",
-        authorization=fresh.token(max_queries=1),
-        case_id="CASE-1",
-        requested_by="test",
-    )
+    _begin(store, "q-cut", fresh.token(max_queries=1))
     store.add_subjects("q-cut", 0, as_subjects(fresh.records[:3]))
     store.seal_query("q-cut", 3)
     store.update("q-cut", state=RUNNING)
