@@ -341,12 +341,12 @@ class AuditLog:
 
         Per case id: entries, queries (entries that carry a ``subjects`` count) and how many
         of them were uncharged replays (``charged`` false), total subjects and subjects per
-        outcome, counts per ``kind``, ``mode`` and ``outcome``,
-        first and last time. Also the chain head (anchor it elsewhere) and the result of
-        :meth:`verify`. Only the keys ``case_id``, ``subjects``, ``mode``, ``outcome``,
-        ``kind`` and ``charged`` are read, so no other field of an event (subject data
-        included) can reach the summary; a label that is not a short printable string is counted as
-        ``"(other)"``. The file is replaced atomically.
+        outcome, counts per ``kind``, ``mode`` and ``outcome``, first and last time. Also the
+        chain head (anchor it elsewhere) and the result of :meth:`verify`. Only the keys
+        ``case_id``, ``subjects``, ``mode``, ``outcome``, ``kind`` and ``charged`` are read,
+        so no other field of an event (subject data included) can reach the summary; a label
+        that is not a short printable string is counted as ``"(other)"``. The file is
+        replaced atomically.
         """
         head_seq, head_hash = self.head()
         verification = self.verify()

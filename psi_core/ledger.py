@@ -174,7 +174,9 @@ class AuthorizationLedger:
         With ``replay_of`` naming a request this token already had answered in full (see
         :meth:`record_answered`), nothing is charged and the entry comes back with
         ``replayed`` set, whatever budget is left; any other ``replay_of`` is charged as a
-        new query. The limits are read from ``claims`` (already verified; a ``max_subjects`` above
+        new query.
+
+        The limits are read from ``claims`` (already verified; a ``max_subjects`` above
         2**63-1 counts as 2**63-1, SQLite's largest integer). Either the whole use is
         recorded and the new totals returned, or nothing is recorded and
         :class:`BudgetExhaustedError` is raised (no query left, or fewer subjects left than
