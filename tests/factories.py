@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from psi_core.tabular import RECORD_COLUMNS, SUBJECT_COLUMNS, RowWriter
 
 GIVEN = ["José", "Mei", "Priya", "Łukasz", "John", "Aisha", "Minh", "Olga", "Kwame", "Sofía"]
@@ -61,3 +63,14 @@ def write_subjects(path: Path, rows: list[dict[str, str]]) -> Path:
     with RowWriter(path, SUBJECT_COLUMNS) as writer:
         writer.write_rows(rows)
     return path
+
+
+def off_curve_point() -> bytes:
+    """A well-formed compressed encoding (prefix 0x02, x below p) of no P-256 point."""
+    for x in range(1, 100):
+        candidate = b"\x02" + x.to_bytes(32, "big")
+        try:
+            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), candidate)
+        except ValueError:
+            return candidate
+    raise AssertionError("no off-curve x below 100")

@@ -18,7 +18,7 @@ from psi_core.openmined import Blinder
 from psi_core.protocol import BlindedQuery, RequestDigest
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
-from tests.factories import make_records
+from tests.factories import make_records, off_curve_point
 from tests.integration.conftest import Deployment
 
 pytestmark = pytest.mark.integration
@@ -37,18 +37,8 @@ MAX_SUBJECTS_PER_QUERY = 10_000_000
 MAX_CLASSIC_CLIENT_INPUTS = 1_000_000
 
 
-def _off_curve_point() -> bytes:
-    for x in range(1, 100):
-        candidate = b"\x02" + x.to_bytes(32, "big")
-        try:
-            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), candidate)
-        except ValueError:
-            return candidate
-    raise AssertionError("no off-curve x below 100")
-
-
 VALID = Blinder().blind([f"hostile|{i}" for i in range(4)])
-OFF_CURVE = _off_curve_point()
+OFF_CURVE = off_curve_point()
 BEYOND_FIELD = b"\x02" + b"\xff" * 32
 UNCOMPRESSED = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), VALID[0]).public_bytes(
     serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint

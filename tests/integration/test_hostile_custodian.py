@@ -52,7 +52,7 @@ from psi_proto.v1 import (
 )
 from psi_rpc.modes import MODE_ENUMS
 from psi_rpc.server import RunningServer, create_channel, create_server
-from tests.factories import as_subjects, make_records, write_records
+from tests.factories import as_subjects, make_records, off_curve_point, write_records
 
 pytestmark = pytest.mark.integration
 
@@ -66,21 +66,7 @@ INDEX_CHUNK_BYTES = 128
 TIN = get_recipe("tin_v1")
 #: A valid point that answers nothing the agency asked.
 FOREIGN_POINT = Blinder().blind(["not|asked"])[0]
-
-
-def _off_curve_point() -> bytes:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    for x in range(1, 100):
-        candidate = b"\x02" + x.to_bytes(32, "big")
-        try:
-            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), candidate)
-        except ValueError:
-            return candidate
-    raise AssertionError("no off-curve x below 100")
-
-
-OFF_CURVE_POINT = _off_curve_point()
+OFF_CURVE_POINT = off_curve_point()
 
 
 # -- the fake custodian ------------------------------------------------------------------
