@@ -17,7 +17,7 @@ from psi_core.authorization import read_claims_unverified
 from psi_core.errors import InvalidInputError, PreconditionError
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc, common_pb2
-from psi_rpc.modes import MODE_ENUMS, MODE_NAMES
+from psi_rpc.modes import MODE_ENUMS, mode_name
 from psi_rpc.status import grpc_errors
 
 STATE_ENUMS = {
@@ -101,8 +101,7 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         if first is None or first.WhichOneof("kind") != "header":
             raise InvalidInputError("a SubmitQuery stream must start with a QueryHeader")
         header = first.header
-        if header.mode not in MODE_NAMES:
-            raise InvalidInputError("mode must be QUERY_MODE_MEMBERSHIP or QUERY_MODE_CARDINALITY")
+        mode_name(header.mode)
         recipe = get_recipe(header.recipe)
         held = self._custodian_recipes()
         if recipe.id not in held:
@@ -123,7 +122,7 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         query_id = secrets.token_hex(8)
         self._store.begin_query(
             query_id,
-            mode=MODE_NAMES[header.mode],
+            mode=mode_name(header.mode),
             recipe=header.recipe,
             authorization=header.authorization,
             case_id=case_id_of(header.authorization),

@@ -33,7 +33,7 @@ from psi_core.protocol import FalsePositiveBound, Reencryptor, RequestDigest
 from psi_custodian.policy import AdmissionPolicy, AdmissionRequest
 from psi_custodian.state import CustodianConfig
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
-from psi_rpc.modes import MODE_NAMES
+from psi_rpc.modes import mode_name
 from psi_rpc.status import grpc_errors
 
 _CLASSIC_CACHE_SIZE = 4
@@ -239,7 +239,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         ):
             watchdog.arm(limits.evaluate_base_seconds)
             header = self._read_header(request_iterator)
-            mode = MODE_NAMES[header.mode]
+            mode = mode_name(header.mode)
             event.update(mode=mode, recipe=header.recipe, subjects=header.point_count)
             watchdog.arm(
                 limits.evaluate_base_seconds
@@ -313,8 +313,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             raise InvalidInputError("an Evaluate stream must start with an EvaluateHeader")
         header = first.header
         self._check_authorization_field(header.authorization)
-        if header.mode not in MODE_NAMES:
-            raise InvalidInputError("mode must be QUERY_MODE_MEMBERSHIP or QUERY_MODE_CARDINALITY")
+        mode_name(header.mode)
         self._check_recipe(header.recipe)
         if header.epoch_id != self._index.manifest.epoch_id:
             raise PreconditionError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from psi_core.errors import InvalidInputError
 from psi_proto.v1 import common_pb2
 
 #: Wire enum value -> mode name. Any other value (UNSPECIFIED, unknown) is invalid input.
@@ -11,3 +12,11 @@ MODE_NAMES: dict[int, str] = {
 }
 #: Mode name -> wire enum value.
 MODE_ENUMS: dict[str, int] = {name: value for value, name in MODE_NAMES.items()}
+
+
+def mode_name(value: int) -> str:
+    """The mode name of a wire enum value; any other value is refused as invalid input."""
+    name = MODE_NAMES.get(value)
+    if name is None:
+        raise InvalidInputError("mode must be QUERY_MODE_MEMBERSHIP or QUERY_MODE_CARDINALITY")
+    return name
