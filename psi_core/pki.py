@@ -189,34 +189,51 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _build_ca(
-    key: ec.EllipticCurvePrivateKey, now: dt.datetime, valid_days: int
-) -> x509.Certificate:
-    name = _name("psi-matching development CA")
+def _certificate(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    now: dt.datetime,
+    valid_days: int,
+    *,
+    certifies: bool,
+) -> x509.CertificateBuilder:
+    """What CA and leaf certificates share: names, key, serial, validity (from five minutes
+    ago, for clock skew), and key usage: certificate and CRL signing for a CA
+    (``certifies``), digital signatures otherwise."""
     return (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=valid_days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False,
+                digital_signature=not certifies,
                 content_commitment=False,
                 key_encipherment=False,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
+                key_cert_sign=certifies,
+                crl_sign=certifies,
                 encipher_only=False,
                 decipher_only=False,
             ),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+
+
+def _build_ca(
+    key: ec.EllipticCurvePrivateKey, now: dt.datetime, valid_days: int
+) -> x509.Certificate:
+    name = _name("psi-matching development CA")
+    return (
+        _certificate(name, name, key, now, valid_days, certifies=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())
     )
 
@@ -232,32 +249,12 @@ def _build_leaf(
     now: dt.datetime,
     valid_days: int,
 ) -> x509.Certificate:
+    subject = _name(common_name)
     return (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=valid_days))
+        _certificate(subject, ca_cert.subject, key, now, valid_days, certifies=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
