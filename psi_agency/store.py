@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from psi_core.errors import InvalidInputError, NotFoundError
+from psi_core.sqlite import SqliteFile
 from psi_core.tabular import SUBJECT_COLUMNS
 
 SUBJECT_FIELDS = SUBJECT_COLUMNS
@@ -106,33 +105,12 @@ class QueryRecord:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-class AgencyStore:
+class AgencyStore(SqliteFile):
     """Thread-safe access to the agency database (one connection, one lock)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        super().__init__(path)
         self._conn.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        """A write transaction under the lock: committed on success, rolled back otherwise."""
-        with self._lock:
-            cursor = self._conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
 
     def begin_query(
         self,
@@ -162,8 +140,8 @@ class AgencyStore:
             for i, subject in enumerate(subjects)
         ]
         try:
-            with self._transaction() as cursor:
-                cursor.executemany(f"INSERT INTO subjects VALUES ({placeholders})", rows)
+            with self._transaction() as conn:
+                conn.executemany(f"INSERT INTO subjects VALUES ({placeholders})", rows)
         except sqlite3.IntegrityError as exc:
             raise InvalidInputError("subject_id values must be unique within a query") from exc
 
@@ -174,11 +152,11 @@ class AgencyStore:
 
     def discard_query(self, query_id: str) -> None:
         """Forget a query that was never acknowledged, with its subjects."""
-        with self._transaction() as cursor:
-            cursor.execute("DELETE FROM subjects WHERE query_id = ?", (query_id,))
-            cursor.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
-            cursor.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
-            cursor.execute("DELETE FROM queries WHERE query_id = ?", (query_id,))
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM subjects WHERE query_id = ?", (query_id,))
+            conn.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
+            conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
+            conn.execute("DELETE FROM queries WHERE query_id = ?", (query_id,))
 
     def discard_unsealed(self) -> int:
         """Drop queries whose submission was cut off (never acknowledged to the caller)."""
@@ -212,10 +190,10 @@ class AgencyStore:
     def update(self, query_id: str, **fields: object) -> None:
         """Set columns of a query (``timings`` as a dict); a query that ends (FAILED)
         loses its blinding key in the same transaction."""
-        with self._transaction() as cursor:
-            cursor.execute(*_query_update(query_id, fields))
+        with self._transaction() as conn:
+            conn.execute(*_query_update(query_id, fields))
             if fields.get("state") in TERMINAL_STATES:
-                cursor.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
+                conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
 
     def blinding_key(self, query_id: str) -> bytes | None:
         """The scalar an earlier run of this query blinded with, if it got that far."""
@@ -227,8 +205,8 @@ class AgencyStore:
 
     def keep_blinding_key(self, query_id: str, scalar: bytes) -> None:
         """Store the scalar before any point blinded with it leaves the agency."""
-        with self._transaction() as cursor:
-            cursor.execute("INSERT OR REPLACE INTO blinding_keys VALUES (?, ?)", (query_id, scalar))
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO blinding_keys VALUES (?, ?)", (query_id, scalar))
 
     def subjects(self, query_id: str) -> Iterator[dict[str, str]]:
         """The query's subjects in submission order (streamed in pages)."""
@@ -251,14 +229,14 @@ class AgencyStore:
         self, query_id: str, matched_seqs: Iterable[int], recipe: str, **fields: object
     ) -> None:
         """Store the matches and mark the query SUCCEEDED, in one transaction."""
-        with self._transaction() as cursor:
-            cursor.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
-            cursor.executemany(
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
+            conn.executemany(
                 "INSERT INTO matches VALUES (?, ?, ?)",
                 ((query_id, s, recipe) for s in matched_seqs),
             )
-            cursor.execute(*_query_update(query_id, {**fields, "state": SUCCEEDED}))
-            cursor.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
+            conn.execute(*_query_update(query_id, {**fields, "state": SUCCEEDED}))
+            conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
 
     def matches(self, query_id: str) -> Iterator[tuple[str, dict[str, str]]]:
         """(recipe, subject) for every match of a query, in submission order."""

@@ -35,15 +35,13 @@ import re
 import sqlite3
 import struct
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from psi_core.errors import InvalidInputError, PreconditionError
-from psi_core.ledger import open_sqlite
+from psi_core.sqlite import SqliteFile
 
 __all__ = [
     "GENESIS_HASH",
@@ -153,7 +151,7 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class AuditLog:
+class AuditLog(SqliteFile):
     """An append-only, hash-chained log in one table of a SQLite file.
 
     Safe to share between threads; several processes may append to the same file. Use as
@@ -179,11 +177,9 @@ class AuditLog:
                 "audit table name must be a letter or '_' followed by up to 62 letters, "
                 "digits or '_', and must not start with 'sqlite_'"
             )
-        self._path = Path(db_path)
+        super().__init__(db_path)
         self._table = table
         self._clock = clock
-        self._lock = threading.Lock()
-        self._conn = open_sqlite(self._path)
         try:
             self._conn.execute(
                 f"""CREATE TABLE IF NOT EXISTS "{table}" (
@@ -215,35 +211,28 @@ class AuditLog:
         cannot be written (after waiting up to 30 s for other writers).
         """
         event_json = canonical_event_json(event)
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    last = conn.execute(
-                        f'SELECT seq, hash FROM "{self._table}" ORDER BY seq DESC LIMIT 1'
-                    ).fetchone()
-                    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-                    if not isinstance(prev_hash, str) or _HEX64.fullmatch(prev_hash) is None:
-                        raise PreconditionError(
-                            f"the last audit entry ({seq - 1}) in {self._path} has a malformed "
-                            "hash; run the audit verify command before appending"
-                        )
-                    time = _iso(self._clock())
-                    digest = entry_hash(seq, time, event_json, prev_hash)
-                    conn.execute(
-                        f'INSERT INTO "{self._table}" (seq, time, event, prev_hash, hash) '
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (seq, time, event_json, prev_hash, digest),
+        try:
+            with self._transaction() as conn:
+                last = conn.execute(
+                    f'SELECT seq, hash FROM "{self._table}" ORDER BY seq DESC LIMIT 1'
+                ).fetchone()
+                seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+                if not isinstance(prev_hash, str) or _HEX64.fullmatch(prev_hash) is None:
+                    raise PreconditionError(
+                        f"the last audit entry ({seq - 1}) in {self._path} has a malformed "
+                        "hash; run the audit verify command before appending"
                     )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise PreconditionError(
-                    f"cannot append to the audit log in {self._path}: {exc}"
-                ) from exc
+                time = _iso(self._clock())
+                digest = entry_hash(seq, time, event_json, prev_hash)
+                conn.execute(
+                    f'INSERT INTO "{self._table}" (seq, time, event, prev_hash, hash) '
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (seq, time, event_json, prev_hash, digest),
+                )
+        except sqlite3.Error as exc:
+            raise PreconditionError(
+                f"cannot append to the audit log in {self._path}: {exc}"
+            ) from exc
         return AuditEntry(seq, time, event_json, prev_hash, digest)
 
     def head(self) -> tuple[int, str]:
@@ -384,22 +373,6 @@ class AuditLog:
         }
         _write_json(Path(out_path), summary)
         return summary
-
-    def close(self) -> None:
-        """Close the connection; further calls fail."""
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> AuditLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _iso(moment: dt.datetime) -> str:

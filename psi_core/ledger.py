@@ -2,10 +2,9 @@
 
 One row per token id in the table ``authorization_ledger`` of a SQLite file that may hold
 other tables too (the audit log, for one). Every :meth:`AuthorizationLedger.charge` runs in
-a ``BEGIN IMMEDIATE`` transaction, so the check of the remaining budget and the record of
-the use are one atomic step across threads *and* processes sharing the file; within a
-process, calls are also serialized on a lock around the single connection. The database
-runs in WAL mode with ``synchronous=FULL``: a charge that returned survives a crash.
+one ``BEGIN IMMEDIATE`` transaction (:class:`psi_core.sqlite.SqliteFile`), so the check of
+the remaining budget and the record of the use are one atomic step across threads *and*
+processes sharing the file, and a charge that returned survives a crash.
 
 A charge is taken before the query's curve work and is not given back if that work later
 fails, so a failing query cannot be used to probe without spending budget.
@@ -24,19 +23,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
-import threading
 from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
+from psi_core.sqlite import SqliteFile
 
-__all__ = ["AuthorizationLedger", "LedgerEntry", "RequestKey", "TokenBudget", "open_sqlite"]
+__all__ = ["AuthorizationLedger", "LedgerEntry", "RequestKey", "TokenBudget"]
 
 _TABLE = "authorization_ledger"
 _ANSWERED = "answered_requests"
-_BUSY_TIMEOUT_S = 30.0
 _SQLITE_MAX_INT = 2**63 - 1
 _COLUMNS = (
     "token_id",
@@ -92,30 +88,7 @@ class RequestKey:
         return (self.sha256, self.point_count, self.mode, self.recipe, self.epoch_id)
 
 
-def open_sqlite(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """Open ``db_path`` (creating its directory) in autocommit mode, WAL, synchronous=FULL.
-
-    The connection may be used from any thread; callers serialize access to it. Raises
-    :class:`PreconditionError` if the file cannot be opened as a SQLite database.
-    """
-    path = Path(db_path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-    except (OSError, sqlite3.Error) as exc:
-        raise PreconditionError(f"cannot open the database {path}: {exc}") from exc
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-    except sqlite3.Error as exc:
-        conn.close()
-        raise PreconditionError(f"{path} is not a usable SQLite database: {exc}") from exc
-    return conn
-
-
-class AuthorizationLedger:
+class AuthorizationLedger(SqliteFile):
     """Per-token usage counters with an atomic check-and-charge.
 
     Safe to share between threads; several processes may open the same file. Use as a
@@ -128,9 +101,7 @@ class AuthorizationLedger:
         Raises :class:`PreconditionError` if the file is not a usable SQLite database or
         already holds a table of that name with other columns.
         """
-        self._path = Path(db_path)
-        self._lock = threading.Lock()
-        self._conn = open_sqlite(self._path)
+        super().__init__(db_path)
         try:
             self._conn.execute(
                 f"""CREATE TABLE IF NOT EXISTS {_TABLE} (
@@ -189,73 +160,48 @@ class AuthorizationLedger:
         max_queries = int(claims.max_queries)
         max_subjects = min(int(claims.max_subjects), _SQLITE_MAX_INT)
         now = _now()
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    row = conn.execute(
-                        f"SELECT queries_used, subjects_used FROM {_TABLE} WHERE token_id = ?",
-                        (token_id,),
-                    ).fetchone()
-                    queries_used, subjects_used = row if row else (0, 0)
-                    if replay_of is not None and self._was_answered(token_id, replay_of):
-                        conn.execute("COMMIT")
-                        return LedgerEntry(
-                            queries_used=queries_used,
-                            subjects_used=subjects_used,
-                            queries_left=max(max_queries - queries_used, 0),
-                            subjects_left=max(max_subjects - subjects_used, 0),
-                            replayed=True,
-                        )
-                    if queries_used >= max_queries:
-                        raise BudgetExhaustedError(
-                            f"token {token_id} has used {queries_used} of {max_queries} "
-                            "queries; ask the authority for a new token"
-                        )
-                    left = max_subjects - subjects_used
-                    if subjects > left:
-                        raise BudgetExhaustedError(
-                            f"query of {subjects} subjects exceeds the {max(left, 0)} left on "
-                            f"token {token_id} (of {max_subjects}); send fewer subjects or "
-                            "ask the authority for a new token"
-                        )
-                    queries_used += 1
-                    subjects_used += subjects
-                    conn.execute(
-                        f"""INSERT INTO {_TABLE} (token_id, queries_used, subjects_used,
-                                max_queries, max_subjects, first_used, last_used)
-                            VALUES (?, ?, ?, ?, ?, ?, ?)
-                            ON CONFLICT(token_id) DO UPDATE SET
-                                queries_used = excluded.queries_used,
-                                subjects_used = excluded.subjects_used,
-                                max_queries = excluded.max_queries,
-                                max_subjects = excluded.max_subjects,
-                                last_used = excluded.last_used""",
-                        (
-                            token_id,
-                            queries_used,
-                            subjects_used,
-                            max_queries,
-                            max_subjects,
-                            now,
-                            now,
-                        ),
+        try:
+            with self._transaction() as conn:
+                row = conn.execute(
+                    f"SELECT queries_used, subjects_used FROM {_TABLE} WHERE token_id = ?",
+                    (token_id,),
+                ).fetchone()
+                queries_used, subjects_used = row if row else (0, 0)
+                if replay_of is not None and self._was_answered(token_id, replay_of):
+                    return _entry(
+                        queries_used, subjects_used, max_queries, max_subjects, replayed=True
                     )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise PreconditionError(
-                    f"cannot record the use of token {token_id} in {self._path}: {exc}"
-                ) from exc
-        return LedgerEntry(
-            queries_used=queries_used,
-            subjects_used=subjects_used,
-            queries_left=max_queries - queries_used,
-            subjects_left=max_subjects - subjects_used,
-        )
+                if queries_used >= max_queries:
+                    raise BudgetExhaustedError(
+                        f"token {token_id} has used {queries_used} of {max_queries} "
+                        "queries; ask the authority for a new token"
+                    )
+                left = max_subjects - subjects_used
+                if subjects > left:
+                    raise BudgetExhaustedError(
+                        f"query of {subjects} subjects exceeds the {max(left, 0)} left on "
+                        f"token {token_id} (of {max_subjects}); send fewer subjects or "
+                        "ask the authority for a new token"
+                    )
+                queries_used += 1
+                subjects_used += subjects
+                conn.execute(
+                    f"""INSERT INTO {_TABLE} (token_id, queries_used, subjects_used,
+                            max_queries, max_subjects, first_used, last_used)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(token_id) DO UPDATE SET
+                            queries_used = excluded.queries_used,
+                            subjects_used = excluded.subjects_used,
+                            max_queries = excluded.max_queries,
+                            max_subjects = excluded.max_subjects,
+                            last_used = excluded.last_used""",
+                    (token_id, queries_used, subjects_used, max_queries, max_subjects, now, now),
+                )
+        except sqlite3.Error as exc:
+            raise PreconditionError(
+                f"cannot record the use of token {token_id} in {self._path}: {exc}"
+            ) from exc
+        return _entry(queries_used, subjects_used, max_queries, max_subjects)
 
     def record_answered(self, token_id: str, request: RequestKey) -> None:
         """Remember that ``request`` was answered in full under ``token_id``, so that it
@@ -293,29 +239,24 @@ class AuthorizationLedger:
             ).fetchone()
         if row is None:
             return None
-        queries_used, subjects_used, max_queries, max_subjects = row
-        return LedgerEntry(
-            queries_used=queries_used,
-            subjects_used=subjects_used,
-            queries_left=max(max_queries - queries_used, 0),
-            subjects_left=max(max_subjects - subjects_used, 0),
-        )
+        return _entry(*row)
 
-    def close(self) -> None:
-        """Close the connection; further calls fail."""
-        with self._lock:
-            self._conn.close()
 
-    def __enter__(self) -> AuthorizationLedger:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+def _entry(
+    queries_used: int,
+    subjects_used: int,
+    max_queries: int,
+    max_subjects: int,
+    *,
+    replayed: bool = False,
+) -> LedgerEntry:
+    return LedgerEntry(
+        queries_used=queries_used,
+        subjects_used=subjects_used,
+        queries_left=max(max_queries - queries_used, 0),
+        subjects_left=max(max_subjects - subjects_used, 0),
+        replayed=replayed,
+    )
 
 
 def _now() -> str:

@@ -1,0 +1,88 @@
+"""The one way this project opens and writes its SQLite files.
+
+Every store (the custodian's ledger and audit log, the agency's queries and audit log)
+holds one autocommit connection in WAL mode with ``synchronous=FULL``, shared by its
+threads under a lock, and writes in ``BEGIN IMMEDIATE`` transactions, so that a check and
+the write it guards are one atomic step across threads *and* processes sharing the file,
+and a write that returned survives a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from psi_core.errors import PreconditionError
+
+__all__ = ["SqliteFile"]
+
+_BUSY_TIMEOUT_S = 30.0
+
+
+def _open_sqlite(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open ``db_path`` (creating its directory) in autocommit mode, WAL, synchronous=FULL.
+
+    The connection may be used from any thread; callers serialize access to it. Raises
+    :class:`PreconditionError` if the file cannot be opened as a SQLite database.
+    """
+    path = Path(db_path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise PreconditionError(f"cannot open the database {path}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise PreconditionError(f"{path} is not a usable SQLite database: {exc}") from exc
+    return conn
+
+
+class SqliteFile:
+    """One connection to ``db_path`` (see :func:`_open_sqlite`), shared by threads under a
+    lock. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+        self._path = Path(db_path)
+        self._lock = threading.Lock()
+        self._conn = _open_sqlite(self._path)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction under the lock: committed when the block ends,
+        rolled back if it raises."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection; further calls fail."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
