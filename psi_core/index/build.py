@@ -2,9 +2,9 @@
 
 The work is split into shards (one batch of input records each). A shard is turned into
 keys and encrypted by ``encrypt_records`` (recipes, then ``encrypt_shard``), plain
-functions that run wherever a worker is: in this process, in a process pool (one
-openmined server object per process), or on a Dask distributed cluster (one per worker
-thread). The reading process only reads. Each finished shard
+functions that run wherever a worker is: in this process, in a process pool, or on a
+Dask distributed cluster; each worker process makes its own curve-backend key object
+from the backend's name (``psi_core.protocol.backend``). The reading process only reads. Each finished shard
 is written to the build directory at once, so an interrupted build resumes where it
 stopped and recomputes nothing that was finished. When every shard is done they are
 merged into one sorted, duplicate-free index (``psi_core.index.encrypted``).
@@ -35,33 +35,45 @@ from psi_core.errors import InvalidInputError, RowError
 from psi_core.index.encrypted import IndexManifest, write_index
 from psi_core.index.epoch import EpochKey
 from psi_core.io import RECORD_COLUMNS, read_rows
-from psi_core.protocol import KeyCipher, fingerprint
+from psi_core.protocol import OPENMINED, ScalarKey, fingerprint, get_backend
 from psi_core.recipes import MatchKeyRecipe, get_recipe
 
 KEYS_DIR = "keys"
 BUILD_DIR = "build"
 _PLAN_FILE = "plan.json"
 
-_local = threading.local()
+_keys_lock = threading.Lock()
+_keys: dict[tuple[str, bytes], ScalarKey] = {}
 
 
-def _cipher_for(secret: bytes) -> KeyCipher:
-    """This thread's cipher for ``secret``; openmined server objects are never shared."""
-    cached: tuple[bytes, KeyCipher] | None = getattr(_local, "cipher", None)
-    if cached is None or cached[0] != secret:
-        cached = (secret, KeyCipher(secret))
-        _local.cipher = cached
-    return cached[1]
+def _key_for(secret: bytes, backend: str) -> ScalarKey:
+    """This process's key object for (backend, secret); key objects are thread-safe.
+
+    Only the most recent one is kept: a worker serves one epoch at a time.
+    """
+    with _keys_lock:
+        key = _keys.get((backend, secret))
+        if key is None:
+            _keys.clear()
+            key = _keys[(backend, secret)] = get_backend(backend).key(secret)
+        return key
 
 
-def encrypt_shard(secret: bytes, keys: Sequence[str]) -> np.ndarray:
-    """Sorted fingerprints of b·H(k) for each key (duplicates kept; the merge drops them)."""
-    points = _cipher_for(secret).encrypt_keys(keys)
-    return np.sort(fingerprint.from_compressed_points(points))
+def encrypt_shard(secret: bytes, keys: Sequence[str], backend: str = OPENMINED) -> np.ndarray:
+    """Sorted fingerprints of b·H(k) for each key (duplicates kept; the merge drops them).
+
+    ``backend`` is a curve backend's name (see ``psi_core.protocol.backend``); every
+    backend gives the same fingerprints.
+    """
+    xs = _key_for(secret, backend).hash_to_x(keys)
+    return np.sort(fingerprint.from_x_coordinates(xs))
 
 
 def encrypt_records(
-    secret: bytes, recipe_ids: Sequence[str], rows: Sequence[dict[str, str]]
+    secret: bytes,
+    recipe_ids: Sequence[str],
+    rows: Sequence[dict[str, str]],
+    backend: str = OPENMINED,
 ) -> tuple[list[str], np.ndarray]:
     """One shard's work where the worker runs: its distinct keys and their sorted fingerprints.
 
@@ -69,7 +81,7 @@ def encrypt_records(
     reader from becoming the bottleneck as workers are added.
     """
     keys = shard_keys(rows, [get_recipe(r) for r in recipe_ids])
-    return keys, encrypt_shard(secret, keys)
+    return keys, encrypt_shard(secret, keys, backend)
 
 
 class Executor(Protocol):
@@ -124,6 +136,7 @@ class BuildReport:
     shards_reused: int
     seconds: float
     row_errors: tuple[RowError, ...]
+    backend: str = OPENMINED
 
     @property
     def records_per_second(self) -> float:
@@ -218,6 +231,7 @@ def build_index(
     batch_rows: int = 20_000,
     on_error: str = "refuse",
     progress: Callable[[int], None] | None = None,
+    backend: str = OPENMINED,
 ) -> BuildReport:
     """Build (or resume building) the index of ``records_path`` into ``index_dir``.
 
@@ -226,9 +240,12 @@ def build_index(
     ``on_error`` is "refuse" (the first unreadable row stops the build with its line
     number) or "skip" (bad rows are reported in the result and left out).
     ``progress`` is called with the number of records each finished shard held.
+    ``backend`` names the curve backend the workers use (checked here first, so an
+    unavailable one fails before any work); the index is the same whichever it is.
     """
     if not recipes:
         raise InvalidInputError("at least one recipe is needed to build an index")
+    get_backend(backend)
     started = time.perf_counter()
     executor = executor or InlineExecutor()
     build_dir = index_dir / BUILD_DIR
@@ -261,7 +278,7 @@ def build_index(
             if progress:
                 progress(done["records"])
             continue
-        future = executor.submit(encrypt_records, epoch.secret, recipe_ids, rows)
+        future = executor.submit(encrypt_records, epoch.secret, recipe_ids, rows, backend)
         pending.append((shard, len(rows), future))
         while pending and (len(pending) >= max_in_flight or pending[0][2].done()):
             finish_oldest()
@@ -286,6 +303,7 @@ def build_index(
         shards_reused=totals["reused"],
         seconds=time.perf_counter() - started,
         row_errors=tuple(row_errors),
+        backend=backend,
     )
 
 

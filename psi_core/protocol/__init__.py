@@ -4,6 +4,20 @@ module that owns openmined-psi (with the classic stock-client messages).
 
 from __future__ import annotations
 
+from psi_core.protocol.backend import (
+    AUTO,
+    BACKEND_CHOICES,
+    BACKEND_NAMES,
+    CRYPTO_MB,
+    OPENMINED,
+    SUITE,
+    BackendUnavailableError,
+    CurveBackend,
+    ScalarKey,
+    crypto_mb_unavailable_reason,
+    get_backend,
+    select_backend,
+)
 from psi_core.protocol.curve import (
     P256_ORDER,
     P256_PRIME,
@@ -37,6 +51,18 @@ from psi_core.protocol.openmined import (
 )
 
 __all__ = [
+    "AUTO",
+    "BACKEND_CHOICES",
+    "BACKEND_NAMES",
+    "CRYPTO_MB",
+    "OPENMINED",
+    "SUITE",
+    "BackendUnavailableError",
+    "CurveBackend",
+    "ScalarKey",
+    "crypto_mb_unavailable_reason",
+    "get_backend",
+    "select_backend",
     "FINGERPRINT_BITS",
     "FINGERPRINT_BYTES",
     "INDEX_DTYPE",

@@ -20,9 +20,9 @@ import numpy as np
 
 from psi_core.errors import MalformedMessageError, PeerError
 from psi_core.protocol import fingerprint
-from psi_core.protocol.curve import Unblinder
+from psi_core.protocol.backend import OPENMINED, CurveBackend, get_backend
+from psi_core.protocol.curve import inverse_scalar, is_valid_scalar, random_scalar
 from psi_core.protocol.fingerprint import FINGERPRINT_BITS
-from psi_core.protocol.openmined import Blinder, ThreadLocalCipher
 
 
 @dataclass(frozen=True)
@@ -40,18 +40,22 @@ class FalsePositiveBound:
 
 
 class Reencryptor:
-    """The custodian's online step: b·P for blinded points P. Safe to call from any thread."""
+    """The custodian's online step: b·P for blinded points P. Safe to call from any thread.
 
-    def __init__(self, secret: bytes) -> None:
-        self._ciphers = ThreadLocalCipher(secret)
+    ``backend`` does the curve work (the reference, openmined, when None).
+    """
+
+    def __init__(self, secret: bytes, backend: CurveBackend | None = None) -> None:
+        self.backend = backend or get_backend(OPENMINED)
+        self._key = self.backend.key(secret)
 
     def membership(self, points: Sequence[bytes]) -> list[bytes]:
-        """b·P for each P, in request order."""
-        return self._ciphers.get(reveal_intersection=True).reencrypt(points)
+        """b·P for each P, in request order (MalformedMessageError on a bad point)."""
+        return self._key.multiply(points)
 
     def cardinality(self, points: Sequence[bytes]) -> list[bytes]:
         """b·P for each P, sorted, so no answer can be tied to the request position."""
-        return sorted(self._ciphers.get(reveal_intersection=False).reencrypt(points))
+        return sorted(self._key.multiply(points))
 
 
 class BlindedQuery:
@@ -62,19 +66,22 @@ class BlindedQuery:
     recognize a replay (see :class:`RequestDigest`).
     """
 
-    def __init__(self, scalar: bytes | None = None) -> None:
-        blinder = Blinder(scalar)
-        self._blinder = blinder
-        self._unblinder = Unblinder(blinder.scalar)
+    def __init__(self, scalar: bytes | None = None, backend: CurveBackend | None = None) -> None:
+        if scalar is not None and not is_valid_scalar(scalar):
+            raise ValueError("a blinding key must be 32 bytes encoding a scalar in [1, n-1]")
+        self._scalar = bytes(scalar) if scalar is not None else random_scalar()
+        self.backend = backend or get_backend(OPENMINED)
+        self._blinder = self.backend.key(self._scalar)
+        self._unblinder = self.backend.key(inverse_scalar(self._scalar))
 
     @property
     def scalar(self) -> bytes:
         """The blinding scalar a; it never leaves the agency."""
-        return self._blinder.scalar
+        return self._scalar
 
     def blind(self, keys: Sequence[str]) -> list[bytes]:
         """a·H(x) for each key, in order. Keys must be distinct (see ``distinct_keys``)."""
-        return self._blinder.blind(keys)
+        return self._blinder.hash_to_points(keys)
 
     def fingerprints(self, sent: int, answer: Sequence[bytes]) -> fingerprint.Fingerprints:
         """Fingerprints of b·H(x) from the custodian's answer to ``sent`` distinct points.
@@ -89,7 +96,7 @@ class BlindedQuery:
         if len(set(answer)) != len(answer):
             raise PeerError("the custodian's answer repeats points; the query is void")
         try:
-            return fingerprint.from_x_coordinates(self._unblinder.unblind(answer))
+            return fingerprint.from_x_coordinates(self._unblinder.multiply_x(answer))
         except MalformedMessageError as exc:
             raise PeerError(f"the custodian's answer is malformed: {exc}") from exc
 

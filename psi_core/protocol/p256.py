@@ -15,19 +15,28 @@ Intel's multi-buffer library multiplies points; everything around it is here:
 * ``reference_multiply``: a slow, obviously-written affine double-and-add, used only to
   check the library once when it is loaded.
 
-This is the only module that imports gmpy2.
+This is the only module that imports gmpy2, an optional dependency (the ``crypto-mb``
+extra): without it this module still imports, ``AVAILABLE`` is False, and the backend
+that needs it reports itself unavailable.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
-import gmpy2
 import numpy as np
 import numpy.typing as npt
 
 from psi_core.errors import MalformedMessageError
+
+try:
+    import gmpy2
+except ImportError:  # the optional extra is not installed
+    gmpy2 = None
+
+AVAILABLE = gmpy2 is not None
 
 #: Field prime p of P-256.
 PRIME = 2**256 - 2**224 + 2**192 + 2**96 - 1
@@ -42,26 +51,26 @@ GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
 COORDINATE_BYTES = 32
 COMPRESSED_BYTES = 33
 
-_P = gmpy2.mpz(PRIME)
-_B = gmpy2.mpz(B)
+_P = gmpy2.mpz(PRIME) if AVAILABLE else PRIME
+_B = gmpy2.mpz(B) if AVAILABLE else B
 #: p ≡ 3 (mod 4), so a square a has the root a^((p+1)/4).
-_SQRT_EXPONENT = gmpy2.mpz((PRIME + 1) // 4)
+_SQRT_EXPONENT = gmpy2.mpz((PRIME + 1) // 4) if AVAILABLE else (PRIME + 1) // 4
 _PRIME_BYTES = np.frombuffer(PRIME.to_bytes(COORDINATE_BYTES, "big"), dtype=np.uint8)
 
 #: Big-endian 32-byte coordinates, one row per point.
 Coordinates = npt.NDArray[np.uint8]
 
 
-def _random_oracle(message: bytes) -> gmpy2.mpz:
+def _random_oracle(message: bytes) -> Any:
     wide = hashlib.sha256(b"\x01" + message).digest() + hashlib.sha256(b"\x02" + message).digest()
     return gmpy2.mpz(int.from_bytes(wide, "big")) % _P
 
 
-def _curve_rhs(x: gmpy2.mpz) -> gmpy2.mpz:
+def _curve_rhs(x: Any) -> Any:
     return (x * x * x - 3 * x + _B) % _P
 
 
-def hash_to_curve(key: bytes) -> tuple[gmpy2.mpz, gmpy2.mpz]:
+def hash_to_curve(key: bytes) -> tuple[Any, Any]:
     """H(key) = (x, y), y even; see the module docstring for the exact function."""
     x = _random_oracle(key)
     while True:
