@@ -13,6 +13,7 @@ from psi_agency.service import AgencyServicer
 from psi_agency.store import AgencyStore
 from psi_core.index import EncryptedIndex
 from psi_core.policy import AuditLog, TlsMaterial
+from psi_core.protocol import OPENMINED, CurveBackend, select_backend
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
 from psi_rpc.server import (
     RunningServer,
@@ -45,6 +46,7 @@ class RunningAgency:
     runner: QueryRunner
     index: EncryptedIndex
     closers: tuple[Callable[[], None], ...]
+    backend: CurveBackend
 
     @property
     def port(self) -> int:
@@ -74,12 +76,14 @@ def start_agency(
     evaluate_timeout: Callable[[int], float] = default_evaluate_timeout,
     max_index_bytes: int = DEFAULT_MAX_INDEX_BYTES,
     max_workers: int = 8,
+    backend: str = OPENMINED,
 ) -> RunningAgency:
     """Sync the index copy (resuming a partial download), recover unfinished queries, serve.
 
     ``index_progress`` is called with (bytes received, total bytes) while syncing. Nothing
-    is left open when it raises.
+    is left open when it raises. ``backend`` is a curve backend name or "auto".
     """
+    curve = select_backend(backend)
     refuse_plaintext_off_loopback(address, server_tls, "serve")
     state = AgencyState(state_dir)
     state.root.mkdir(parents=True, exist_ok=True)
@@ -112,6 +116,7 @@ def start_agency(
             audit=audit,
             board=board,
             evaluate_timeout=evaluate_timeout,
+            backend=curve,
         )
         servicer = AgencyServicer(
             store=store,
@@ -132,5 +137,9 @@ def start_agency(
         raise
     runner.start()
     return RunningAgency(
-        server=server, runner=runner, index=index, closers=tuple(reversed(closers))
+        server=server,
+        runner=runner,
+        index=index,
+        closers=tuple(reversed(closers)),
+        backend=curve,
     )

@@ -16,6 +16,7 @@ from psi_proto.v1 import agency_pb2
 from psi_rpc.cli import (
     EXIT_ERROR,
     add_audit_commands,
+    add_backend_argument,
     add_tls_arguments,
     progress_bar,
     run_cli,
@@ -47,12 +48,14 @@ def _serve(args: argparse.Namespace) -> int:
         custodian_tls=tls_from_args(args, "agency-client"),
         custodian_server_name=args.custodian_server_name,
         index_progress=index_progress,
+        backend=args.backend,
     )
     if bar is not None:
         bar.close()
     manifest = running.index.manifest
     host = args.listen.rsplit(":", 1)[0]
     print(f"index for epoch {manifest.epoch_id}: {manifest.key_count:,} keys, verified", flush=True)
+    print(f"agency curve backend: {running.backend.name} ({running.backend.suite})", flush=True)
     return serve_until_signalled(
         f"agency listening on {host}:{running.port}", lambda: running.stop(grace=5)
     )
@@ -138,6 +141,11 @@ def print_summary(status: agency_pb2.QueryStatus) -> None:
         f"time: blind {t.blind_seconds:.3f} s, custodian {t.evaluate_seconds:.3f} s, "
         f"unblind {t.unblind_seconds:.3f} s, lookup {t.lookup_seconds:.4f} s"
     )
+    if status.agency_backend or status.custodian_backend:
+        print(
+            f"curve backends: agency {status.agency_backend or '?'}, "
+            f"custodian {status.custodian_backend or '?'}"
+        )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -151,6 +159,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--custodian", required=True, help="address of the custodian service")
     serve.add_argument("--custodian-server-name", help="TLS name to expect for the custodian")
     add_tls_arguments(serve)
+    add_backend_argument(serve)
     serve.set_defaults(handler=_serve)
 
     query = commands.add_parser("query", help="submit a query to an agency service and wait")

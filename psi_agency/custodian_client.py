@@ -17,6 +17,7 @@ import grpc
 
 from psi_core.errors import PeerError, PreconditionError, PsiError
 from psi_core.index import EncryptedIndex, IndexDownload, IndexManifest, read_manifest
+from psi_core.protocol import SUITE
 from psi_core.recipes import recipe_ids
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
 from psi_rpc.status import error_from_rpc
@@ -35,6 +36,10 @@ class CustodianFacts:
     manifest: IndexManifest
     max_points_per_chunk: int
     max_subjects_per_query: int
+    #: The custodian's curve suite ("" from an older custodian is read as P-256's) and
+    #: backend name ("" if it did not say; informational only).
+    suite: str = SUITE
+    backend: str = ""
 
 
 def _check_info(info: custodian_pb2.CustodianInfo) -> CustodianFacts:
@@ -69,6 +74,8 @@ def _check_info(info: custodian_pb2.CustodianInfo) -> CustodianFacts:
         manifest=manifest,
         max_points_per_chunk=limits.max_points_per_chunk,
         max_subjects_per_query=limits.max_subjects_per_query,
+        suite=info.suite or SUITE,
+        backend=info.backend[:32] if info.backend.isascii() and info.backend.isprintable() else "",
     )
 
 

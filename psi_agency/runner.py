@@ -28,7 +28,15 @@ from psi_agency.store import FAILED, RUNNING, AgencyStore, QueryRecord
 from psi_core.errors import PeerError, PreconditionError, PsiError
 from psi_core.index import EncryptedIndex
 from psi_core.policy import AuditLog
-from psi_core.protocol import BlindedQuery, FalsePositiveBound, RequestDigest, distinct_keys
+from psi_core.protocol import (
+    OPENMINED,
+    BlindedQuery,
+    CurveBackend,
+    FalsePositiveBound,
+    RequestDigest,
+    distinct_keys,
+    get_backend,
+)
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import custodian_pb2
 from psi_rpc.modes import MODE_ENUMS
@@ -80,6 +88,7 @@ class QueryRunner:
         audit: AuditLog,
         board: ProgressBoard,
         evaluate_timeout: Callable[[int], float] = lambda n: 60.0 + n / 1000.0,
+        backend: CurveBackend | None = None,
     ) -> None:
         self._store = store
         self._custodian = custodian
@@ -87,6 +96,7 @@ class QueryRunner:
         self._audit = audit
         self._board = board
         self._timeout = evaluate_timeout
+        self._backend = backend or get_backend(OPENMINED)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="query-runner", daemon=True)
 
@@ -153,6 +163,11 @@ class QueryRunner:
                 f"the custodian does not hold recipe {recipe.id}; it holds "
                 f"{', '.join(facts.manifest.recipes)}"
             )
+        if facts.suite != self._backend.suite:
+            raise PreconditionError(
+                f"the custodian answers in suite {facts.suite[:64]!r}; this agency blinds in "
+                f"{self._backend.suite}"
+            )
         index = self._index.for_epoch(facts)
 
         started = time.perf_counter()
@@ -167,6 +182,8 @@ class QueryRunner:
             epoch_id=facts.manifest.epoch_id,
             fp_per_subject=bound.per_subject,
             fp_expected=bound.expected_false_matches,
+            agency_backend=self._backend.name,
+            custodian_backend=facts.backend,
         )
         if len(keys) > facts.max_subjects_per_query:
             raise PreconditionError(
@@ -207,7 +224,7 @@ class QueryRunner:
         step = facts.max_points_per_chunk
         sent_sizes: list[int] = []
         stored_scalar = self._store.blinding_key(record.query_id)
-        query = BlindedQuery(stored_scalar)
+        query = BlindedQuery(stored_scalar, self._backend)
 
         def blinded_chunks() -> Iterator[list[bytes]]:
             for start in range(0, len(keys), step):
@@ -234,6 +251,7 @@ class QueryRunner:
             epoch_id=facts.manifest.epoch_id,
             point_count=len(keys),
             replay_of_sha256=replay_of,
+            suite=self._backend.suite,
         )
         answers = self._custodian.evaluate(header, chunks, timeout=self._timeout(len(keys)))
         if record.mode == "membership":

@@ -73,6 +73,8 @@ def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
         error_message=record.error_message,
         timings=agency_pb2.PhaseTimings(**timings),
         case_id=record.case_id,
+        agency_backend=record.agency_backend,
+        custodian_backend=record.custodian_backend,
     )
 
 

@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS queries (
     fp_expected REAL NOT NULL DEFAULT 0,
     error_code TEXT NOT NULL DEFAULT '',
     error_message TEXT NOT NULL DEFAULT '',
-    timings TEXT NOT NULL DEFAULT '{{}}'
+    timings TEXT NOT NULL DEFAULT '{{}}',
+    agency_backend TEXT NOT NULL DEFAULT '',
+    custodian_backend TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS subjects (
     query_id TEXT NOT NULL,
@@ -67,6 +69,10 @@ CREATE TABLE IF NOT EXISTS matches (
     PRIMARY KEY (query_id, seq)
 );
 """
+
+
+#: Text columns of ``queries`` added later than the first schema.
+_LATER_COLUMNS = ("agency_backend", "custodian_backend")
 
 
 def _now() -> str:
@@ -103,6 +109,8 @@ class QueryRecord:
     error_code: str = ""
     error_message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    agency_backend: str = ""
+    custodian_backend: str = ""
 
 
 class AgencyStore(SqliteFile):
@@ -111,6 +119,17 @@ class AgencyStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._conn.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a store may have been created (older stores lack them)."""
+        with self._lock:
+            present = {row[1] for row in self._conn.execute("PRAGMA table_info(queries)")}
+            for column in _LATER_COLUMNS:
+                if column not in present:
+                    self._conn.execute(
+                        f"ALTER TABLE queries ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+                    )
 
     def begin_query(
         self,

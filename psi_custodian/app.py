@@ -15,6 +15,7 @@ from psi_core.policy import (
     TrustedAuthorities,
     peer_identity_from_cert_pem,
 )
+from psi_core.protocol import OPENMINED, select_backend
 from psi_custodian.policy import AuthorizationPolicy
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianState
@@ -42,8 +43,12 @@ def start_custodian(
     tls: TlsMaterial | None,
     trusted_authorities: Sequence[Path],
     max_workers: int = 16,
+    backend: str = OPENMINED,
 ) -> RunningServer:
-    """Load the state (epoch key, verified index, ledger, audit log) and start serving."""
+    """Load the state (epoch key, verified index, ledger, audit log) and start serving.
+
+    ``backend`` is a curve backend name or "auto" (``psi_core.protocol.select_backend``).
+    """
     refuse_plaintext_off_loopback(address, tls, "serve")
     state = CustodianState(state_dir)
     config = state.config()
@@ -62,6 +67,7 @@ def start_custodian(
             ),
             audit=audit,
             peer_identity=peer_agency_id,
+            backend=select_backend(backend),
         )
         return create_server(
             address,

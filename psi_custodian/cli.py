@@ -11,11 +11,13 @@ from pathlib import Path
 from psi_core.errors import InvalidInputError
 from psi_core.index import Executor, build_index, dask_cluster, process_pool, read_manifest
 from psi_core.io import count_rows
+from psi_core.protocol import select_backend
 from psi_core.recipes import get_recipe, recipe_ids
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
     add_audit_commands,
+    add_backend_argument,
     add_tls_arguments,
     progress_bar,
     run_cli,
@@ -52,6 +54,7 @@ def _build_index(args: argparse.Namespace) -> int:
     recipes = [get_recipe(r) for r in (args.recipe or recipe_ids())]
     if args.workers < 1:
         raise InvalidInputError("--workers must be at least 1")
+    backend = select_backend(args.backend).name
     total = count_rows(args.records)
     with (
         progress_bar(total, "encrypting records", unit="rec") as bar,
@@ -67,6 +70,7 @@ def _build_index(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             on_error=args.on_error,
             progress=bar.update,
+            backend=backend,
         )
     for error in report.row_errors[:20]:
         print(f"skipped: {error}", file=sys.stderr)
@@ -77,14 +81,19 @@ def _build_index(args: argparse.Namespace) -> int:
         f"indexed {report.records_read:,} records into {manifest.key_count:,} keys "
         f"({', '.join(manifest.recipes)}) for epoch {manifest.epoch_id} in {report.seconds:.1f} s: "
         f"{report.records_per_second:,.0f} records/s, {report.rows_skipped} rows skipped, "
-        f"{report.shards_reused} shards reused; sha256 {manifest.sha256[:16]}…"
+        f"{report.shards_reused} shards reused; curve backend {report.backend}; "
+        f"sha256 {manifest.sha256[:16]}…"
     )
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
     tls = tls_from_args(args, "custodian-server")
-    running = start_custodian(args.state, args.listen, tls=tls, trusted_authorities=args.trust)
+    backend = select_backend(args.backend)
+    running = start_custodian(
+        args.state, args.listen, tls=tls, trusted_authorities=args.trust, backend=backend.name
+    )
+    print(f"custodian curve backend: {backend.name} ({backend.suite})", flush=True)
     host = args.listen.rsplit(":", 1)[0]
     return serve_until_signalled(
         f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
@@ -126,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
     build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    add_backend_argument(build)
     build.set_defaults(handler=_build_index)
 
     serve = commands.add_parser("serve", help="serve the Custodian API")
@@ -139,6 +149,7 @@ def parser() -> argparse.ArgumentParser:
         help="an authority directory or public key to trust (repeatable)",
     )
     add_tls_arguments(serve)
+    add_backend_argument(serve)
     serve.set_defaults(handler=_serve)
 
     info = commands.add_parser("info", help="show the epoch and index")

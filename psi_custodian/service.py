@@ -24,7 +24,13 @@ from psi_core.errors import (
 )
 from psi_core.index import EncryptedIndex, EpochKey, iter_index_keys
 from psi_core.policy import DEFAULT_MAX_TOKEN_BYTES, AuditLog, RequestKey, read_claims_unverified
-from psi_core.protocol import FalsePositiveBound, Reencryptor, RequestDigest, openmined
+from psi_core.protocol import (
+    CurveBackend,
+    FalsePositiveBound,
+    Reencryptor,
+    RequestDigest,
+    openmined,
+)
 from psi_custodian.policy import AdmissionPolicy, AdmissionRequest
 from psi_custodian.state import CustodianConfig
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
@@ -104,6 +110,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         audit: AuditLog,
         peer_identity: PeerIdentity,
         slot_wait_seconds: float = 30.0,
+        backend: CurveBackend | None = None,
     ) -> None:
         if index.manifest.epoch_id != epoch.epoch_id:
             raise PreconditionError("the index was built under another key epoch; rebuild it")
@@ -114,7 +121,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         self._policy = policy
         self._audit = audit
         self._peer_identity = peer_identity
-        self._reencryptor = Reencryptor(epoch.secret)
+        self._reencryptor = Reencryptor(epoch.secret, backend)
         self._slots = threading.BoundedSemaphore(self._limits.max_concurrent_evaluations)
         self._slot_wait = slot_wait_seconds
         self._classic_cache: OrderedDict[tuple[float, int, str], bytes] = OrderedDict()
@@ -198,6 +205,8 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             false_positive_bound=common_pb2.FalsePositiveBound(
                 per_subject=bound.per_subject, fingerprint_bits=bound.fingerprint_bits
             ),
+            backend=self._reencryptor.backend.name,
+            suite=self._reencryptor.backend.suite,
         )
 
     @grpc_errors
@@ -314,6 +323,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             raise PreconditionError(
                 f"the query was prepared for epoch {header.epoch_id[:32]!r} but the current "
                 f"epoch is {self._index.manifest.epoch_id}; sync the index and retry"
+            )
+        if header.suite and header.suite != self._reencryptor.backend.suite:
+            raise PreconditionError(
+                f"the points were blinded in suite {header.suite[:64]!r}; this custodian "
+                f"answers only {self._reencryptor.backend.suite}"
             )
         if len(header.replay_of_sha256) not in (0, 32):
             raise InvalidInputError("replay_of_sha256 must be empty or 32 bytes (SHA-256)")

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from psi_core.errors import PsiError
 from psi_core.policy import AuditLog, TlsMaterial, load_tls_material
+from psi_core.protocol import AUTO, BACKEND_CHOICES
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -60,6 +61,16 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
         "--insecure",
         action="store_true",
         help="plaintext; accepted only on a loopback address, for development",
+    )
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default=AUTO,
+        help="curve backend: crypto_mb (Intel multi-buffer, AVX-512 IFMA), openmined, or "
+        "auto (crypto_mb where it can run, else openmined, saying why); same results",
     )
 
 

@@ -4,10 +4,10 @@ The work is split into shards (one batch of input records each). A shard is turn
 keys and encrypted by ``encrypt_records`` (recipes, then ``encrypt_shard``), plain
 functions that run wherever a worker is: in this process, in a process pool, or on a
 Dask distributed cluster; each worker process makes its own curve-backend key object
-from the backend's name (``psi_core.protocol.backend``). The reading process only reads. Each finished shard
-is written to the build directory at once, so an interrupted build resumes where it
-stopped and recomputes nothing that was finished. When every shard is done they are
-merged into one sorted, duplicate-free index (``psi_core.index.encrypted``).
+from the backend's name (``psi_core.protocol.backend``). The reading process only reads.
+Each finished shard is written to the build directory at once, so an interrupted build
+resumes where it stopped and recomputes nothing that was finished. When every shard is
+done they are merged into one sorted, duplicate-free index (``psi_core.index.encrypted``).
 
 The custodian also keeps each shard's plaintext key strings (its own data) so that it can
 serve openmined-psi's classic setup to stock clients.

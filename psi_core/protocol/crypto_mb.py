@@ -190,7 +190,9 @@ def _open() -> _Library:
             try:
                 ctypes.CDLL(str(runtime), mode=ctypes.RTLD_GLOBAL)
             except OSError as exc:
-                raise CryptoMbUnavailable(f"Intel's runtime {name} cannot be loaded: {exc}") from None
+                raise CryptoMbUnavailable(
+                    f"Intel's runtime {name} cannot be loaded: {exc}"
+                ) from None
     if not _cpu_has_ifma():
         raise CryptoMbUnavailable("this CPU has no AVX-512 IFMA (avx512ifma flag)")
     try:
@@ -248,7 +250,10 @@ def _self_test(library: _Library) -> None:
         want = p256.reference_multiply(
             scalar, int.from_bytes(xs[lane], "big"), int.from_bytes(ys[lane], "big")
         )
-        got = (int.from_bytes(got_x[lane].tobytes(), "big"), int.from_bytes(got_y[lane].tobytes(), "big"))
+        got = (
+            int.from_bytes(got_x[lane].tobytes(), "big"),
+            int.from_bytes(got_y[lane].tobytes(), "big"),
+        )
         if got != want:
             raise CryptoMbUnavailable(
                 f"{library.path.name} failed its self-test (lane {lane} disagrees with the "
@@ -268,15 +273,13 @@ class LaneMultiplier:
         self._scalar = _aligned(_COORD_WORDS).reshape(_LIMBS, LANES)
         self._scalar[:] = words[:, None]
 
-    def multiply(self, xs: Rows, ys: Rows | None = None, *, want_y: bool = True) -> tuple[Rows, Rows]:
+    def multiply(self, xs: Rows, ys: Rows, *, want_y: bool = True) -> tuple[Rows, Rows]:
         """s·(x, y) for affine rows xs, ys (big-endian, 32 bytes); returns x rows and y rows.
 
         Without ``want_y`` the y rows returned are empty. The caller passes validated
         points (``p256``); they are range-checked again, and the library's on-curve test
         must accept every lane, else RuntimeError (a bug here, never a peer's fault).
         """
-        if ys is None:
-            raise ValueError("affine y rows are required")
         count = xs.shape[0]
         if xs.shape != (count, 32) or ys.shape != (count, 32):
             raise ValueError("coordinates must be (n, 32) big-endian rows")

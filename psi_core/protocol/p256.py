@@ -115,9 +115,7 @@ def decompress(points: Sequence[bytes]) -> tuple[Coordinates, Coordinates]:
         empty = np.empty((0, COORDINATE_BYTES), dtype=np.uint8)
         return empty, empty
     blob = b"".join(points)
-    if len(blob) != count * COMPRESSED_BYTES or any(
-        len(p) != COMPRESSED_BYTES for p in points
-    ):
+    if len(blob) != count * COMPRESSED_BYTES or any(len(p) != COMPRESSED_BYTES for p in points):
         raise MalformedMessageError("a point is not a 33-byte compressed P-256 point")
     table = np.frombuffer(blob, dtype=np.uint8).reshape(count, COMPRESSED_BYTES)
     prefixes = table[:, 0]

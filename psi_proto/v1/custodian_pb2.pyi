@@ -24,7 +24,7 @@ class PolicyLimits(_message.Message):
     def __init__(self, max_subjects_per_query: _Optional[int] = ..., max_points_per_chunk: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_concurrent_evaluations: _Optional[int] = ...) -> None: ...
 
 class CustodianInfo(_message.Message):
-    __slots__ = ("custodian_id", "epoch_id", "record_count", "key_count", "recipes", "index_sha256", "index_size_bytes", "limits", "false_positive_bound")
+    __slots__ = ("custodian_id", "epoch_id", "record_count", "key_count", "recipes", "index_sha256", "index_size_bytes", "limits", "false_positive_bound", "backend", "suite")
     CUSTODIAN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,8 @@ class CustodianInfo(_message.Message):
     INDEX_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     FALSE_POSITIVE_BOUND_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SUITE_FIELD_NUMBER: _ClassVar[int]
     custodian_id: str
     epoch_id: str
     record_count: int
@@ -43,7 +45,9 @@ class CustodianInfo(_message.Message):
     index_size_bytes: int
     limits: PolicyLimits
     false_positive_bound: _common_pb2.FalsePositiveBound
-    def __init__(self, custodian_id: _Optional[str] = ..., epoch_id: _Optional[str] = ..., record_count: _Optional[int] = ..., key_count: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., index_sha256: _Optional[bytes] = ..., index_size_bytes: _Optional[int] = ..., limits: _Optional[_Union[PolicyLimits, _Mapping]] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ...) -> None: ...
+    backend: str
+    suite: str
+    def __init__(self, custodian_id: _Optional[str] = ..., epoch_id: _Optional[str] = ..., record_count: _Optional[int] = ..., key_count: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., index_sha256: _Optional[bytes] = ..., index_size_bytes: _Optional[int] = ..., limits: _Optional[_Union[PolicyLimits, _Mapping]] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., backend: _Optional[str] = ..., suite: _Optional[str] = ...) -> None: ...
 
 class FetchIndexRequest(_message.Message):
     __slots__ = ("epoch_id", "offset")
@@ -62,20 +66,22 @@ class IndexChunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class EvaluateHeader(_message.Message):
-    __slots__ = ("authorization", "mode", "recipe", "epoch_id", "point_count", "replay_of_sha256")
+    __slots__ = ("authorization", "mode", "recipe", "epoch_id", "point_count", "replay_of_sha256", "suite")
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
     POINT_COUNT_FIELD_NUMBER: _ClassVar[int]
     REPLAY_OF_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SUITE_FIELD_NUMBER: _ClassVar[int]
     authorization: bytes
     mode: _common_pb2.QueryMode
     recipe: str
     epoch_id: str
     point_count: int
     replay_of_sha256: bytes
-    def __init__(self, authorization: _Optional[bytes] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., epoch_id: _Optional[str] = ..., point_count: _Optional[int] = ..., replay_of_sha256: _Optional[bytes] = ...) -> None: ...
+    suite: str
+    def __init__(self, authorization: _Optional[bytes] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., epoch_id: _Optional[str] = ..., point_count: _Optional[int] = ..., replay_of_sha256: _Optional[bytes] = ..., suite: _Optional[str] = ...) -> None: ...
 
 class PointChunk(_message.Message):
     __slots__ = ("points",)
