@@ -14,6 +14,7 @@ from psi_agency.app import RunningAgency, start_agency
 from psi_agency.client import AgencyClient
 from psi_core.index import build_index
 from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
+from psi_core.protocol import OPENMINED
 from psi_core.recipes import RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
@@ -70,13 +71,14 @@ class Deployment:
     def agency_client(self) -> AgencyClient:
         return AgencyClient(self.channel(self.agency_address, "case-client"), timeout=30)
 
-    def start_agency(self, state: Path) -> RunningAgency:
+    def start_agency(self, state: Path, backend: str = OPENMINED) -> RunningAgency:
         return start_agency(
             state,
             "127.0.0.1:0",
             self.custodian_address,
             server_tls=self.tls("agency-server"),
             custodian_tls=self.tls("agency-client"),
+            backend=backend,
         )
 
 
@@ -86,6 +88,9 @@ def make_deployment(
     with_agency: bool = True,
     recipes: tuple[str, ...] | None = None,
     limits: CustodianLimits | None = None,
+    build_backend: str = OPENMINED,
+    custodian_backend: str = OPENMINED,
+    agency_backend: str = OPENMINED,
 ) -> Deployment:
     pki = init_pki(root / "tls")
     authority = root / "authority"
@@ -99,16 +104,18 @@ def make_deployment(
         epoch,
         [RECIPES[r] for r in recipes or RECIPES],
         batch_rows=100,
+        backend=build_backend,
     )
     custodian = start_custodian(
         state.root,
         "127.0.0.1:0",
         tls=load_tls_material(pki.root, "custodian-server"),
         trusted_authorities=[authority],
+        backend=custodian_backend,
     )
     deployment = Deployment(root, pki, authority, state.root, records, custodian)
     if with_agency:
-        deployment.agency = deployment.start_agency(root / "agency")
+        deployment.agency = deployment.start_agency(root / "agency", agency_backend)
     return deployment
 
 
