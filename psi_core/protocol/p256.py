@@ -61,13 +61,21 @@ _PRIME_BYTES = np.frombuffer(PRIME.to_bytes(COORDINATE_BYTES, "big"), dtype=np.u
 Coordinates = npt.NDArray[np.uint8]
 
 
+_FIRST_BLOCK = hashlib.sha256(b"\x01")
+_SECOND_BLOCK = hashlib.sha256(b"\x02")
+
+
 def _random_oracle(message: bytes) -> Any:
-    wide = hashlib.sha256(b"\x01" + message).digest() + hashlib.sha256(b"\x02" + message).digest()
-    return gmpy2.mpz(int.from_bytes(wide, "big")) % _P
+    """(SHA-256(0x01‖m) ‖ SHA-256(0x02‖m)) mod p, as an mpz."""
+    first, second = _FIRST_BLOCK.copy(), _SECOND_BLOCK.copy()
+    first.update(message)
+    second.update(message)
+    return gmpy2.mpz(int.from_bytes(first.digest() + second.digest(), "big")) % _P
 
 
 def _curve_rhs(x: Any) -> Any:
-    return (x * x * x - 3 * x + _B) % _P
+    """x³ − 3x + b mod p."""
+    return ((x * x - 3) * x + _B) % _P
 
 
 def hash_to_curve(key: bytes) -> tuple[Any, Any]:
