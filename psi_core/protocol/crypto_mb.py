@@ -177,7 +177,28 @@ _load_error: str | None = None
 _load_lock = threading.Lock()
 
 
+def _load_runtime(*, required: bool) -> None:
+    """Open Intel's runtime libraries from the installed package, globally, by path.
+
+    With a ``PSI_CRYPTO_MB_LIBRARY`` override the package is optional (the system may
+    provide the runtime some other way).
+    """
+    for name in _RUNTIME_LIBRARIES:
+        try:
+            runtime = _package_file("intel-cmplr-lib-rt", name)
+        except CryptoMbUnavailable:
+            if required:
+                raise
+            return
+        try:
+            ctypes.CDLL(str(runtime), mode=ctypes.RTLD_GLOBAL)
+        except OSError as exc:
+            raise CryptoMbUnavailable(f"Intel's runtime {name} cannot be loaded: {exc}") from None
+
+
 def _open() -> _Library:
+    if not _cpu_has_ifma():
+        raise CryptoMbUnavailable("this CPU has no AVX-512 IFMA (avx512ifma flag)")
     override = os.environ.get(ENV_LIBRARY)
     if override:
         path = Path(override)
@@ -185,16 +206,7 @@ def _open() -> _Library:
             raise CryptoMbUnavailable(f"{ENV_LIBRARY}={override} does not name a file")
     else:
         path = _package_file("ipp-crypto", _LIBRARY_FILE)
-        for name in _RUNTIME_LIBRARIES:
-            runtime = _package_file("intel-cmplr-lib-rt", name)
-            try:
-                ctypes.CDLL(str(runtime), mode=ctypes.RTLD_GLOBAL)
-            except OSError as exc:
-                raise CryptoMbUnavailable(
-                    f"Intel's runtime {name} cannot be loaded: {exc}"
-                ) from None
-    if not _cpu_has_ifma():
-        raise CryptoMbUnavailable("this CPU has no AVX-512 IFMA (avx512ifma flag)")
+    _load_runtime(required=not override)
     try:
         cdll = ctypes.CDLL(str(path))
     except OSError as exc:

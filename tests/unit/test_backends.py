@@ -153,7 +153,7 @@ def test_a_missing_library_falls_back_with_one_line_and_the_suite_passes():
     warnings = [line for line in result.stderr.splitlines() if "curve backend" in line]
     assert len(warnings) == 1
     assert "using openmined" in warnings[0]
-    assert "nonexistent" in warnings[0] or "gmpy2" in warnings[0]
+    assert any(why in warnings[0] for why in ("nonexistent", "gmpy2", "avx512ifma"))
 
 
 def test_reference_backend_announces_the_suite(reference):
