@@ -70,7 +70,7 @@ def _random_oracle(message: bytes) -> Any:
     first, second = _FIRST_BLOCK.copy(), _SECOND_BLOCK.copy()
     first.update(message)
     second.update(message)
-    return gmpy2.mpz(int.from_bytes(first.digest() + second.digest(), "big")) % _P
+    return gmpy2.mpz.from_bytes(first.digest() + second.digest(), "big") % _P
 
 
 def _curve_rhs(x: Any) -> Any:
@@ -135,11 +135,11 @@ def decompress(points: Sequence[bytes]) -> tuple[Coordinates, Coordinates]:
     ys = bytearray()
     x_bytes = xs.tobytes()
     for i, odd in enumerate((prefixes & 1).tolist()):
-        x = gmpy2.mpz(int.from_bytes(x_bytes[i * 32 : i * 32 + 32], "big"))
+        x = gmpy2.mpz.from_bytes(x_bytes[i * 32 : i * 32 + 32], "big")
         rhs = _curve_rhs(x)
-        if gmpy2.jacobi(rhs, _P) != 1:
-            raise MalformedMessageError("a point is not on the P-256 curve")
         y = gmpy2.powmod(rhs, _SQRT_EXPONENT, _P)
+        if y * y % _P != rhs:  # rhs is not a square: no point has this x
+            raise MalformedMessageError("a point is not on the P-256 curve")
         if (y & 1) != odd:
             y = _P - y
         ys += y.to_bytes(COORDINATE_BYTES, "big")
