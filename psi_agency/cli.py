@@ -16,7 +16,10 @@ from psi_proto.v1 import agency_pb2
 from psi_rpc.cli import (
     EXIT_ERROR,
     add_audit_commands,
+    add_logging_arguments,
+    add_metrics_arguments,
     add_tls_arguments,
+    metrics_from_args,
     progress_bar,
     run_cli,
     serve_until_signalled,
@@ -39,23 +42,28 @@ def _serve(args: argparse.Namespace) -> int:
             bar = progress_bar(total, "syncing encrypted index", unit="B")
         bar.update(received)
 
-    running = start_agency(
-        args.state,
-        args.listen,
-        args.custodian,
-        server_tls=tls_from_args(args, "agency-server"),
-        custodian_tls=tls_from_args(args, "agency-client"),
-        custodian_server_name=args.custodian_server_name,
-        index_progress=index_progress,
-    )
-    if bar is not None:
-        bar.close()
-    manifest = running.index.manifest
-    host = args.listen.rsplit(":", 1)[0]
-    print(f"index for epoch {manifest.epoch_id}: {manifest.key_count:,} keys, verified", flush=True)
-    return serve_until_signalled(
-        f"agency listening on {host}:{running.port}", lambda: running.stop(grace=5)
-    )
+    with metrics_from_args(args, "agency") as metrics:
+        running = start_agency(
+            args.state,
+            args.listen,
+            args.custodian,
+            server_tls=tls_from_args(args, "agency-server"),
+            custodian_tls=tls_from_args(args, "agency-client"),
+            custodian_server_name=args.custodian_server_name,
+            index_progress=index_progress,
+            metrics=metrics,
+        )
+        if bar is not None:
+            bar.close()
+        manifest = running.index.manifest
+        host = args.listen.rsplit(":", 1)[0]
+        print(
+            f"index for epoch {manifest.epoch_id}: {manifest.key_count:,} keys, verified",
+            flush=True,
+        )
+        return serve_until_signalled(
+            f"agency listening on {host}:{running.port}", lambda: running.stop(grace=5)
+        )
 
 
 def _subject_batches(
@@ -143,6 +151,7 @@ def print_summary(status: agency_pb2.QueryStatus) -> None:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="psi-agency", description=__doc__)
     root.add_argument("-v", "--verbose", action="store_true")
+    add_logging_arguments(root, root=True)
     commands = root.add_subparsers(title="commands")
 
     serve = commands.add_parser("serve", help="sync the index and serve the Agency API")
@@ -151,6 +160,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--custodian", required=True, help="address of the custodian service")
     serve.add_argument("--custodian-server-name", help="TLS name to expect for the custodian")
     add_tls_arguments(serve)
+    add_metrics_arguments(serve)
+    add_logging_arguments(serve)
     serve.set_defaults(handler=_serve)
 
     query = commands.add_parser("query", help="submit a query to an agency service and wait")

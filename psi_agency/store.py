@@ -179,6 +179,14 @@ class AgencyStore(SqliteFile):
         data["timings"] = json.loads(data["timings"])
         return QueryRecord(**data)
 
+    def state_counts(self) -> dict[str, int]:
+        """How many queries are in each state (every state named, zero included)."""
+        counts = dict.fromkeys((RECEIVING, QUEUED, RUNNING, SUCCEEDED, FAILED), 0)
+        with self._lock:
+            rows = self._conn.execute("SELECT state, COUNT(*) FROM queries GROUP BY state")
+            counts.update({state: count for state, count in rows})
+        return counts
+
     def unfinished(self) -> list[str]:
         with self._lock:
             rows = self._conn.execute(
