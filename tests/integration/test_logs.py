@@ -24,26 +24,27 @@ HEX_RUN = re.compile(r"[0-9a-fA-F]{40,}")
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 
 
-def _start(tool: str, *args: str | Path) -> tuple[subprocess.Popen[str], str]:
-    """Start a service and return it with the address it printed once listening."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", TOOLS[tool], "--log-format", "json", "-v", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _start(tool: str, log: Path, *args: str | Path) -> tuple[subprocess.Popen[str], str]:
+    """Start a service logging to ``log``; return it with the address it is listening on."""
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", TOOLS[tool], "--log-format", "json", "-v", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+        )
     assert process.stdout is not None
     for line in process.stdout:
         if " listening on " in line:
             return process, line.strip().rsplit(" ", 1)[-1]
     process.kill()
-    raise AssertionError(f"{tool} exited before listening: {process.stderr.read()}")
+    raise AssertionError(f"{tool} exited before listening: {log.read_text()}")
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
+def _stop(process: subprocess.Popen[str], log: Path) -> str:
     process.terminate()
-    _, stderr = process.communicate(timeout=60)
-    return stderr
+    process.communicate(timeout=60)
+    return log.read_text()
 
 
 def _forbidden_strings(subject: dict[str, str]) -> list[str]:
@@ -81,14 +82,15 @@ def test_service_logs_are_json_lines_without_subjects_keys_or_points(tmp_path):
     )  # fmt: skip
     assert issued.returncode == 0, issued.stderr
 
+    custodian_log_file, agency_log_file = tmp_path / "custodian.log", tmp_path / "agency.log"
     custodian, custodian_address = _start(
-        "psi-custodian", "serve", "--state", state, "--listen", "127.0.0.1:0",
+        "psi-custodian", custodian_log_file, "serve", "--state", state, "--listen", "127.0.0.1:0",
         "--tls-dir", tls, "--trust", authority,
     )  # fmt: skip
     try:
         agency, agency_address = _start(
-            "psi-agency", "serve", "--state", tmp_path / "agency", "--listen", "127.0.0.1:0",
-            "--custodian", custodian_address, "--tls-dir", tls,
+            "psi-agency", agency_log_file, "serve", "--state", tmp_path / "agency",
+            "--listen", "127.0.0.1:0", "--custodian", custodian_address, "--tls-dir", tls,
         )  # fmt: skip
         try:
             query = run(
@@ -99,9 +101,9 @@ def test_service_logs_are_json_lines_without_subjects_keys_or_points(tmp_path):
             assert query.returncode == 0, query.stderr
             assert PLANTED_GIVEN in (tmp_path / "matches.csv").read_text()
         finally:
-            agency_log = _stop(agency)
+            agency_log = _stop(agency, agency_log_file)
     finally:
-        custodian_log = _stop(custodian)
+        custodian_log = _stop(custodian, custodian_log_file)
 
     forbidden = _forbidden_strings(planted)
     events = []
