@@ -228,7 +228,7 @@ def deployments(tmp_path_factory) -> Iterator[dict[str, Deployment]]:
                 backend=backend,
             )
             deployment = Deployment(root / backend, pki, authority, state.root, [], custodian)
-            deployment.agency = deployment.start_agency(root / backend / "agency", backend)
+            deployment.agency = deployment.start_agency(root / backend / "agency", backend=backend)
             made[backend] = deployment
         yield made
     finally:

@@ -18,6 +18,7 @@ from psi_core.protocol import OPENMINED
 from psi_core.recipes import RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import RunningServer, create_channel
 from psi_tools.authority import init_authority, issue_authorization
 from psi_tools.dev_pki import init_pki
@@ -71,7 +72,9 @@ class Deployment:
     def agency_client(self) -> AgencyClient:
         return AgencyClient(self.channel(self.agency_address, "case-client"), timeout=30)
 
-    def start_agency(self, state: Path, backend: str = OPENMINED) -> RunningAgency:
+    def start_agency(
+        self, state: Path, metrics: ServiceMetrics | None = None, backend: str = OPENMINED
+    ) -> RunningAgency:
         return start_agency(
             state,
             "127.0.0.1:0",
@@ -79,6 +82,7 @@ class Deployment:
             server_tls=self.tls("agency-server"),
             custodian_tls=self.tls("agency-client"),
             backend=backend,
+            metrics=metrics,
         )
 
 
@@ -91,6 +95,8 @@ def make_deployment(
     build_backend: str = OPENMINED,
     custodian_backend: str = OPENMINED,
     agency_backend: str = OPENMINED,
+    custodian_metrics: ServiceMetrics | None = None,
+    agency_metrics: ServiceMetrics | None = None,
 ) -> Deployment:
     pki = init_pki(root / "tls")
     authority = root / "authority"
@@ -111,11 +117,14 @@ def make_deployment(
         "127.0.0.1:0",
         tls=load_tls_material(pki.root, "custodian-server"),
         trusted_authorities=[authority],
+        metrics=custodian_metrics,
         backend=custodian_backend,
     )
     deployment = Deployment(root, pki, authority, state.root, records, custodian)
     if with_agency:
-        deployment.agency = deployment.start_agency(root / "agency", agency_backend)
+        deployment.agency = deployment.start_agency(
+            root / "agency", agency_metrics, backend=agency_backend
+        )
     return deployment
 
 
