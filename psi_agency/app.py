@@ -67,6 +67,12 @@ def default_evaluate_timeout(points: int) -> float:
     return 60.0 + points / 1000.0
 
 
+def _reconnect_backoff(retry: RetryPolicy) -> tuple[float, float]:
+    """The channel reconnects at least as often as queries are retried, so a retry after
+    the custodian came back finds it (and not a channel still backing off)."""
+    return min(retry.first_wait, 1.0), min(retry.first_wait, 10.0)
+
+
 def start_agency(
     state_dir: Path,
     address: str,
@@ -100,6 +106,7 @@ def start_agency(
         tls=custodian_tls,
         server_name=custodian_server_name,
         max_message_bytes=max_message_bytes,
+        reconnect_backoff_seconds=_reconnect_backoff(retry or RetryPolicy()),
     )
     closers: list[Callable[[], None]] = [channel.close]
     try:

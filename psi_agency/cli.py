@@ -9,6 +9,7 @@ from pathlib import Path
 
 from psi_agency.app import AgencyState, start_agency
 from psi_agency.client import AgencyClient
+from psi_agency.retry import RetryPolicy
 from psi_core.errors import RowError
 from psi_core.io import SUBJECT_COLUMNS, RowWriter, read_rows
 from psi_core.recipes import recipe_ids
@@ -47,6 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
         custodian_tls=tls_from_args(args, "agency-client"),
         custodian_server_name=args.custodian_server_name,
         index_progress=index_progress,
+        retry=RetryPolicy(
+            attempts=args.retry_attempts,
+            first_wait=args.retry_first_wait,
+            max_wait=args.retry_max_wait,
+        ),
     )
     if bar is not None:
         bar.close()
@@ -80,14 +86,23 @@ def _query(args: argparse.Namespace) -> int:
     status = client.submit(header, _subject_batches(args.subjects, args.on_error, row_errors))
     for error in row_errors:
         print(f"skipped: {error}", file=sys.stderr)
+    waiting = ""
     with progress_bar(status.subject_count, "matching", unit="subj") as bar:
         for update in client.watch(status.query_id):
             bar.n = update.processed_count
             bar.refresh()
+            if update.waiting_reason and update.waiting_reason != waiting:
+                bar.write(
+                    f"query {update.query_id} waits after attempt {update.attempts}: "
+                    f"{update.waiting_reason}",
+                    file=sys.stderr,
+                )
+            waiting = update.waiting_reason
             status = update
     if status.state != agency_pb2.QUERY_STATE_SUCCEEDED:
+        tries = f" after {status.attempts} attempts" if status.attempts > 1 else ""
         print(
-            f"query {status.query_id} failed ({status.error_code}): {status.error_message}",
+            f"query {status.query_id} failed ({status.error_code}){tries}: {status.error_message}",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -150,6 +165,25 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default="127.0.0.1:50052")
     serve.add_argument("--custodian", required=True, help="address of the custodian service")
     serve.add_argument("--custodian-server-name", help="TLS name to expect for the custodian")
+    defaults = RetryPolicy()
+    serve.add_argument(
+        "--retry-attempts",
+        type=int,
+        default=defaults.attempts,
+        help="tries per query while the custodian is unreachable (default %(default)s)",
+    )
+    serve.add_argument(
+        "--retry-first-wait",
+        type=float,
+        default=defaults.first_wait,
+        help="seconds before the second try; each later wait is 3x longer (default %(default)s)",
+    )
+    serve.add_argument(
+        "--retry-max-wait",
+        type=float,
+        default=defaults.max_wait,
+        help="longest wait between tries, in seconds (default %(default)s)",
+    )
     add_tls_arguments(serve)
     serve.set_defaults(handler=_serve)
 

@@ -126,14 +126,26 @@ def create_channel(
     tls: TlsMaterial | None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     server_name: str | None = None,
+    reconnect_backoff_seconds: tuple[float, float] | None = None,
 ) -> grpc.Channel:
-    """A channel to ``address``: mTLS with ``tls``, else plaintext (loopback only)."""
-    options = channel_options(max_message_bytes)
+    """A channel to ``address``: mTLS with ``tls``, else plaintext (loopback only).
+
+    ``reconnect_backoff_seconds`` (first, longest) bounds how long the channel waits
+    before reconnecting to a peer that was down; gRPC's default grows to 120 s, during
+    which every call fails at once even if the peer is back.
+    """
+    options: list[tuple[str, int | str]] = [*channel_options(max_message_bytes)]
+    if reconnect_backoff_seconds is not None:
+        first, longest = (max(1, int(s * 1000)) for s in reconnect_backoff_seconds)
+        options += [
+            ("grpc.initial_reconnect_backoff_ms", first),
+            ("grpc.max_reconnect_backoff_ms", max(first, longest)),
+        ]
     refuse_plaintext_off_loopback(address, tls, "connect in")
     if tls is None:
         return grpc.insecure_channel(address, options=options)
     if server_name:
-        options = [*options, ("grpc.ssl_target_name_override", server_name)]  # type: ignore[list-item]
+        options.append(("grpc.ssl_target_name_override", server_name))
     credentials = grpc.ssl_channel_credentials(
         root_certificates=tls.root_ca, private_key=tls.private_key, certificate_chain=tls.cert_chain
     )
