@@ -140,6 +140,7 @@ class FakeCustodian(custodian_pb2_grpc.CustodianServicer):
         self.fetch_offsets: list[int] = []
         self.last_answers: list[list[bytes]] = []
         self.request_sizes: list[int] = []
+        self.headers: list[custodian_pb2.EvaluateHeader] = []
         self.reset()
 
     def reset(self) -> None:
@@ -182,6 +183,7 @@ class FakeCustodian(custodian_pb2_grpc.CustodianServicer):
 
         request_iterator = sized(request_iterator)
         header = next(request_iterator).header
+        self.headers.append(header)
         chunks = (list(m.chunk.points) for m in request_iterator)
         answers = []
         for points in self.answer(self, Call(header, chunks, context)):
@@ -879,3 +881,68 @@ def test_index_chunk_over_the_agencys_message_limit_is_a_peer_error(world, tmp_p
             client.sync_index(tmp_path, client.info(), timeout=CALL_TIMEOUT)
     finally:
         channel.close()
+
+
+# -- stopping with a stalled custodian ----------------------------------------------------
+
+
+def test_stop_with_a_stalled_custodian_returns_and_a_restart_completes_the_queries(world, tmp_path):
+    """Stopping does not wait for a stalled custodian or for the queue behind it.
+
+    One query hangs in Evaluate, a second waits behind it. ``stop`` gives the first half
+    a second, cancels its call and returns; both are QUEUED, the first with its scalar
+    kept. The next start runs both: the first as a replay of the same points. Before the
+    fix ``stop`` joined the runner with no timeout behind a sentinel queued after every
+    query, and hung for as long as the custodian did.
+    """
+    from psi_agency.store import QUEUED
+
+    state = tmp_path / "agency"
+
+    def start():
+        running = start_agency(
+            state, "127.0.0.1:0", world.address, server_tls=None, custodian_tls=None
+        )
+        channel = create_channel(f"127.0.0.1:{running.port}", tls=None)
+        return running, channel, AgencyClient(channel, timeout=CALL_TIMEOUT)
+
+    hung = threading.Event()
+
+    def stalls(fake: FakeCustodian, call: Call) -> Iterator[list[bytes]]:
+        hung.set()
+        fake.hang(call.context)
+        yield from ()
+
+    world.fake.answer = stalls
+    running, channel, client = start()
+    header = agency_pb2.QueryHeader(
+        authorization=_token(), mode=MODE_ENUMS["membership"], recipe="tin_v1"
+    )
+    subjects = [agency_pb2.Subject(**s) for s in _subjects(world)]
+    first = client.submit(header, [subjects], timeout=CALL_TIMEOUT).query_id
+    second = client.submit(header, [subjects], timeout=CALL_TIMEOUT).query_id
+    assert hung.wait(CALL_TIMEOUT)
+    channel.close()
+    running.stop(grace=1, drain_seconds=0.5)
+
+    store = AgencyStore(state / "agency.sqlite")
+    try:
+        stopped = {q: store.get(q) for q in (first, second)}
+        assert all(r.state == QUEUED for r in stopped.values())
+        assert "stopped" in stopped[first].waiting_reason
+        assert store.blinding_key(first) is not None
+        assert store.blinding_key(second) is None
+    finally:
+        store.close()
+
+    world.fake.reset()
+    world.fake.headers.clear()
+    running, channel, client = start()
+    try:
+        finals = [list(client.watch(q, timeout=CALL_TIMEOUT))[-1] for q in (first, second)]
+    finally:
+        channel.close()
+        running.stop()
+    assert [f.state for f in finals] == [agency_pb2.QUERY_STATE_SUCCEEDED] * 2
+    assert [f.match_count for f in finals] == [MEMBERS, MEMBERS]
+    assert [len(h.replay_of_sha256) for h in world.fake.headers] == [32, 0]
