@@ -7,7 +7,6 @@ anywhere but loopback.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from psi_core.errors import PreconditionError
-from psi_core.policy import TlsMaterial
+from psi_core.policy import TlsMaterial, is_loopback
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
@@ -36,17 +35,6 @@ class RunningServer:
         self.server.stop(grace).wait()
         for close in self.closers:
             close()
-
-
-def is_loopback(address: str) -> bool:
-    """True when ``address`` ("host:port") names a loopback host."""
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def refuse_plaintext_off_loopback(address: str, tls: TlsMaterial | None, verb: str) -> None:
