@@ -64,7 +64,9 @@ class CustodianFacts:
     points_per_request: int
 
 
-def _check_info(info: custodian_pb2.CustodianInfo, own_message_bytes: int) -> CustodianFacts:
+def _check_info(
+    info: custodian_pb2.CustodianInfo, own_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> CustodianFacts:
     if len(info.index_sha256) != 32:
         raise PeerError("the custodian announced an index digest that is not 32 bytes")
     if info.index_size_bytes != info.key_count * 8:
