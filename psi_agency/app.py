@@ -15,6 +15,7 @@ from psi_agency.store import AgencyStore
 from psi_core.index import EncryptedIndex
 from psi_core.policy import AuditLog, TlsMaterial
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import (
     DEFAULT_MAX_MESSAGE_BYTES,
     RunningServer,
@@ -88,6 +89,7 @@ def start_agency(
     max_watchers: int = DEFAULT_MAX_WATCHERS,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     retry: RetryPolicy | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> RunningAgency:
     """Sync the index copy (resuming a partial download), recover unfinished queries, serve.
 
@@ -118,9 +120,15 @@ def start_agency(
             def step(received: int) -> None:
                 if index_progress:
                     index_progress(received, facts.manifest.size_bytes)
+                if sync_progress:
+                    done[0] += received
+                    sync_progress(done[0], facts.manifest.size_bytes)
+
+            done = [0]
 
             return custodian.sync_index(state.index_root, facts, progress=step)
 
+        sync_progress = metrics.progress_callback("index_sync") if metrics else None
         holder = IndexHolder(sync)
         index = holder.for_epoch(custodian.info())
         store = AgencyStore(state.database)
@@ -137,7 +145,11 @@ def start_agency(
             board=board,
             evaluate_timeout=evaluate_timeout,
             retry=retry,
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.index_keys.labels(index.manifest.epoch_id).set(index.manifest.key_count)
+            metrics.report_query_states(store.state_counts)
         servicer = AgencyServicer(
             store=store,
             runner=runner,
@@ -152,6 +164,7 @@ def start_agency(
             tls=server_tls,
             max_workers=max_workers + max_watchers,
             max_message_bytes=max_message_bytes,
+            call_listeners=[metrics.record_call] if metrics is not None else [],
         )
     except BaseException:
         for close in reversed(closers):

@@ -19,6 +19,7 @@ from psi_custodian.policy import AuthorizationPolicy
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianState
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
+from psi_rpc.metrics import MAX_TOKENS, ServiceMetrics, TokenUse
 from psi_rpc.server import (
     RunningServer,
     create_server,
@@ -35,6 +36,19 @@ def peer_agency_id(context: grpc.ServicerContext) -> str | None:
     return peer_identity_from_cert_pem(pem) if pem else None
 
 
+def _token_use(ledger: AuthorizationLedger) -> list[TokenUse]:
+    return [
+        TokenUse(
+            token_id=token_id,
+            subjects_used=entry.subjects_used,
+            subjects_limit=entry.subjects_used + entry.subjects_left,
+            queries_used=entry.queries_used,
+            queries_limit=entry.queries_used + entry.queries_left,
+        )
+        for token_id, entry in ledger.newest_tokens(MAX_TOKENS)
+    ]
+
+
 def start_custodian(
     state_dir: Path,
     address: str,
@@ -42,6 +56,7 @@ def start_custodian(
     tls: TlsMaterial | None,
     trusted_authorities: Sequence[Path],
     max_workers: int = 16,
+    metrics: ServiceMetrics | None = None,
 ) -> RunningServer:
     """Load the state (epoch key, verified index, ledger, audit log) and start serving."""
     refuse_plaintext_off_loopback(address, tls, "serve")
@@ -62,7 +77,11 @@ def start_custodian(
             ),
             audit=audit,
             peer_identity=peer_agency_id,
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.index_keys.labels(epoch.epoch_id).set(index.manifest.key_count)
+            metrics.report_token_use(lambda: _token_use(ledger))
         return create_server(
             address,
             lambda server: custodian_pb2_grpc.add_CustodianServicer_to_server(servicer, server),
@@ -71,6 +90,7 @@ def start_custodian(
             max_workers=max_workers,
             max_message_bytes=config.limits.max_message_bytes,
             closers=(ledger.close, audit.close),
+            call_listeners=[metrics.record_call] if metrics is not None else [],
         )
     except BaseException:
         ledger.close()
