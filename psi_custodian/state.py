@@ -34,6 +34,23 @@ class CustodianLimits:
     #: within base), so a peer that stalls cannot hold an evaluation slot for ever.
     evaluate_base_seconds: float = 120.0
     evaluate_seconds_per_point: float = 0.002
+    #: Uncharged replays cost full curve work: at most this many per token.
+    max_replays_per_token: int = 16
+    #: A classic setup is O(N) work and is not charged: at most this many per token, each
+    #: killed (with its child process) after this many seconds.
+    max_classic_setups_per_token: int = 8
+    classic_setup_seconds: float = 600.0
+    #: A FetchIndex reader that takes no chunk for this long is cancelled (its handler
+    #: thread is held while gRPC waits for it to read).
+    fetch_progress_seconds: float = 60.0
+    #: Calls of each kind served at once; one more is refused with RESOURCE_EXHAUSTED
+    #: (so stalled peers of one kind cannot take every handler thread).
+    max_concurrent_fetches: int = 32
+    max_concurrent_evaluate_calls: int = 64
+    max_concurrent_classic_calls: int = 16
+    max_concurrent_reflection_calls: int = 4
+    max_concurrent_health_calls: int = 8
+    max_concurrent_other_calls: int = 16
 
 
 @dataclass(frozen=True)

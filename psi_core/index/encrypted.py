@@ -48,10 +48,28 @@ class IndexManifest:
     sha256: str
     format: str = FORMAT
     fingerprint: str = "first 8 bytes of x(b*H(key)), big-endian, stored as little-endian u64"
+    #: Per recipe, how many plaintext key strings the custodian kept (``keys/``) to serve
+    #: openmined-psi's classic setup; None when the index was built without
+    #: ``--classic-keys`` (the default), so no plaintext key is kept and classic setups are
+    #: refused.
+    classic_keys: tuple[tuple[str, int], ...] | None = None
+
+    @property
+    def classic_setup_available(self) -> bool:
+        return self.classic_keys is not None
+
+    def classic_key_count(self, recipe: str) -> int:
+        """Key strings kept for ``recipe`` ("" for every recipe), duplicates included."""
+        counts = dict(self.classic_keys or ())
+        return sum(counts.values()) if not recipe else counts.get(recipe, 0)
 
     def to_json(self) -> str:
         data = asdict(self)
         data["recipes"] = list(self.recipes)
+        if self.classic_keys is None:
+            del data["classic_keys"]
+        else:
+            data["classic_keys"] = dict(self.classic_keys)
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -66,8 +84,9 @@ class IndexManifest:
                 size_bytes=int(data["size_bytes"]),
                 sha256=str(data["sha256"]),
                 format=str(data["format"]),
+                classic_keys=_classic_keys(data.get("classic_keys")),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError("the index manifest is damaged") from exc
         if manifest.format != FORMAT:
             raise IntegrityError(f"unsupported index format {manifest.format!r}")
@@ -78,6 +97,17 @@ class IndexManifest:
     def false_positive_bound(self) -> float:
         """Upper bound on one subject key falsely matching: K / 2^64."""
         return self.key_count / 2.0**FINGERPRINT_BITS
+
+
+def _classic_keys(value: object) -> tuple[tuple[str, int], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError("classic_keys must be an object")
+    counts = tuple(sorted((str(recipe), int(count)) for recipe, count in value.items()))
+    if any(count < 0 for _, count in counts):
+        raise ValueError("a classic key count is negative")
+    return counts
 
 
 def _file_sha256(path: Path) -> str:
@@ -96,6 +126,7 @@ def write_index(
     epoch_id: str,
     recipes: tuple[str, ...],
     record_count: int,
+    classic_keys: tuple[tuple[str, int], ...] | None = None,
 ) -> IndexManifest:
     """Write a sorted, duplicate-free fingerprint array and its manifest, atomically.
 
@@ -120,6 +151,7 @@ def write_index(
         key_count=int(values.size),
         size_bytes=int(values.size) * FINGERPRINT_BYTES,
         sha256=hashlib.sha256(raw).hexdigest(),
+        classic_keys=classic_keys,
     )
     write_manifest(directory, manifest)
     return manifest

@@ -280,8 +280,7 @@ class AuthorizationLedger(SqliteFile):
         used = int(row[0]) if row else 0
         if limit is not None and used >= limit:
             raise BudgetExhaustedError(
-                f"token {token_id} has had its {limit} {label}; ask the authority for a new "
-                "token"
+                f"token {token_id} has had its {limit} {label}; ask the authority for a new token"
             )
         conn.execute(
             f"""INSERT INTO {_USES} (token_id, what, used) VALUES (?, ?, 1)

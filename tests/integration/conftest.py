@@ -86,6 +86,7 @@ def make_deployment(
     with_agency: bool = True,
     recipes: tuple[str, ...] | None = None,
     limits: CustodianLimits | None = None,
+    classic_keys: bool = True,
 ) -> Deployment:
     pki = init_pki(root / "tls")
     authority = root / "authority"
@@ -99,6 +100,7 @@ def make_deployment(
         epoch,
         [RECIPES[r] for r in recipes or RECIPES],
         batch_rows=100,
+        classic_keys=classic_keys,
     )
     custodian = start_custodian(
         state.root,
