@@ -401,8 +401,8 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             if not 0.0 < request.fpr < 1.0:
                 raise InvalidInputError("fpr must be strictly between 0 and 1")
             event.update(subjects=request.num_client_inputs, recipe=request.recipe or "*")
-            self._check_classic_size(request)
             _record_claims(event, request.authorization)
+            self._check_classic_size(request)
             admission = self._policy.admit(
                 AdmissionRequest(
                     kind="classic_setup",

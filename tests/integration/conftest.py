@@ -80,14 +80,23 @@ class Deployment:
         )
 
 
-def make_deployment(
+@dataclass(frozen=True)
+class PreparedCustodian:
+    """A custodian's state, PKI and authority on disk, not yet serving."""
+
+    pki: PkiPaths
+    authority: Path
+    state: CustodianState
+    records: list[dict[str, str]]
+
+
+def prepare_custodian(
     root: Path,
     *,
-    with_agency: bool = True,
     recipes: tuple[str, ...] | None = None,
     limits: CustodianLimits | None = None,
     classic_keys: bool = True,
-) -> Deployment:
+) -> PreparedCustodian:
     pki = init_pki(root / "tls")
     authority = root / "authority"
     init_authority(authority, "test-court")
@@ -101,6 +110,24 @@ def make_deployment(
         [RECIPES[r] for r in recipes or RECIPES],
         batch_rows=100,
         classic_keys=classic_keys,
+    )
+    return PreparedCustodian(pki, authority, state, records)
+
+
+def make_deployment(
+    root: Path,
+    *,
+    with_agency: bool = True,
+    recipes: tuple[str, ...] | None = None,
+    limits: CustodianLimits | None = None,
+    classic_keys: bool = True,
+) -> Deployment:
+    prepared = prepare_custodian(root, recipes=recipes, limits=limits, classic_keys=classic_keys)
+    pki, authority, state, records = (
+        prepared.pki,
+        prepared.authority,
+        prepared.state,
+        prepared.records,
     )
     custodian = start_custodian(
         state.root,
