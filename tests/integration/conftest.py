@@ -8,11 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from psi_agency.app import RunningAgency, start_agency
 from psi_agency.client import AgencyClient
-from psi_core.index import build_index
+from psi_core.index import EncryptedIndex, build_index, write_index
 from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
 from psi_core.recipes import RECIPES
 from psi_custodian.app import start_custodian
@@ -96,7 +97,10 @@ def prepare_custodian(
     recipes: tuple[str, ...] | None = None,
     limits: CustodianLimits | None = None,
     classic_keys: bool = True,
+    pad_index: int = 0,
 ) -> PreparedCustodian:
+    """``pad_index`` adds that many random fingerprints to the index (they match no key),
+    for tests that need an index larger than what gRPC buffers for a reader."""
     pki = init_pki(root / "tls")
     authority = root / "authority"
     init_authority(authority, "test-court")
@@ -111,7 +115,25 @@ def prepare_custodian(
         batch_rows=100,
         classic_keys=classic_keys,
     )
+    if pad_index:
+        _pad_index(state.index_dir(epoch.epoch_id), pad_index)
     return PreparedCustodian(pki, authority, state, records)
+
+
+def _pad_index(index_dir: Path, extra: int) -> None:
+    index = EncryptedIndex.open(index_dir)
+    manifest = index.manifest
+    noise = np.random.default_rng(5).integers(0, 2**64, size=extra, dtype=np.uint64)
+    values = np.union1d(np.asarray(index.values), noise)
+    del index
+    write_index(
+        index_dir,
+        values,
+        epoch_id=manifest.epoch_id,
+        recipes=manifest.recipes,
+        record_count=manifest.record_count,
+        classic_keys=manifest.classic_keys,
+    )
 
 
 def make_deployment(
@@ -121,8 +143,11 @@ def make_deployment(
     recipes: tuple[str, ...] | None = None,
     limits: CustodianLimits | None = None,
     classic_keys: bool = True,
+    pad_index: int = 0,
 ) -> Deployment:
-    prepared = prepare_custodian(root, recipes=recipes, limits=limits, classic_keys=classic_keys)
+    prepared = prepare_custodian(
+        root, recipes=recipes, limits=limits, classic_keys=classic_keys, pad_index=pad_index
+    )
     pki, authority, state, records = (
         prepared.pki,
         prepared.authority,
