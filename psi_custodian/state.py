@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from psi_core.errors import PreconditionError
+from psi_core.errors import IntegrityError, PreconditionError, PsiError
 from psi_core.index import EpochKey, create_epoch, load_epoch
+from psi_core.io import read_json_object
 from psi_core.policy import validate_party_id
 
 
@@ -96,10 +99,44 @@ class CustodianState:
                 f"{self.root} is not a custodian state directory; "
                 f"run `psi-custodian init --state {self.root}`"
             )
-        data = json.loads(path.read_text())
-        return CustodianConfig(
-            custodian_id=data["custodian_id"], limits=CustodianLimits(**data.get("limits", {}))
-        )
+        data = read_json_object(path, "custodian configuration")
+        try:
+            custodian_id = validate_party_id("custodian_id", data.get("custodian_id"))
+        except PsiError as exc:
+            raise IntegrityError(f"{path}: {exc}") from None
+        return CustodianConfig(custodian_id=custodian_id, limits=_limits(path, data))
 
     def epoch(self) -> EpochKey:
-        return load_epoch(self.epoch_dir)
+        """The current epoch key; a file that cannot be read is named in the error."""
+        try:
+            return load_epoch(self.epoch_dir)
+        except OSError as exc:
+            raise PreconditionError(
+                f"{exc.filename or self.epoch_dir}: cannot read the epoch key: "
+                f"{exc.strerror or exc}"
+            ) from None
+
+
+def _limits(path: Path, data: dict[str, Any]) -> CustodianLimits:
+    """The ``limits`` object of ``custodian.json``: known names, positive numbers of the
+    right kind (a count is a whole number), else IntegrityError naming the file and field."""
+    given = data.get("limits", {})
+    if not isinstance(given, dict):
+        raise IntegrityError(f"{path}: limits must be a JSON object of named limits")
+    kinds = {f.name: type(f.default) for f in fields(CustodianLimits)}
+    values: dict[str, int | float] = {}
+    for name, value in given.items():
+        kind = kinds.get(name)
+        if kind is None:
+            raise IntegrityError(
+                f"{path}: unknown limit {str(name)[:64]!r}; known limits: {', '.join(kinds)}"
+            )
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        number = whole or isinstance(value, float)
+        if not number or (kind is int and not whole) or not math.isfinite(value) or value <= 0:
+            wanted = "a positive whole number" if kind is int else "a positive number"
+            raise IntegrityError(
+                f"{path}: limits.{name} must be {wanted}, not {json.dumps(value)[:64]}"
+            )
+        values[name] = value
+    return CustodianLimits(**values)  # type: ignore[arg-type]

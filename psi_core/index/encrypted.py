@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from psi_core.errors import IntegrityError, PreconditionError
+from psi_core.io.jsonfile import read_json_object
 from psi_core.protocol import (
     FINGERPRINT_BITS,
     FINGERPRINT_BYTES,
@@ -76,6 +77,16 @@ class IndexManifest:
     def from_json(cls, text: str) -> IndexManifest:
         try:
             data = json.loads(text)
+        except ValueError as exc:
+            raise IntegrityError(f"the index manifest is damaged: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: object) -> IndexManifest:
+        """The manifest in decoded JSON; IntegrityError saying which field is wrong."""
+        if not isinstance(data, dict):
+            raise IntegrityError("the index manifest is damaged: not a JSON object")
+        try:
             manifest = cls(
                 epoch_id=str(data["epoch_id"]),
                 recipes=tuple(str(r) for r in data["recipes"]),
@@ -86,8 +97,10 @@ class IndexManifest:
                 format=str(data["format"]),
                 classic_keys=_classic_keys(data.get("classic_keys")),
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise IntegrityError("the index manifest is damaged") from exc
+        except KeyError as exc:
+            raise IntegrityError(f"the index manifest is damaged: no field {exc}") from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise IntegrityError(f"the index manifest is damaged: {exc}") from None
         if manifest.format != FORMAT:
             raise IntegrityError(f"unsupported index format {manifest.format!r}")
         if manifest.size_bytes != manifest.key_count * FINGERPRINT_BYTES:
@@ -168,7 +181,13 @@ def read_manifest(directory: Path) -> IndexManifest:
     path = directory / MANIFEST_FILE
     if not path.exists():
         raise PreconditionError(f"no encrypted index in {directory}")
-    return IndexManifest.from_json(path.read_text())
+    try:
+        return IndexManifest.from_dict(read_json_object(path, "index manifest"))
+    except IntegrityError as exc:
+        message = str(exc)
+        raise IntegrityError(
+            message if message.startswith(str(path)) else f"{path}: {exc}"
+        ) from None
 
 
 class EncryptedIndex:

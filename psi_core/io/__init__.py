@@ -5,6 +5,7 @@ from __future__ import annotations
 from psi_core.io.atomic import (
     write_file_atomically,
 )
+from psi_core.io.jsonfile import read_json_object
 from psi_core.io.tabular import (
     DEFAULT_BATCH_ROWS,
     RECORD_COLUMNS,
@@ -26,6 +27,7 @@ __all__ = [
     "RowWriter",
     "count_rows",
     "file_format",
+    "read_json_object",
     "read_rows",
     "write_file_atomically",
 ]
