@@ -18,6 +18,8 @@ import os
 import signal
 import threading
 
+from psi_core.errors import shown
+
 __all__ = ["ENV", "point"]
 
 ENV = "PSI_FAULT"
@@ -42,4 +44,4 @@ def _act(action: str) -> None:
     elif action == "hang":
         threading.Event().wait()
     else:
-        raise ValueError(f"{ENV}: unknown action {action[:32]!r} (kill, exit or hang)")
+        raise ValueError(f"{ENV}: unknown action {shown(action, 32)} (kill, exit or hang)")

@@ -25,6 +25,7 @@ from psi_core.errors import (
     MalformedMessageError,
     PreconditionError,
     PsiError,
+    shown,
 )
 from psi_core.index import EncryptedIndex, EpochKey
 from psi_core.policy import DEFAULT_MAX_TOKEN_BYTES, AuditLog, RequestKey, read_claims_unverified
@@ -185,7 +186,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     def _check_recipe(self, recipe: str) -> None:
         if recipe not in self._index.manifest.recipes:
             raise PreconditionError(
-                f"recipe {recipe[:64]!r} is not in this custodian's index; it holds "
+                f"recipe {shown(recipe)} is not in this custodian's index; it holds "
                 f"{', '.join(self._index.manifest.recipes)}"
             )
 
@@ -229,7 +230,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             event["offset"] = request.offset
             if request.epoch_id != manifest.epoch_id:
                 raise PreconditionError(
-                    f"epoch {request.epoch_id[:32]!r} is not current; the current epoch is "
+                    f"epoch {shown(request.epoch_id, 32)} is not current; the current epoch is "
                     f"{manifest.epoch_id} (call GetInfo)"
                 )
             if request.offset % 8 or request.offset > manifest.size_bytes:
@@ -338,7 +339,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         self._check_recipe(header.recipe)
         if header.epoch_id != self._index.manifest.epoch_id:
             raise PreconditionError(
-                f"the query was prepared for epoch {header.epoch_id[:32]!r} but the current "
+                f"the query was prepared for epoch {shown(header.epoch_id, 32)} but the current "
                 f"epoch is {self._index.manifest.epoch_id}; sync the index and retry"
             )
         if len(header.replay_of_sha256) not in (0, 32):

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from psi_core.errors import IntegrityError, PreconditionError, PsiError
+from psi_core.errors import IntegrityError, PreconditionError, PsiError, shown
 from psi_core.index import EpochKey, create_epoch, load_epoch
 from psi_core.io import read_json_object
 from psi_core.policy import validate_party_id
@@ -129,7 +129,7 @@ def _limits(path: Path, data: dict[str, Any]) -> CustodianLimits:
         kind = kinds.get(name)
         if kind is None:
             raise IntegrityError(
-                f"{path}: unknown limit {str(name)[:64]!r}; known limits: {', '.join(kinds)}"
+                f"{path}: unknown limit {shown(name)}; known limits: {', '.join(kinds)}"
             )
         whole = isinstance(value, int) and not isinstance(value, bool)
         number = whole or isinstance(value, float)
