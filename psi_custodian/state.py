@@ -19,7 +19,7 @@ from typing import Any
 
 from psi_core.errors import IntegrityError, PreconditionError, PsiError, shown
 from psi_core.index import EpochKey, create_epoch, load_epoch
-from psi_core.io import read_json_object
+from psi_core.io import read_json_object, write_file_atomically
 from psi_core.policy import validate_party_id
 
 
@@ -89,7 +89,8 @@ class CustodianState:
         self.root.mkdir(parents=True, exist_ok=True)
         epoch = create_epoch(self.epoch_dir)
         config = {"custodian_id": custodian_id, "limits": asdict(limits or CustodianLimits())}
-        (self.root / self.CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        text = json.dumps(config, indent=2) + "\n"
+        write_file_atomically(self.root / self.CONFIG, text.encode("utf-8"), 0o644)
         return epoch
 
     def config(self) -> CustodianConfig:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import io
 import json
 import multiprocessing
 import os
@@ -36,7 +37,7 @@ import numpy as np
 from psi_core.errors import InvalidInputError, RowError
 from psi_core.index.encrypted import IndexManifest, write_index
 from psi_core.index.epoch import EpochKey
-from psi_core.io import RECORD_COLUMNS, read_rows
+from psi_core.io import RECORD_COLUMNS, read_rows, write_file_atomically
 from psi_core.protocol import KeyCipher, fingerprint
 from psi_core.recipes import MatchKeyRecipe, get_recipe
 
@@ -171,7 +172,7 @@ def _prepare_build_dir(build_dir: Path, plan: dict[str, Any]) -> None:
     if build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
-    plan_path.write_text(json.dumps(plan, sort_keys=True))
+    write_file_atomically(plan_path, json.dumps(plan, sort_keys=True).encode("utf-8"))
 
 
 def _shard_paths(build_dir: Path, shard: int) -> tuple[Path, Path, Path]:
@@ -187,16 +188,16 @@ def _store_shard(
     records: int,
     keep_keys: bool,
 ) -> None:
+    """Write one finished shard; its ``.json`` marker goes last, so a shard counts as done
+    only once all its files are whole."""
     fps_path, keys_path, done_path = _shard_paths(build_dir, shard)
-    writers: list[tuple[Path, Callable[[Any], object]]] = [(fps_path, lambda h: np.save(h, fps))]
+    array = io.BytesIO()
+    np.save(array, fps)
+    write_file_atomically(fps_path, array.getbuffer(), sync_directory=False)
     if keep_keys:
-        writers.append((keys_path, lambda h: h.write("\n".join(keys).encode("utf-8"))))
-    for path, writer in writers:
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("wb") as handle:
-            writer(handle)
-        os.replace(tmp, path)
-    done_path.write_text(json.dumps({"records": records, "keys": len(keys)}))
+        write_file_atomically(keys_path, "\n".join(keys).encode("utf-8"), sync_directory=False)
+    done = json.dumps({"records": records, "keys": len(keys)}).encode("utf-8")
+    write_file_atomically(done_path, done, sync_directory=False)
 
 
 def _finished_shard(build_dir: Path, shard: int) -> dict[str, int] | None:

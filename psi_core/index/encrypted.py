@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from psi_core.errors import IntegrityError, PreconditionError
+from psi_core.io.atomic import write_file_atomically
 from psi_core.io.jsonfile import read_json_object
 from psi_core.protocol import (
     FINGERPRINT_BITS,
@@ -151,12 +151,7 @@ def write_index(
         raise ValueError("index fingerprints must be sorted and unique")
     raw = values.view(np.uint8)
     directory.mkdir(parents=True, exist_ok=True)
-    data_tmp = directory / (INDEX_FILE + ".tmp")
-    with data_tmp.open("wb") as handle:
-        handle.write(raw)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(data_tmp, directory / INDEX_FILE)
+    write_file_atomically(directory / INDEX_FILE, memoryview(raw), 0o644)
     manifest = IndexManifest(
         epoch_id=epoch_id,
         recipes=tuple(recipes),
@@ -172,9 +167,7 @@ def write_index(
 
 def write_manifest(directory: Path, manifest: IndexManifest) -> None:
     """Write ``manifest.json`` atomically."""
-    tmp = directory / (MANIFEST_FILE + ".tmp")
-    tmp.write_text(manifest.to_json())
-    os.replace(tmp, directory / MANIFEST_FILE)
+    write_file_atomically(directory / MANIFEST_FILE, manifest.to_json().encode("utf-8"), 0o644)
 
 
 def read_manifest(directory: Path) -> IndexManifest:

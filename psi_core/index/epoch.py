@@ -12,10 +12,10 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from psi_core.errors import IntegrityError, PreconditionError
+from psi_core.io.atomic import utc_timestamp, write_file_atomically
 from psi_core.io.jsonfile import read_json_object
 from psi_core.protocol import P256_ORDER, SCALAR_BYTES, is_valid_scalar
 
@@ -54,13 +54,12 @@ def create_epoch(directory: Path) -> EpochKey:
     secret = scalar.to_bytes(SCALAR_BYTES, "big")
     key = EpochKey(
         epoch_id=secrets.token_hex(8),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=utc_timestamp(timespec="seconds"),
         secret=secret,
     )
-    meta_tmp = directory / (META_FILE + ".tmp")
-    meta_tmp.write_text(json.dumps({"epoch_id": key.epoch_id, "created_at": key.created_at}) + "\n")
+    meta = json.dumps({"epoch_id": key.epoch_id, "created_at": key.created_at}) + "\n"
     _write_private(directory / KEY_FILE, secret.hex().encode() + b"\n")
-    os.replace(meta_tmp, directory / META_FILE)
+    write_file_atomically(directory / META_FILE, meta.encode("utf-8"), 0o644)
     return key
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from psi_core.io.atomic import (
+    utc_timestamp,
     write_file_atomically,
 )
 from psi_core.io.jsonfile import read_json_object
@@ -29,5 +30,6 @@ __all__ = [
     "file_format",
     "read_json_object",
     "read_rows",
+    "utc_timestamp",
     "write_file_atomically",
 ]

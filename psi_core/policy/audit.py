@@ -40,13 +40,13 @@ import os
 import re
 import sqlite3
 import struct
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from psi_core.errors import InvalidInputError, PreconditionError
+from psi_core.io.atomic import utc_timestamp, write_file_atomically
 from psi_core.policy.sqlite import SqliteFile
 
 __all__ = [
@@ -391,9 +391,10 @@ class AuditLog(SqliteFile):
 
 
 def _iso(moment: dt.datetime) -> str:
-    if moment.utcoffset() is None:
-        raise InvalidInputError("the audit clock must return timezone-aware datetimes")
-    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    try:
+        return utc_timestamp(moment)
+    except ValueError:
+        raise InvalidInputError("the audit clock must return timezone-aware datetimes") from None
 
 
 def _track_request(open_requests: dict[str, int], seq: int, event_json: str) -> None:
@@ -463,14 +464,4 @@ class _CaseSummary:
 def _write_json(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file_atomically(path, text.encode("utf-8"), 0o644)

@@ -56,6 +56,7 @@ from psi_core.errors import (
     PreconditionError,
     shown,
 )
+from psi_core.io.atomic import utc_timestamp
 from psi_core.policy.identity import validate_party_id
 from psi_proto.v1 import authorization_pb2
 
@@ -427,6 +428,6 @@ def _utc(seconds: int) -> dt.datetime:
 
 def _iso(seconds: int) -> str:
     try:
-        return _utc(seconds).isoformat().replace("+00:00", "Z")
+        return utc_timestamp(_utc(seconds), timespec="auto")
     except (OverflowError, OSError, ValueError):
         return f"{seconds} seconds after 1970-01-01T00:00:00Z"

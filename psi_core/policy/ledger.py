@@ -20,7 +20,6 @@ anything new from a replay.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sqlite3
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
+from psi_core.io.atomic import utc_timestamp
 from psi_core.policy.sqlite import SqliteFile
 
 __all__ = [
@@ -345,4 +345,4 @@ def _entry(
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_timestamp()
