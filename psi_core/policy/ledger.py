@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -175,54 +176,49 @@ class AuthorizationLedger(SqliteFile):
         max_queries = int(claims.max_queries)
         max_subjects = min(int(claims.max_subjects), _SQLITE_MAX_INT)
         now = _now()
-        try:
-            with self._transaction() as conn:
-                row = conn.execute(
-                    f"SELECT queries_used, subjects_used FROM {_TABLE} WHERE token_id = ?",
-                    (token_id,),
-                ).fetchone()
-                queries_used, subjects_used = row if row else (0, 0)
-                if replay_of is not None and self._was_answered(token_id, replay_of):
-                    self._count(conn, token_id, REPLAY, max_replays, "uncharged replays")
-                    entry = _entry(
-                        queries_used, subjects_used, max_queries, max_subjects, replayed=True
-                    )
-                    if record is not None:
-                        record(conn, entry)
-                    return entry
-                if queries_used >= max_queries:
-                    raise BudgetExhaustedError(
-                        f"token {token_id} has used {queries_used} of {max_queries} "
-                        "queries; ask the authority for a new token"
-                    )
-                left = max_subjects - subjects_used
-                if subjects > left:
-                    raise BudgetExhaustedError(
-                        f"query of {subjects} subjects exceeds the {max(left, 0)} left on "
-                        f"token {token_id} (of {max_subjects}); send fewer subjects or "
-                        "ask the authority for a new token"
-                    )
-                queries_used += 1
-                subjects_used += subjects
-                conn.execute(
-                    f"""INSERT INTO {_TABLE} (token_id, queries_used, subjects_used,
-                            max_queries, max_subjects, first_used, last_used)
-                        VALUES (?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT(token_id) DO UPDATE SET
-                            queries_used = excluded.queries_used,
-                            subjects_used = excluded.subjects_used,
-                            max_queries = excluded.max_queries,
-                            max_subjects = excluded.max_subjects,
-                            last_used = excluded.last_used""",
-                    (token_id, queries_used, subjects_used, max_queries, max_subjects, now, now),
+        with self._recording(token_id) as conn:
+            row = conn.execute(
+                f"SELECT queries_used, subjects_used FROM {_TABLE} WHERE token_id = ?",
+                (token_id,),
+            ).fetchone()
+            queries_used, subjects_used = row if row else (0, 0)
+            if replay_of is not None and self._was_answered(token_id, replay_of):
+                self._count(conn, token_id, REPLAY, max_replays, "uncharged replays")
+                entry = _entry(
+                    queries_used, subjects_used, max_queries, max_subjects, replayed=True
                 )
-                entry = _entry(queries_used, subjects_used, max_queries, max_subjects)
                 if record is not None:
                     record(conn, entry)
-        except sqlite3.Error as exc:
-            raise PreconditionError(
-                f"cannot record the use of token {token_id} in {self._path}: {exc}"
-            ) from exc
+                return entry
+            if queries_used >= max_queries:
+                raise BudgetExhaustedError(
+                    f"token {token_id} has used {queries_used} of {max_queries} "
+                    "queries; ask the authority for a new token"
+                )
+            left = max_subjects - subjects_used
+            if subjects > left:
+                raise BudgetExhaustedError(
+                    f"query of {subjects} subjects exceeds the {max(left, 0)} left on "
+                    f"token {token_id} (of {max_subjects}); send fewer subjects or "
+                    "ask the authority for a new token"
+                )
+            queries_used += 1
+            subjects_used += subjects
+            conn.execute(
+                f"""INSERT INTO {_TABLE} (token_id, queries_used, subjects_used,
+                        max_queries, max_subjects, first_used, last_used)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(token_id) DO UPDATE SET
+                        queries_used = excluded.queries_used,
+                        subjects_used = excluded.subjects_used,
+                        max_queries = excluded.max_queries,
+                        max_subjects = excluded.max_subjects,
+                        last_used = excluded.last_used""",
+                (token_id, queries_used, subjects_used, max_queries, max_subjects, now, now),
+            )
+            entry = _entry(queries_used, subjects_used, max_queries, max_subjects)
+            if record is not None:
+                record(conn, entry)
         return entry
 
     def count_use(
@@ -242,25 +238,32 @@ class AuthorizationLedger(SqliteFile):
         Returns the token's budget, which this use does not touch.
         """
         token_id = claims.token_id
+        with self._recording(token_id) as conn:
+            self._count(conn, token_id, what, limit, label)
+            row = conn.execute(
+                f"SELECT queries_used, subjects_used FROM {_TABLE} WHERE token_id = ?",
+                (token_id,),
+            ).fetchone()
+            entry = _entry(
+                *(row or (0, 0)),
+                int(claims.max_queries),
+                min(int(claims.max_subjects), _SQLITE_MAX_INT),
+            )
+            if record is not None:
+                record(conn, entry)
+        return entry
+
+    @contextmanager
+    def _recording(self, token_id: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction for ``token_id``'s use; a database failure is a
+        PreconditionError that names the file."""
         try:
             with self._transaction() as conn:
-                self._count(conn, token_id, what, limit, label)
-                row = conn.execute(
-                    f"SELECT queries_used, subjects_used FROM {_TABLE} WHERE token_id = ?",
-                    (token_id,),
-                ).fetchone()
-                entry = _entry(
-                    *(row or (0, 0)),
-                    int(claims.max_queries),
-                    min(int(claims.max_subjects), _SQLITE_MAX_INT),
-                )
-                if record is not None:
-                    record(conn, entry)
+                yield conn
         except sqlite3.Error as exc:
             raise PreconditionError(
                 f"cannot record the use of token {token_id} in {self._path}: {exc}"
             ) from exc
-        return entry
 
     def uses(self, token_id: str, what: str) -> int:
         """How many uncharged uses ``what`` token ``token_id`` has had."""
