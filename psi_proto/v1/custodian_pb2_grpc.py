@@ -87,7 +87,10 @@ class CustodianServicer(object):
         stream of chunks starting at `offset`, so an interrupted download resumes. Needs no
         authorization and charges nothing: without b the index reveals only its size.
         Errors: FAILED_PRECONDITION for an epoch that is not current; INVALID_ARGUMENT for a
-        bad offset. Check the concatenated bytes against CustodianInfo.index_sha256.
+        bad offset; RESOURCE_EXHAUSTED when the custodian already serves its maximum of
+        FetchIndex calls (32 by default); CANCELLED for a reader that takes no chunk for a
+        while (60 s by default): resume from the offset reached. Check the concatenated bytes
+        against CustodianInfo.index_sha256.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,8 +106,9 @@ class CustodianServicer(object):
         (no header first, missing or oversized authorization, unset mode, malformed or
         miscounted chunks or points); FAILED_PRECONDITION (recipe not held, epoch not
         current); UNAUTHENTICATED or PERMISSION_DENIED (token refused); RESOURCE_EXHAUSTED
-        (point_count 0 or over max_subjects_per_query, budget used up, or no evaluation slot
-        free within about 30 seconds).
+        (point_count 0 or over max_subjects_per_query, budget used up, replays used up, no
+        evaluation slot free within about 30 seconds, or the maximum of Evaluate calls at
+        once, 64 by default, already open).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
