@@ -20,6 +20,7 @@ from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianLimits, CustodianState
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
 from psi_rpc.limits import CallCap
+from psi_rpc.metrics import MAX_TOKENS, ServiceMetrics, TokenUse
 from psi_rpc.server import (
     RunningServer,
     create_server,
@@ -57,6 +58,19 @@ def custodian_call_caps(limits: CustodianLimits) -> list[CallCap]:
     ]
 
 
+def _token_use(ledger: AuthorizationLedger) -> list[TokenUse]:
+    return [
+        TokenUse(
+            token_id=token_id,
+            subjects_used=entry.subjects_used,
+            subjects_limit=entry.subjects_used + entry.subjects_left,
+            queries_used=entry.queries_used,
+            queries_limit=entry.queries_used + entry.queries_left,
+        )
+        for token_id, entry in ledger.newest_tokens(MAX_TOKENS)
+    ]
+
+
 def start_custodian(
     state_dir: Path,
     address: str,
@@ -64,6 +78,7 @@ def start_custodian(
     tls: TlsMaterial | None,
     trusted_authorities: Sequence[Path],
     max_workers: int = 16,
+    metrics: ServiceMetrics | None = None,
 ) -> RunningServer:
     """Load the state (epoch key, verified index, ledger, audit log) and start serving."""
     refuse_plaintext_off_loopback(address, tls, "serve")
@@ -88,7 +103,11 @@ def start_custodian(
             ),
             audit=audit,
             peer_identity=peer_agency_id,
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.index_keys.labels(epoch.epoch_id).set(index.manifest.key_count)
+            metrics.report_token_use(lambda: _token_use(ledger))
         return create_server(
             address,
             lambda server: custodian_pb2_grpc.add_CustodianServicer_to_server(servicer, server),
@@ -97,6 +116,7 @@ def start_custodian(
             max_workers=max_workers,
             max_message_bytes=config.limits.max_message_bytes,
             closers=(ledger.close,),
+            call_listeners=[metrics.record_call] if metrics is not None else [],
             call_caps=custodian_call_caps(config.limits),
         )
     except BaseException:

@@ -18,6 +18,7 @@ from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
 from psi_core.recipes import RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import RunningServer, create_channel
 from psi_tools.authority import init_authority, issue_authorization
 from psi_tools.dev_pki import init_pki
@@ -71,13 +72,14 @@ class Deployment:
     def agency_client(self) -> AgencyClient:
         return AgencyClient(self.channel(self.agency_address, "case-client"), timeout=30)
 
-    def start_agency(self, state: Path) -> RunningAgency:
+    def start_agency(self, state: Path, metrics: ServiceMetrics | None = None) -> RunningAgency:
         return start_agency(
             state,
             "127.0.0.1:0",
             self.custodian_address,
             server_tls=self.tls("agency-server"),
             custodian_tls=self.tls("agency-client"),
+            metrics=metrics,
         )
 
 
@@ -144,6 +146,8 @@ def make_deployment(
     limits: CustodianLimits | None = None,
     classic_keys: bool = True,
     pad_index: int = 0,
+    custodian_metrics: ServiceMetrics | None = None,
+    agency_metrics: ServiceMetrics | None = None,
 ) -> Deployment:
     prepared = prepare_custodian(
         root, recipes=recipes, limits=limits, classic_keys=classic_keys, pad_index=pad_index
@@ -159,10 +163,11 @@ def make_deployment(
         "127.0.0.1:0",
         tls=load_tls_material(pki.root, "custodian-server"),
         trusted_authorities=[authority],
+        metrics=custodian_metrics,
     )
     deployment = Deployment(root, pki, authority, state.root, records, custodian)
     if with_agency:
-        deployment.agency = deployment.start_agency(root / "agency")
+        deployment.agency = deployment.start_agency(root / "agency", agency_metrics)
     return deployment
 
 
