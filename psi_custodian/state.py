@@ -118,6 +118,10 @@ class CustodianState:
             ) from None
 
 
+#: Limits for which 0 is meaningful (no time per point); every other limit must be above 0.
+_MAY_BE_ZERO = frozenset({"evaluate_seconds_per_point"})
+
+
 def _limits(path: Path, data: dict[str, Any]) -> CustodianLimits:
     """The ``limits`` object of ``custodian.json``: known names, positive numbers of the
     right kind (a count is a whole number), else IntegrityError naming the file and field."""
@@ -134,8 +138,10 @@ def _limits(path: Path, data: dict[str, Any]) -> CustodianLimits:
             )
         whole = isinstance(value, int) and not isinstance(value, bool)
         number = whole or isinstance(value, float)
-        if not number or (kind is int and not whole) or not math.isfinite(value) or value <= 0:
-            wanted = "a positive whole number" if kind is int else "a positive number"
+        least = 0 if name in _MAY_BE_ZERO else 1e-9
+        if not number or (kind is int and not whole) or not math.isfinite(value) or value < least:
+            wanted = "a whole number" if kind is int else "a number"
+            wanted = f"{wanted} {'of 0 or more' if least == 0 else 'above 0'}"
             raise IntegrityError(
                 f"{path}: limits.{name} must be {wanted}, not {json.dumps(value)[:64]}"
             )
