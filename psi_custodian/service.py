@@ -442,10 +442,9 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             cancelled = threading.Event()
             if not context.add_callback(cancelled.set):
                 cancelled.set()
-            with self._evaluation_slot():
-                setup = self._classic_setup(
-                    request.fpr, request.num_client_inputs, request.recipe, cancelled
-                )
+            setup = self._classic_setup(
+                request.fpr, request.num_client_inputs, request.recipe, cancelled
+            )
             return custodian_pb2.ClassicSetup(server_setup=setup, epoch_id=self._epoch.epoch_id)
 
     def _check_classic_size(self, request: custodian_pb2.ClassicSetupRequest) -> None:
@@ -467,10 +466,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     def _classic_setup(
         self, fpr: float, num_client_inputs: int, recipe: str, cancelled: threading.Event
     ) -> bytes:
-        """The setup from the cache, or built in a child process that ``cancelled`` kills.
+        """The setup from the cache, or built in a child process that ``cancelled`` kills,
+        holding an evaluation slot while it runs.
 
         One is built at a time (each reads every kept key); a call that finds another being
-        built waits as long as for an evaluation slot.
+        built waits as long as for an evaluation slot, and holds no slot while it waits.
         """
         cache_key = (fpr, num_client_inputs, recipe)
         if not self._classic_lock.acquire(timeout=self._slot_wait):
@@ -483,7 +483,8 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             job = ClassicJob(
                 self._index.directory, recipe, self._epoch.secret, fpr, num_client_inputs
             )
-            setup = build_in_child(job, cancelled)
+            with self._evaluation_slot():
+                setup = build_in_child(job, cancelled)
             self._classic_cache[cache_key] = setup
             while len(self._classic_cache) > _CLASSIC_CACHE_SIZE:
                 self._classic_cache.popitem(last=False)
