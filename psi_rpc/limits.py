@@ -17,6 +17,8 @@ from typing import Any
 
 import grpc
 
+from psi_rpc.calls import rewrapped
+
 __all__ = ["CallCap", "CallCaps"]
 
 
@@ -104,27 +106,4 @@ def _capped(
 
         return run
 
-    wrap = streaming if handler.response_streaming else unary
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(
-            wrap(handler.stream_stream),
-            handler.request_deserializer,
-            handler.response_serializer,
-        )
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(
-            wrap(handler.stream_unary),
-            handler.request_deserializer,
-            handler.response_serializer,
-        )
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(
-            wrap(handler.unary_stream),
-            handler.request_deserializer,
-            handler.response_serializer,
-        )
-    return grpc.unary_unary_rpc_method_handler(
-        wrap(handler.unary_unary),
-        handler.request_deserializer,
-        handler.response_serializer,
-    )
+    return rewrapped(handler, unary, streaming)

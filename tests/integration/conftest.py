@@ -18,6 +18,7 @@ from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
 from psi_core.recipes import RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
+from psi_proto.v1 import common_pb2, custodian_pb2
 from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import RunningServer, create_channel
 from psi_tools.authority import init_authority, issue_authorization
@@ -169,6 +170,24 @@ def make_deployment(
     if with_agency:
         deployment.agency = deployment.start_agency(root / "agency", agency_metrics)
     return deployment
+
+
+def evaluate_requests(
+    token: bytes, epoch_id: str, points: list[bytes], *, replay_of: bytes = b""
+) -> list[custodian_pb2.EvaluateRequest]:
+    """A membership Evaluate stream for tin_v1: the header, then ``points`` in one chunk."""
+    header = custodian_pb2.EvaluateHeader(
+        authorization=token,
+        mode=common_pb2.QUERY_MODE_MEMBERSHIP,
+        recipe="tin_v1",
+        epoch_id=epoch_id,
+        point_count=len(points),
+        replay_of_sha256=replay_of,
+    )
+    return [
+        custodian_pb2.EvaluateRequest(header=header),
+        custodian_pb2.EvaluateRequest(chunk=custodian_pb2.PointChunk(points=points)),
+    ]
 
 
 def tear_down(deployment: Deployment) -> None:

@@ -24,10 +24,9 @@ from psi_core.policy import ADMITTED, AuditLog, AuthorizationLedger, load_tls_ma
 from psi_core.protocol import BlindedQuery
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
-from psi_rpc.modes import MODE_ENUMS
 from psi_rpc.server import create_channel
 from psi_tools.authority import issue_authorization
-from tests.integration.conftest import PreparedCustodian, prepare_custodian
+from tests.integration.conftest import PreparedCustodian, evaluate_requests, prepare_custodian
 
 pytestmark = pytest.mark.integration
 
@@ -109,18 +108,7 @@ def test_a_crash_between_charge_and_answer_leaves_an_admitted_entry(prepared, do
         stub = custodian_pb2_grpc.CustodianStub(channel)
         epoch_id = stub.GetInfo(custodian_pb2.GetInfoRequest(), timeout=TIMEOUT).epoch_id
         keys = [get_recipe("tin_v1").key(r) for r in prepared.records[:3]]
-        header = custodian_pb2.EvaluateHeader(
-            authorization=token,
-            mode=MODE_ENUMS["membership"],
-            recipe="tin_v1",
-            epoch_id=epoch_id,
-            point_count=len(keys),
-        )
-        points = custodian_pb2.PointChunk(points=BlindedQuery().blind(keys))
-        requests = [
-            custodian_pb2.EvaluateRequest(header=header),
-            custodian_pb2.EvaluateRequest(chunk=points),
-        ]
+        requests = evaluate_requests(token, epoch_id, BlindedQuery().blind(keys))
         with pytest.raises(grpc.RpcError) as caught:
             list(stub.Evaluate(iter(requests), timeout=TIMEOUT))
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

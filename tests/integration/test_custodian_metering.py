@@ -15,8 +15,12 @@ from psi_core.protocol import BlindedQuery, RequestDigest
 from psi_core.recipes import get_recipe
 from psi_custodian.state import CustodianLimits
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
-from psi_rpc.modes import MODE_ENUMS
-from tests.integration.conftest import Deployment, make_deployment, tear_down
+from tests.integration.conftest import (
+    Deployment,
+    evaluate_requests,
+    make_deployment,
+    tear_down,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -109,18 +113,7 @@ def _evaluate(
     keys: list[str],
     replay_of: bytes = b"",
 ) -> list[bytes]:
-    header = custodian_pb2.EvaluateHeader(
-        authorization=token,
-        mode=MODE_ENUMS["membership"],
-        recipe="tin_v1",
-        epoch_id=epoch_id,
-        point_count=len(keys),
-        replay_of_sha256=replay_of,
-    )
-    requests = [
-        custodian_pb2.EvaluateRequest(header=header),
-        custodian_pb2.EvaluateRequest(chunk=custodian_pb2.PointChunk(points=query.blind(keys))),
-    ]
+    requests = evaluate_requests(token, epoch_id, query.blind(keys), replay_of=replay_of)
     return [p for a in stub.Evaluate(iter(requests), timeout=CALL_TIMEOUT) for p in a.points]
 
 

@@ -24,7 +24,7 @@ from psi_rpc.server import create_channel, create_server
 from psi_tools.authority import init_authority
 from psi_tools.dev_pki import init_pki
 from tests.factories import as_subjects
-from tests.integration.conftest import Deployment, make_deployment, tear_down
+from tests.integration.conftest import Deployment, evaluate_requests, make_deployment, tear_down
 
 pytestmark = pytest.mark.integration
 
@@ -56,17 +56,7 @@ def _evaluate(
     stub = stub or _stub(deployment)
     epoch_id = stub.GetInfo(custodian_pb2.GetInfoRequest(), timeout=CALL_TIMEOUT).epoch_id
     query = BlindedQuery()
-    header = custodian_pb2.EvaluateHeader(
-        authorization=token,
-        mode=MODE_ENUMS["membership"],
-        recipe="tin_v1",
-        epoch_id=epoch_id,
-        point_count=len(keys),
-    )
-    requests = [
-        custodian_pb2.EvaluateRequest(header=header),
-        custodian_pb2.EvaluateRequest(chunk=custodian_pb2.PointChunk(points=query.blind(keys))),
-    ]
+    requests = evaluate_requests(token, epoch_id, query.blind(keys))
     answers = [list(a.points) for a in stub.Evaluate(iter(requests), timeout=CALL_TIMEOUT)]
     assert len(answers) == 1
     assert deployment.agency is not None
