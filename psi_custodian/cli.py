@@ -81,6 +81,7 @@ def _build_index(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             on_error=args.on_error,
             progress=progress,
+            classic_keys=args.classic_keys,
         )
     for error in report.row_errors[:20]:
         print(f"skipped: {error}", file=sys.stderr)
@@ -118,6 +119,14 @@ def _info(args: argparse.Namespace) -> int:
         f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
         f"sha256 {manifest.sha256}"
     )
+    print(
+        "classic setup (stock openmined-psi clients): "
+        + (
+            "available; plaintext keys kept in keys/"
+            if manifest.classic_setup_available
+            else "off (no plaintext keys kept; rebuild with --classic-keys to offer it)"
+        )
+    )
     return 0
 
 
@@ -154,6 +163,13 @@ def parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    build.add_argument(
+        "--classic-keys",
+        action="store_true",
+        help="also keep every plaintext key string (names, addresses, TINs) in the state "
+        "directory, so that stock openmined-psi clients can use GetClassicSetup; off by "
+        "default (see docs/THREAT_MODEL.md)",
+    )
     add_metrics_arguments(build)
     add_logging_arguments(build)
     build.set_defaults(handler=_build_index)
