@@ -18,7 +18,7 @@ from psi_agency.custodian_client import CustodianClient
 from psi_agency.retry import RetryPolicy
 from psi_agency.runner import QueryRunner
 from psi_core.errors import UnreachableError
-from psi_core.policy import AuditLog
+from psi_core.policy import ADMITTED, AuditLog
 from psi_custodian.app import start_custodian
 from psi_proto.v1 import agency_pb2, common_pb2
 from tests.factories import as_subjects, make_records, write_subjects
@@ -52,7 +52,11 @@ def _start_agency(deployment: Deployment, retry: RetryPolicy):
 
 def _evaluations(deployment: Deployment) -> list[dict]:
     with AuditLog(deployment.custodian_state / "custodian.sqlite") as log:
-        return [e.event_data() for e in log.entries() if e.event_data()["kind"] == "evaluate"]
+        return [
+            e.event_data()
+            for e in log.entries()
+            if e.event_data()["kind"] == "evaluate" and e.event_data().get("stage") != ADMITTED
+        ]
 
 
 def _subjects(deployment: Deployment) -> list[dict[str, str]]:
