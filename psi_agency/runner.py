@@ -25,6 +25,7 @@ import numpy as np
 from psi_agency.custodian_client import CustodianClient, CustodianFacts
 from psi_agency.progress import ProgressBoard
 from psi_agency.store import FAILED, RUNNING, AgencyStore, QueryRecord
+from psi_core import faults
 from psi_core.errors import PeerError, PreconditionError, PsiError
 from psi_core.index import EncryptedIndex
 from psi_core.policy import AuditLog
@@ -235,6 +236,7 @@ class QueryRunner:
         chunks: Iterable[list[bytes]]
         if stored_scalar is None:
             self._store.keep_blinding_key(record.query_id, query.scalar)
+            faults.point("query_blinded")
             chunks, replay_of = blinded_chunks(), b""
         else:
             chunks = list(blinded_chunks())
@@ -254,6 +256,7 @@ class QueryRunner:
         if record.mode == "membership":
             return self._membership(record, answers, sent_sizes, len(keys), query, index, timings)
         collected = [point for chunk in answers for point in chunk]
+        faults.point("query_collected")
         hits = self._lookup(query, len(keys), collected, index, timings)
         return np.flatnonzero(hits)
 
@@ -276,6 +279,7 @@ class QueryRunner:
             processed += sent_sizes[number]
             self._store.update(record.query_id, processed_count=processed)
             self._board.bump(record.query_id)
+            faults.point("query_answered")
         if len(hits) != len(sent_sizes):
             raise PeerError("the custodian answered fewer chunks than were sent")
         if processed != total:
@@ -285,6 +289,7 @@ class QueryRunner:
                 f"the custodian's answer ended after {processed} of {total} points; "
                 "the query is void"
             )
+        faults.point("query_collected")
         return np.flatnonzero(np.concatenate(hits))
 
     @staticmethod

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from psi_core import faults
 from psi_core.errors import IntegrityError, PeerError
 from psi_core.index.encrypted import INDEX_FILE, EncryptedIndex, IndexManifest, write_manifest
 from psi_core.protocol import FINGERPRINT_BYTES, INDEX_DTYPE, is_strictly_increasing
@@ -67,6 +68,7 @@ class IndexDownload:
             raise PeerError("the index stream runs past the size the custodian announced")
         with self.partial.open("ab") as handle:
             handle.write(data)
+        faults.point("download_chunk")
 
     def discard(self) -> None:
         self.partial.unlink(missing_ok=True)
