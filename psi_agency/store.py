@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from psi_core import faults
 from psi_core.errors import InvalidInputError, NotFoundError
 from psi_core.io import SUBJECT_COLUMNS, utc_timestamp
 from psi_core.policy import SqliteFile
@@ -179,6 +180,7 @@ class AgencyStore(SqliteFile):
             conn.execute("DELETE FROM subjects WHERE query_id = ?", (query_id,))
             conn.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
             conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
+            faults.point("query_committing")
             conn.execute("DELETE FROM queries WHERE query_id = ?", (query_id,))
 
     def discard_unsealed(self) -> int:
