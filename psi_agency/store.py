@@ -5,7 +5,9 @@ so a restart finds every accepted query and re-runs the ones that had not finish
 Matches are written in the same transaction that marks the query SUCCEEDED: a query
 is either done with all its matches or not done. A query's blinding scalar is kept only
 while the query is unfinished, so that a re-run after a restart sends the same points
-(and the custodian need not charge it again); it is deleted when the query ends.
+(and the custodian need not charge it again); it is deleted when the query ends. A query
+that waits to be tried again (the custodian was unreachable, or the service stopped while
+it ran) is QUEUED with ``waiting_reason`` saying why and ``attempts`` counting its tries.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
+from psi_core import faults
 from psi_core.errors import InvalidInputError, NotFoundError
-from psi_core.io import SUBJECT_COLUMNS
+from psi_core.io import SUBJECT_COLUMNS, utc_timestamp
 from psi_core.policy import SqliteFile
 
 SUBJECT_FIELDS = SUBJECT_COLUMNS
@@ -48,6 +50,8 @@ CREATE TABLE IF NOT EXISTS queries (
     error_code TEXT NOT NULL DEFAULT '',
     error_message TEXT NOT NULL DEFAULT '',
     timings TEXT NOT NULL DEFAULT '{{}}',
+    waiting_reason TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
     agency_backend TEXT NOT NULL DEFAULT '',
     custodian_backend TEXT NOT NULL DEFAULT ''
 );
@@ -69,14 +73,17 @@ CREATE TABLE IF NOT EXISTS matches (
     PRIMARY KEY (query_id, seq)
 );
 """
-
-
-#: Text columns of ``queries`` added later than the first schema.
-_LATER_COLUMNS = ("agency_backend", "custodian_backend")
+#: Columns added after the first release, with their definitions, for older databases.
+_ADDED_COLUMNS = {
+    "waiting_reason": "TEXT NOT NULL DEFAULT ''",
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "agency_backend": "TEXT NOT NULL DEFAULT ''",
+    "custodian_backend": "TEXT NOT NULL DEFAULT ''",
+}
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return utc_timestamp(timespec="milliseconds")
 
 
 def _query_update(query_id: str, fields: dict[str, object]) -> tuple[str, tuple[object, ...]]:
@@ -109,6 +116,8 @@ class QueryRecord:
     error_code: str = ""
     error_message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    waiting_reason: str = ""
+    attempts: int = 0
     agency_backend: str = ""
     custodian_backend: str = ""
 
@@ -127,14 +136,11 @@ class AgencyStore(SqliteFile):
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
-        """Columns added after a store may have been created (older stores lack them)."""
-        with self._lock:
-            present = {row[1] for row in self._conn.execute("PRAGMA table_info(queries)")}
-            for column in _LATER_COLUMNS:
-                if column not in present:
-                    self._conn.execute(
-                        f"ALTER TABLE queries ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
-                    )
+        with self._transaction() as conn:
+            present = {row[1] for row in conn.execute("PRAGMA table_info(queries)")}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE queries ADD COLUMN {name} {definition}")
 
     def begin_query(
         self,
@@ -297,6 +303,7 @@ class AgencyStore(SqliteFile):
             )
             conn.execute(*_query_update(query_id, {**fields, "state": SUCCEEDED}))
             conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
+            faults.point("query_committing")
 
     def matches(self, query_id: str) -> Iterator[tuple[str, dict[str, str]]]:
         """(recipe, subject) for every match of a query, in submission order."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ from psi_rpc.cli import (
     tls_from_args,
 )
 
+log = logging.getLogger(__name__)
+
 
 def _init(args: argparse.Namespace) -> int:
     epoch = CustodianState(args.state).init(args.custodian_id)
@@ -41,7 +44,7 @@ def _init(args: argparse.Namespace) -> int:
 def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]:
     """The shard executor the flags ask for, and how many shards may be in flight."""
     if args.dask_scheduler:
-        with dask_cluster(args.dask_scheduler) as (client, workers):
+        with dask_cluster(args.dask_scheduler, tls_dir=args.dask_tls_dir) as (client, workers):
             yield client, 2 * workers
     elif args.workers > 1:
         with process_pool(args.workers) as pool:
@@ -84,6 +87,7 @@ def _build_index(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             on_error=args.on_error,
             progress=progress,
+            classic_keys=args.classic_keys,
             backend=backend,
         )
     for error in report.row_errors[:20]:
@@ -113,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
             metrics=metrics,
             backend=backend.name,
         )
-        print(f"custodian curve backend: {backend.name} ({backend.suite})", flush=True)
+        log.info("curve backend: %s (%s)", backend.name, backend.suite)
         host = args.listen.rsplit(":", 1)[0]
         return serve_until_signalled(
             f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
@@ -129,6 +133,14 @@ def _info(args: argparse.Namespace) -> int:
         f"index: {manifest.record_count:,} records, {manifest.key_count:,} keys, "
         f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
         f"sha256 {manifest.sha256}"
+    )
+    print(
+        "classic setup (stock openmined-psi clients): "
+        + (
+            "available; plaintext keys kept in keys/"
+            if manifest.classic_setup_available
+            else "off (no plaintext keys kept; rebuild with --classic-keys to offer it)"
+        )
     )
     return 0
 
@@ -153,9 +165,26 @@ def parser() -> argparse.ArgumentParser:
         "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
     )
     build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    build.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
+    build.add_argument(
+        "--dask-scheduler",
+        help="address of a Dask scheduler to shard across: tls://HOST:PORT, or plaintext "
+        "tcp:// on loopback only",
+    )
+    build.add_argument(
+        "--dask-tls-dir",
+        type=Path,
+        help="PKI directory with ca.pem and dask-client.pem/.key for a tls:// scheduler "
+        "(`psi pki init` writes them, with dask-node.pem/.key for the scheduler and workers)",
+    )
     build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    build.add_argument(
+        "--classic-keys",
+        action="store_true",
+        help="also keep every plaintext key string (names, addresses, TINs) in the state "
+        "directory, so that stock openmined-psi clients can use GetClassicSetup; off by "
+        "default (see docs/THREAT_MODEL.md)",
+    )
     add_backend_argument(build)
     add_metrics_arguments(build)
     add_logging_arguments(build)

@@ -42,11 +42,13 @@ from psi_core.protocol.fingerprint import (
     member_mask,
 )
 from psi_core.protocol.openmined import (
+    PROTOBUF_MESSAGE_LIMIT,
     Blinder,
     KeyCipher,
+    classic_hash_range,
     classic_response,
     classic_setup,
-    classic_setup_size_check,
+    classic_setup_size_bound,
     parse_classic_request,
 )
 
@@ -61,6 +63,7 @@ __all__ = [
     "OPENMINED",
     "P256_ORDER",
     "P256_PRIME",
+    "PROTOBUF_MESSAGE_LIMIT",
     "SCALAR_BYTES",
     "SUITE",
     "BackendUnavailableError",
@@ -75,9 +78,10 @@ __all__ = [
     "ScalarKey",
     "Unblinder",
     "check_compressed_point",
+    "classic_hash_range",
     "classic_response",
     "classic_setup",
-    "classic_setup_size_check",
+    "classic_setup_size_bound",
     "crypto_mb_unavailable_reason",
     "distinct_keys",
     "get_backend",
