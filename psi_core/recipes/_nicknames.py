@@ -5,10 +5,11 @@ which names are nicknames of which (``bob`` -> ``robert``, ``bert``, ``bobby``);
 one form, so a name folds to the name with the most nicknames among itself and its
 canonical names (ties: alphabetical), repeated until it stops changing. On 61 common
 English name/nickname groups this puts 44 groups on one form; the table's own ambiguity
-loses the rest (it lists BILL under ROBERT as well as WILLIAM, RON under VERONICA). The fold is only as good as
-the table: a pair the table lacks (Spanish "Pepe" for "Jose") is not folded, and the
-synthetic corpus deliberately uses its own nickname table so the measurement does not
-flatter this one.
+loses the rest (it lists BILL under ROBERT as well as WILLIAM, RON under VERONICA).
+
+The fold is only as good as the table: a pair it lacks (Spanish "Pepe" for "Jose") is
+not folded. The synthetic corpus uses its own nickname table, so the measurement does
+not flatter this one.
 
 The table is data the key depends on: the package version is pinned exactly in
 ``pyproject.toml`` and the recipe vectors catch any change.
