@@ -14,13 +14,15 @@ generational suffix if any.
 2. "FAMILY, GIVEN" in the family field with the given field empty is split at the comma.
 3. Given field: hyphens join ("Min-jun" = "Minjun"), honorifics, initials and the
    Vietnamese middle markers VAN and THI are dropped; the first token left is the given
-   token. Middle names are thus ignored ("Jose Luis" = "Jose").
+   token. Middle names are thus ignored ("Jose Luis" = "Jose"). A generational suffix
+   at its end is set aside as in step 4 (it lands there when the fields are swapped).
 4. Family field: hyphens split; particles join the word after them ("De la Cruz" ->
    "DELACRUZ", "O Brien" -> "OBRIEN"); generational suffixes are set aside; the first
    token is the family token, so a second surname may be missing ("Garcia Lopez" =
    "Garcia" = "Garcia-Lopez").
 5. Both tokens go through the nickname fold (``_nicknames``). Sorting the two is what
-   lets given and family fields be swapped.
+   lets given and family fields be swapped; a hyphenated given name swapped into the
+   family field is split there, and misses.
 
 Date (``tolerant_date``): ``YYYY-MM-DD``, ``YYYYMMDD``, ``M/D/YYYY``, ``MMDDYYYY`` or a
 spreadsheet serial day number, written as ``YYYY-A-B`` where ``A <= B`` are month and day
@@ -55,12 +57,16 @@ def _ascii(text: str) -> str:
     return text if text.isascii() else anyascii(text)
 
 
-def _given_token(given: str) -> str | None:
+def _given_tokens(given: str) -> tuple[str | None, str | None]:
+    """The given token and a generational suffix found in the given field (swapped names)."""
     tokens = [t for t in fold_name(_ascii(given).replace("-", "")) if t not in _HONORIFICS]
+    generation = None
+    while tokens and tokens[-1] in _GENERATIONAL:
+        generation = _GENERATIONAL[tokens.pop()]
     tokens = [t for t in tokens if len(t) >= 2 and t not in _GENERATIONAL]
     if len(tokens) > 1 and tokens[0] in _GIVEN_MARKERS:
         tokens = tokens[1:]
-    return tokens[0] if tokens else None
+    return (tokens[0] if tokens else None), generation
 
 
 def _family_tokens(family: str) -> tuple[str | None, str | None]:
@@ -91,11 +97,12 @@ def tolerant_name(given: str | None, family: str | None) -> str | None:
         family, given = family.split(",", 1)
     if not given or not family:
         return None
-    first = _given_token(given)
+    first, given_generation = _given_tokens(given)
     last, generation = _family_tokens(family)
     if first is None or last is None:
         return None
     tokens = sorted((fold_nickname(first), fold_nickname(last)))
+    generation = generation or given_generation
     if generation is not None:
         tokens.append(generation)
     return " ".join(tokens)
@@ -191,7 +198,7 @@ def initials(given: str | None, family: str | None) -> str | None:
     family = (family or "").strip()
     if not given and "," in family:
         family, given = family.split(",", 1)
-    first = _given_token(given) if given else None
+    first = _given_tokens(given)[0] if given else None
     last = _family_tokens(family)[0] if family else None
     if first is None or last is None:
         return None

@@ -39,8 +39,9 @@ Near misses (non-members built to look like a member): the ``formatting`` profil
 :data:`~psi_tools.synth._subjects.NEAR_MISS_SHARE` of non-members (same name; same name
 and birth date; same name and address), and under ``realistic`` also, of the remaining
 non-members, 0.10 *household* (a relative at a member's address: same family name and
-address, another given name and birth date) and 0.10 *zip_collision* (a member's exact
-name in the member's ZIP, at another house, born another day).
+address, another given name and birth date), 0.10 *zip_collision* (a member's exact
+name in the member's ZIP, at another house, born another day) and 0.03 *twin* (a
+household relative born the same day: only the given name tells them apart).
 
 The truth file of a ``realistic`` list adds ``origin`` (name origin, inferred from the
 name tables), ``variations`` (the types applied, ``;``-separated; ``formatting`` when
@@ -77,7 +78,7 @@ RATES: Final[dict[str, float]] = {
 }
 """Rate of each content variation among the subjects it can apply to (see the table)."""
 
-NEAR_MISS_EXTRA: Final[dict[str, float]] = {"household": 0.10, "zip_collision": 0.10}
+NEAR_MISS_EXTRA: Final[dict[str, float]] = {"household": 0.10, "zip_collision": 0.10, "twin": 0.03}
 """Share of the non-members left after the formatting near misses that become each kind."""
 
 NICKNAMES: Final[dict[str, tuple[str, ...]]] = {
@@ -523,6 +524,12 @@ def make_household_relative(
         person[column] = source[column]
     if person["date_of_birth"] == source["date_of_birth"]:
         person["date_of_birth"] = ""
+
+
+def make_twin(person: dict[str, str], source: dict[str, str], rnd: random.Random) -> None:
+    """Turn ``person`` into a twin of ``source``: same family name, address and birth date."""
+    make_household_relative(person, source, rnd)
+    person["date_of_birth"] = source["date_of_birth"]
 
 
 def make_zip_collision(person: dict[str, str], source: dict[str, str], rnd: random.Random) -> None:

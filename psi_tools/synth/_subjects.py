@@ -275,6 +275,13 @@ def _subject_blocks(
         yield SubjectBatch(subjects, truth)
 
 
+_NEAR_MISS_MAKERS: Final = {
+    "household": _realistic.make_household_relative,
+    "zip_collision": _realistic.make_zip_collision,
+    "twin": _realistic.make_twin,
+}
+
+
 def _realistic_block(
     block_start: int,
     rows: list[tuple[str, dict[str, str], str]],
@@ -292,10 +299,8 @@ def _realistic_block(
             for kind, share in extra:
                 if draw < share:
                     source = rnd.choice(sources)
-                    if kind == "household":
-                        _realistic.make_household_relative(person, source, rnd)
-                    else:
-                        _realistic.make_zip_collision(person, source, rnd)
+                    make = _NEAR_MISS_MAKERS[kind]
+                    make(person, source, rnd)
                     near = kind
                     break
                 draw -= share
