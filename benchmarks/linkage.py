@@ -47,6 +47,7 @@ import numpy as np
 
 from psi_core.protocol import FINGERPRINT_BITS
 from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES
+from psi_core.recipes.quality import rule_id
 from psi_tools.synth import (
     generate_population,
     generate_subjects,
@@ -56,7 +57,7 @@ from psi_tools.synth import (
 
 ROOT = Path(__file__).resolve().parents[1]
 QUALITY_PATH = ROOT / "psi_core" / "recipes" / "quality.json"
-QUALITY_MAX_RECIPES = 3
+QUALITY_MAX_RECIPES = 4
 """Rules over at most this many recipes go into ``quality.json`` (the rest stay in the report)."""
 
 FORMATTING_ONLY = "formatting_only"
@@ -181,21 +182,11 @@ class Rule:
     threshold: int
 
 
-def rule_id(kind: str, recipes: Sequence[str], k: int | None = None) -> str:
-    """The canonical id: ``r``, ``any(r1,r2)``, ``all(r1,r2)`` or ``at_least_K(r1,r2,r3)``."""
-    names = ",".join(sorted(recipes))
-    if kind == "recipe":
-        return recipes[0]
-    if kind == "at_least":
-        return f"at_least_{k}({names})"
-    return f"{kind}({names})"
-
-
 def all_rules(recipe_ids: Sequence[str]) -> list[Rule]:
     """Every recipe; any/all over every pair; any/all/at_least_2 over every triple;
     at_least_2 and at_least_3 over every four."""
     ids = sorted(recipe_ids)
-    rules = [Rule(r, "recipe", (r,), 1) for r in ids]
+    rules = [Rule(rule_id("any", [r]), "recipe", (r,), 1) for r in ids]
     for size in (2, 3, 4):
         for group in itertools.combinations(ids, size):
             kinds: list[tuple[str, int]] = []
@@ -337,13 +328,15 @@ def _fmt(x: float) -> str:
 
 
 def best_rule(
-    results: list[dict[str, object]], min_precision: float, multi: bool = True
+    results: list[dict[str, object]], min_precision: float, multi: bool = True, max_recipes: int = 4
 ) -> dict[str, object] | None:
     """The rule with the highest recall among those at ``min_precision`` or better."""
     eligible = [
         r
         for r in results
-        if (r["kind"] != "recipe" or not multi) and r["overall"]["precision"] >= min_precision
+        if (r["kind"] != "recipe" or not multi)
+        and len(r["recipes"]) <= max_recipes
+        and r["overall"]["precision"] >= min_precision
     ]
     if not eligible:
         return None
@@ -368,13 +361,14 @@ def summary(corpus: Corpus, results: list[dict[str, object]]) -> dict[str, objec
         best = max(fo, key=lambda r: -1 if math.isnan(fo[r]) else fo[r])
         out["formatting_only_recall"] = {"recipe": best, "recall": fo[best], "all": fo}
     for threshold in (0.999, 0.995):
-        rule = best_rule(results, threshold)
-        if rule is not None:
-            out[f"best_rule_at_precision_{threshold}"] = {
-                "rule": rule["id"],
-                "precision": rule["overall"]["precision"],
-                "recall": rule["overall"]["recall"],
-            }
+        for limit in (4, 3):
+            rule = best_rule(results, threshold, max_recipes=limit)
+            if rule is not None:
+                out[f"best_rule_at_precision_{threshold}_max_{limit}_recipes"] = {
+                    "rule": rule["id"],
+                    "precision": rule["overall"]["precision"],
+                    "recall": rule["overall"]["recall"],
+                }
     top = max(results, key=lambda r: r["overall"]["f1"])
     out["best_f1"] = {
         "rule": top["id"],
@@ -422,6 +416,7 @@ def write_markdown(
         ("tin_v1", "tin_v2"),
         ("tin_v1", "tin_initials_v1"),
         ("name_address_v1", "name_house_v1"),
+        ("name_dob_v1", "sound_dob_v1"),
     ]
     lines += ["## Before and after (recall per variation type)", ""]
     variations = sorted({k for r in results[:1] for k in r["by_variation"]})
@@ -439,9 +434,10 @@ def write_markdown(
     multi = [r for r in results if r["kind"] != "recipe"]
     chosen: list[dict[str, object]] = []
     for threshold in (0.9999, 0.999, 0.995, 0.99):
-        rule = best_rule(results, threshold)
-        if rule is not None and rule not in chosen:
-            chosen.append(rule)
+        for limit in (4, 3, 2):
+            rule = best_rule(results, threshold, max_recipes=limit)
+            if rule is not None and rule not in chosen:
+                chosen.append(rule)
     chosen += [r for r in sorted(multi, key=lambda r: -r["overall"]["f1"])[:8] if r not in chosen]
     v1_rules = [
         by_id[rule_id(k, DEFAULT_RECIPE_IDS, t)]

@@ -15,6 +15,7 @@ recipe                    key string
 ``name_dob_v2``           ``name_dob_v2|<TOLERANT NAME>|<YYYY-A-B>``
 ``name_house_v1``         ``name_house_v1|<TOLERANT NAME>|<HOUSE NUMBER>|<ZIP5>``
 ``house_dob_v1``          ``house_dob_v1|<HOUSE NUMBER>|<ZIP5>|<YYYY-A-B>``
+``sound_dob_v1``          ``sound_dob_v1|<SOUNDEX> <SOUNDEX>|<YYYY-A-B>``
 ``tin_v2``                ``tin_v2|<9 digits>`` (leading zeros restored)
 ``tin_initials_v1``       ``tin_initials_v1|<9 digits>|<2 initials>``
 ========================  ==========================================================

@@ -10,7 +10,14 @@ from types import MappingProxyType
 from ..errors import UnknownRecipeError
 from ._address import canonical_state, canonical_street, canonical_zip5
 from ._normalize import SEPARATOR, canonical_date, canonical_name, canonical_tin
-from ._tolerant import house_number, initials, tolerant_date, tolerant_name, tolerant_tin
+from ._tolerant import (
+    house_number,
+    initials,
+    sounded_name,
+    tolerant_date,
+    tolerant_name,
+    tolerant_tin,
+)
 
 Record = Mapping[str, str | None]
 """One input row: column name -> cell text; an empty string or None means unknown."""
@@ -149,6 +156,12 @@ def _house_dob(record: Record) -> tuple[str, ...] | None:
     return None if house is None or zip5 is None or dob is None else (house, zip5, dob)
 
 
+def _sound_dob(record: Record) -> tuple[str, ...] | None:
+    dob = tolerant_date(record.get("date_of_birth"))
+    name = sounded_name(record.get("given_name"), record.get("family_name")) if dob else None
+    return None if name is None or dob is None else (name, dob)
+
+
 def _tin_v2(record: Record) -> tuple[str, ...] | None:
     tin = tolerant_tin(record.get("tin"))
     return None if tin is None else (tin,)
@@ -202,6 +215,15 @@ HOUSE_DOB_V1 = MatchKeyRecipe(
 """``house_dob_v1|<HOUSE NUMBER>|<ZIP5>|<YYYY-A-B>``, e.g. ``house_dob_v1|123|62701|1980-04-12``:
 immune to every name variation; twins at one address share it."""
 
+SOUND_DOB_V1 = MatchKeyRecipe(
+    id="sound_dob_v1",
+    description="Soundex of the tolerant given and family tokens with the tolerant birth date.",
+    required=("given_name", "family_name", "date_of_birth"),
+    canonical_fields=_sound_dob,
+)
+"""``sound_dob_v1|<CODE> <CODE>|<YYYY-A-B>``, e.g. ``sound_dob_v1|G620 J200|1980-04-12``:
+a typo inside a name or another romanization that sounds alike still matches."""
+
 TIN_V2 = MatchKeyRecipe(
     id="tin_v2",
     description="TIN, also when a spreadsheet dropped its leading zeros or added '.0'.",
@@ -234,6 +256,7 @@ RECIPES: Mapping[str, MatchKeyRecipe] = MappingProxyType(
             NAME_DOB_V2,
             NAME_HOUSE_V1,
             HOUSE_DOB_V1,
+            SOUND_DOB_V1,
             TIN_V2,
             TIN_INITIALS_V1,
         )

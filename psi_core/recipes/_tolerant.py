@@ -30,6 +30,11 @@ sorted: "1980-04-12" and "1980-12-04" give one key, so a day-month swap (or a
 day-first layout) still matches. The cost is that two people of one name born on 4 Dec
 and 12 Apr of one year share the key.
 
+Sounded name (``sounded_name``): the two tokens of the tolerant name each replaced by
+their American Soundex code ("MOHAMMED" and "MUHAMMAD" -> "M530"), so a slip inside a
+name or another romanization that sounds alike still agrees, at the price of merging
+names that sound alike (ROBERT and RUPERT).
+
 TIN (``tolerant_tin``): as ``_v1``, and also 7 or 8 digits padded with leading zeros
 (a spreadsheet dropped them) and a trailing ".0" removed (exported as a float).
 """
@@ -106,6 +111,46 @@ def tolerant_name(given: str | None, family: str | None) -> str | None:
     if generation is not None:
         tokens.append(generation)
     return " ".join(tokens)
+
+
+_SOUNDEX_CODES = {
+    **dict.fromkeys("BFPV", "1"),
+    **dict.fromkeys("CGJKQSXZ", "2"),
+    **dict.fromkeys("DT", "3"),
+    "L": "4",
+    **dict.fromkeys("MN", "5"),
+    "R": "6",
+}
+
+
+def soundex(token: str) -> str:
+    """American Soundex of one upper-case ASCII token ("ROBERT" -> "R163").
+
+    The first letter, then the codes of the following consonants, a code repeated across
+    H or W written once, vowels separating repeats, padded or cut to four characters.
+    """
+    letters = [c for c in token if "A" <= c <= "Z"]
+    if not letters:
+        return token
+    out = [letters[0]]
+    last = _SOUNDEX_CODES.get(letters[0], "")
+    for c in letters[1:]:
+        code = _SOUNDEX_CODES.get(c, "")
+        if code and code != last:
+            out.append(code)
+        if c not in "HW":
+            last = code
+    return ("".join(out) + "000")[:4]
+
+
+def sounded_name(given: str | None, family: str | None) -> str | None:
+    """The tolerant name with each of its two tokens replaced by its Soundex, sorted."""
+    name = tolerant_name(given, family)
+    if name is None:
+        return None
+    tokens = name.split(" ")
+    codes = sorted(soundex(t) for t in tokens[:2])
+    return " ".join(codes + tokens[2:])
 
 
 def family_token(family: str | None, given: str | None = None) -> str | None:
