@@ -36,6 +36,7 @@ import argparse
 import itertools
 import json
 import math
+import re
 import sys
 import tempfile
 import time
@@ -625,10 +626,12 @@ def write_quality(
         "notes": corpus.notes,
         "rules": quality_entries(results),
     }
-    path.write_text(
-        json.dumps(document, indent=1, sort_keys=True, default=_json_default) + "\n",
-        encoding="utf-8",
-    )
+    text = json.dumps(document, indent=1, sort_keys=True, default=_json_default)
+    text = _FLAT_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m[1].split(",")) + "]", text)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+_FLAT_LIST = re.compile(r"\[\s+([^\[\]{}]*?)\s+\]")
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, object]:
