@@ -47,8 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from psi_core.protocol import FINGERPRINT_BITS
-from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES
-from psi_core.recipes.quality import rule_id
+from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES, rule_id
 from psi_tools.synth import (
     generate_population,
     generate_subjects,

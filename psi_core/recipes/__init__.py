@@ -47,5 +47,16 @@ from ._recipes import (
     get_recipe,
     recipe_ids,
 )
+from .quality import QualityEstimate, expected_false_matches, rule_id
 
-__all__ = ["DEFAULT_RECIPE_IDS", "RECIPES", "MatchKeyRecipe", "Record", "get_recipe", "recipe_ids"]
+__all__ = [
+    "DEFAULT_RECIPE_IDS",
+    "RECIPES",
+    "MatchKeyRecipe",
+    "QualityEstimate",
+    "Record",
+    "expected_false_matches",
+    "get_recipe",
+    "recipe_ids",
+    "rule_id",
+]
