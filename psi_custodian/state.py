@@ -4,8 +4,11 @@
 
     STATE/
       custodian.json        custodian id, limits
-      epoch/epoch.key       the secret scalar b (0600)   epoch/epoch.json
-      index/<epoch_id>/     fingerprints.u64, manifest.json, keys/ (own plaintext keys)
+      epochs.json           every key epoch: state (pending, current, retiring, retired), times
+      epochs/<epoch_id>/    epoch.key (the secret scalar b, 0600), epoch.json
+      epoch/                the one key of a state directory made before epochs (adopted)
+      index/<epoch_id>/     fingerprints.u64, manifest.json, keys/ (own plaintext keys),
+                            segments/<seq>-add|remove/ (delta and removal segments)
       custodian.sqlite      authorization ledger and hash-chained audit log
 """
 
@@ -16,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from psi_core.errors import PreconditionError
-from psi_core.index import EpochKey, create_epoch, load_epoch
+from psi_core.index import Clock, EpochKey, EpochRegistry, utc_now
 from psi_core.policy import validate_party_id
 
 
@@ -50,9 +53,8 @@ class CustodianState:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    @property
-    def epoch_dir(self) -> Path:
-        return self.root / "epoch"
+    def registry(self, clock: Clock = utc_now) -> EpochRegistry:
+        return EpochRegistry(self.root, clock=clock)
 
     @property
     def database(self) -> Path:
@@ -67,7 +69,7 @@ class CustodianState:
         if (self.root / self.CONFIG).exists():
             raise PreconditionError(f"{self.root} is already a custodian state directory")
         self.root.mkdir(parents=True, exist_ok=True)
-        epoch = create_epoch(self.epoch_dir)
+        epoch = self.registry().create(current=True)
         config = {"custodian_id": custodian_id, "limits": asdict(limits or CustodianLimits())}
         (self.root / self.CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         return epoch
@@ -84,5 +86,7 @@ class CustodianState:
             custodian_id=data["custodian_id"], limits=CustodianLimits(**data.get("limits", {}))
         )
 
-    def epoch(self) -> EpochKey:
-        return load_epoch(self.epoch_dir)
+    def epoch(self, epoch_id: str | None = None) -> EpochKey:
+        """The key of ``epoch_id``, or of the current epoch."""
+        registry = self.registry()
+        return registry.key(epoch_id or registry.current().epoch_id)
