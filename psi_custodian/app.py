@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 
-from psi_core.index import EncryptedIndex
+from psi_core.index import Clock, EpochRecord, ServedEpochs, utc_now
 from psi_core.policy import (
     AuditLog,
     AuthorizationLedger,
@@ -35,6 +35,17 @@ def peer_agency_id(context: grpc.ServicerContext) -> str | None:
     return peer_identity_from_cert_pem(pem) if pem else None
 
 
+def epoch_event(kind: str, record: EpochRecord, **extra: object) -> dict[str, object]:
+    """The audit entry for an epoch event: ids and times only, never key material."""
+    event: dict[str, object] = {"kind": kind, "epoch_id": record.epoch_id, "state": record.state}
+    for name in ("activated_at", "ends_at", "retired_at"):
+        value = getattr(record, name)
+        if value:
+            event[name] = value
+    event.update(extra)
+    return event
+
+
 def start_custodian(
     state_dir: Path,
     address: str,
@@ -42,21 +53,27 @@ def start_custodian(
     tls: TlsMaterial | None,
     trusted_authorities: Sequence[Path],
     max_workers: int = 16,
+    clock: Clock = utc_now,
 ) -> RunningServer:
-    """Load the state (epoch key, verified index, ledger, audit log) and start serving."""
+    """Load the state (epoch keys, verified indexes, ledger, audit log) and start serving.
+
+    ``clock`` decides when an overlap window ends (tests inject one instead of sleeping).
+    """
     refuse_plaintext_off_loopback(address, tls, "serve")
     state = CustodianState(state_dir)
     config = state.config()
-    epoch = state.epoch()
-    index = EncryptedIndex.open(state.index_dir(epoch.epoch_id))
     trusted = TrustedAuthorities.load(list(trusted_authorities))
     ledger = AuthorizationLedger(state.database)
     audit = AuditLog(state.database)
     try:
+
+        def retired(record: EpochRecord) -> None:
+            audit.append(epoch_event("epoch_retired", record, by="service"))
+
+        epochs = ServedEpochs(state.registry(clock), on_retired=retired)
         servicer = CustodianServicer(
             config=config,
-            epoch=epoch,
-            index=index,
+            epochs=epochs,
             policy=AuthorizationPolicy(
                 custodian_id=config.custodian_id, trusted=trusted, ledger=ledger
             ),

@@ -1,23 +1,20 @@
-"""psi-custodian: init a state directory, build the encrypted index, serve, audit."""
+"""psi-custodian: init a state directory, build the encrypted index (whole or by segments),
+rotate key epochs, serve, audit."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from psi_core.errors import InvalidInputError
-from psi_core.index import Executor, build_index, dask_cluster, process_pool, read_manifest
-from psi_core.io import count_rows
-from psi_core.recipes import get_recipe, recipe_ids
+from psi_core.index import read_manifest
 from psi_custodian.app import start_custodian
+from psi_custodian.rotation import add_rotation_commands
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
     add_audit_commands,
     add_tls_arguments,
-    progress_bar,
     run_cli,
     serve_until_signalled,
     tls_from_args,
@@ -28,56 +25,6 @@ def _init(args: argparse.Namespace) -> int:
     epoch = CustodianState(args.state).init(args.custodian_id)
     print(
         f"initialized custodian {args.custodian_id!r} in {args.state}; key epoch {epoch.epoch_id}"
-    )
-    return 0
-
-
-@contextlib.contextmanager
-def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]:
-    """The shard executor the flags ask for, and how many shards may be in flight."""
-    if args.dask_scheduler:
-        with dask_cluster(args.dask_scheduler) as (client, workers):
-            yield client, 2 * workers
-    elif args.workers > 1:
-        with process_pool(args.workers) as pool:
-            yield pool, 2 * args.workers
-    else:
-        yield None, 1
-
-
-def _build_index(args: argparse.Namespace) -> int:
-    state = CustodianState(args.state)
-    state.config()
-    epoch = state.epoch()
-    recipes = [get_recipe(r) for r in (args.recipe or recipe_ids())]
-    if args.workers < 1:
-        raise InvalidInputError("--workers must be at least 1")
-    total = count_rows(args.records)
-    with (
-        progress_bar(total, "encrypting records", unit="rec") as bar,
-        _executor(args) as (pool, window),
-    ):
-        report = build_index(
-            args.records,
-            state.index_dir(epoch.epoch_id),
-            epoch,
-            recipes,
-            executor=pool,
-            max_in_flight=window,
-            batch_rows=args.batch_rows,
-            on_error=args.on_error,
-            progress=bar.update,
-        )
-    for error in report.row_errors[:20]:
-        print(f"skipped: {error}", file=sys.stderr)
-    if len(report.row_errors) > 20:
-        print(f"skipped: ... and {len(report.row_errors) - 20} more rows", file=sys.stderr)
-    manifest = report.manifest
-    print(
-        f"indexed {report.records_read:,} records into {manifest.key_count:,} keys "
-        f"({', '.join(manifest.recipes)}) for epoch {manifest.epoch_id} in {report.seconds:.1f} s: "
-        f"{report.records_per_second:,.0f} records/s, {report.rows_skipped} rows skipped, "
-        f"{report.shards_reused} shards reused; sha256 {manifest.sha256[:16]}…"
     )
     return 0
 
@@ -114,19 +61,7 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--custodian-id", default="custodian")
     init.set_defaults(handler=_init)
 
-    build = commands.add_parser("build-index", help="encrypt the records into the index")
-    build.add_argument("--state", type=Path, required=True)
-    build.add_argument(
-        "--records", type=Path, required=True, help="taxpayer records, .csv or .parquet"
-    )
-    build.add_argument(
-        "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
-    )
-    build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    build.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
-    build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
-    build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
-    build.set_defaults(handler=_build_index)
+    add_rotation_commands(commands)
 
     serve = commands.add_parser("serve", help="serve the Custodian API")
     serve.add_argument("--state", type=Path, required=True)

@@ -5,6 +5,7 @@ and the epoch key it is built under.
 from __future__ import annotations
 
 from psi_core.index.build import (
+    BuildReport,
     Executor,
     build_index,
     dask_cluster,
@@ -70,6 +71,7 @@ __all__ = [
     "RETIRED",
     "RETIRING",
     "SEGMENT_KINDS",
+    "BuildReport",
     "Clock",
     "EncryptedIndex",
     "EpochKey",
