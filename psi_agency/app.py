@@ -6,12 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from psi_agency.custodian_client import DEFAULT_MAX_INDEX_BYTES, CustodianClient, CustodianFacts
+from psi_agency.custodian_client import DEFAULT_MAX_INDEX_BYTES, CustodianClient, EpochFacts
+from psi_agency.epochs import IndexHolder
 from psi_agency.progress import ProgressBoard
-from psi_agency.runner import IndexHolder, QueryRunner
+from psi_agency.runner import QueryRunner
 from psi_agency.service import AgencyServicer
 from psi_agency.store import AgencyStore
-from psi_core.index import EncryptedIndex
+from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog, TlsMaterial
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
 from psi_rpc.server import (
@@ -43,7 +44,8 @@ class AgencyState:
 class RunningAgency:
     server: RunningServer
     runner: QueryRunner
-    index: EncryptedIndex
+    index: SegmentedIndex
+    indexes: IndexHolder
     closers: tuple[Callable[[], None], ...]
 
     @property
@@ -90,15 +92,15 @@ def start_agency(
     try:
         custodian = CustodianClient(channel, max_index_bytes=max_index_bytes)
 
-        def sync(facts: CustodianFacts) -> EncryptedIndex:
+        def sync(epoch: EpochFacts) -> SegmentedIndex:
             def step(received: int) -> None:
                 if index_progress:
-                    index_progress(received, facts.manifest.size_bytes)
+                    index_progress(received, epoch.size_bytes)
 
-            return custodian.sync_index(state.index_root, facts, progress=step)
+            return custodian.sync_epoch(state.index_root, epoch, progress=step)
 
-        holder = IndexHolder(sync)
-        index = holder.for_epoch(custodian.info())
+        holder = IndexHolder(sync, state.index_root)
+        index = holder.for_new_query(custodian.info())[1]
         store = AgencyStore(state.database)
         closers.append(store.close)
         audit = AuditLog(state.database)
@@ -132,5 +134,9 @@ def start_agency(
         raise
     runner.start()
     return RunningAgency(
-        server=server, runner=runner, index=index, closers=tuple(reversed(closers))
+        server=server,
+        runner=runner,
+        index=index,
+        indexes=holder,
+        closers=tuple(reversed(closers)),
     )

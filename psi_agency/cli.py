@@ -50,9 +50,13 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if bar is not None:
         bar.close()
-    manifest = running.index.manifest
+    index = running.index
     host = args.listen.rsplit(":", 1)[0]
-    print(f"index for epoch {manifest.epoch_id}: {manifest.key_count:,} keys, verified", flush=True)
+    print(
+        f"index for epoch {index.epoch_id}: {index.key_count:,} keys "
+        f"({len(index.segments)} segments), verified",
+        flush=True,
+    )
     return serve_until_signalled(
         f"agency listening on {host}:{running.port}", lambda: running.stop(grace=5)
     )
