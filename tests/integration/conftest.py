@@ -12,7 +12,7 @@ import pytest
 
 from psi_agency.app import RunningAgency, start_agency
 from psi_agency.client import AgencyClient
-from psi_core.index import build_index
+from psi_core.index import Clock, build_index, utc_now
 from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
 from psi_core.recipes import RECIPES
 from psi_custodian.app import start_custodian
@@ -86,6 +86,7 @@ def make_deployment(
     with_agency: bool = True,
     recipes: tuple[str, ...] | None = None,
     limits: CustodianLimits | None = None,
+    clock: Clock = utc_now,
 ) -> Deployment:
     pki = init_pki(root / "tls")
     authority = root / "authority"
@@ -105,6 +106,7 @@ def make_deployment(
         "127.0.0.1:0",
         tls=load_tls_material(pki.root, "custodian-server"),
         trusted_authorities=[authority],
+        clock=clock,
     )
     deployment = Deployment(root, pki, authority, state.root, records, custodian)
     if with_agency:
