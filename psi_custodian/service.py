@@ -468,10 +468,10 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     ) -> Any:
         with self._audited("classic_request", context) as event:
             self._check_authorization_field(request.authorization)
+            served = self._served(request.epoch_id)
             points = openmined.parse_classic_request(
                 request.request, max_points=self._limits.max_subjects_per_query
             )
-            served = self._served(request.epoch_id)
             event.update(subjects=len(points), mode="membership", epoch_id=served.epoch_id)
             with self._evaluation_slot():
                 _record_claims(event, request.authorization)
