@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psi_agency.custodian_client import DEFAULT_MAX_INDEX_BYTES, CustodianClient, EpochFacts
-from psi_agency.epochs import IndexHolder
+from psi_agency.epochs import EpochPoller, IndexHolder
 from psi_agency.progress import ProgressBoard
 from psi_agency.runner import QueryRunner
 from psi_agency.service import AgencyServicer
@@ -76,11 +76,14 @@ def start_agency(
     evaluate_timeout: Callable[[int], float] = default_evaluate_timeout,
     max_index_bytes: int = DEFAULT_MAX_INDEX_BYTES,
     max_workers: int = 8,
+    epoch_poll_seconds: float | None = None,
 ) -> RunningAgency:
     """Sync the index copy (resuming a partial download), recover unfinished queries, serve.
 
     ``index_progress`` is called with (bytes received, total bytes) while syncing. Nothing
-    is left open when it raises.
+    is left open when it raises. With ``epoch_poll_seconds`` the custodian's epochs are
+    polled that often and a new epoch's index is fetched in the background; without it,
+    a new epoch is noticed when a query starts.
     """
     refuse_plaintext_off_loopback(address, server_tls, "serve")
     state = AgencyState(state_dir)
@@ -133,6 +136,10 @@ def start_agency(
             close()
         raise
     runner.start()
+    if epoch_poll_seconds:
+        poller = EpochPoller(epoch_poll_seconds, custodian.info, holder)
+        poller.start()
+        closers.append(poller.stop)
     return RunningAgency(
         server=server,
         runner=runner,

@@ -47,6 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
         custodian_tls=tls_from_args(args, "agency-client"),
         custodian_server_name=args.custodian_server_name,
         index_progress=index_progress,
+        epoch_poll_seconds=args.epoch_poll or None,
     )
     if bar is not None:
         bar.close()
@@ -154,6 +155,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default="127.0.0.1:50052")
     serve.add_argument("--custodian", required=True, help="address of the custodian service")
     serve.add_argument("--custodian-server-name", help="TLS name to expect for the custodian")
+    serve.add_argument(
+        "--epoch-poll",
+        type=float,
+        default=300.0,
+        help="seconds between checks for a new key epoch, fetched in the background "
+        "(0: only when a query starts; default 300)",
+    )
     add_tls_arguments(serve)
     serve.set_defaults(handler=_serve)
 

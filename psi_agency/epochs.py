@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from psi_agency.custodian_client import CustodianFacts, EpochFacts
-from psi_core.errors import PreconditionError
+from psi_core.errors import PreconditionError, PsiError
 from psi_core.index import SegmentedIndex, held
 
 log = logging.getLogger(__name__)
@@ -142,3 +142,33 @@ class IndexHolder:
                     shutil.rmtree(directory, ignore_errors=True)
                 finally:
                     lock.release()
+
+
+class EpochPoller:
+    """Asks the custodian for its epochs every ``interval`` seconds and acts on the answer
+    (:meth:`IndexHolder.notice`), so a new epoch's index is fetched before queries need it.
+    """
+
+    def __init__(
+        self, interval: float, info: Callable[[], CustodianFacts], holder: IndexHolder
+    ) -> None:
+        self._interval = interval
+        self._info = info
+        self._holder = holder
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="epoch-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._holder.notice(self._info())
+            except PsiError as exc:
+                log.warning("could not poll the custodian's key epochs: %s", exc)

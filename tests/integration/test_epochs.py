@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from psi_agency.custodian_client import CustodianClient
+from psi_agency.epochs import EpochPoller
 from psi_agency.store import RUNNING, AgencyStore
 from psi_core.errors import IntegrityError, PeerError
 from psi_core.index import (
@@ -506,3 +507,29 @@ def test_two_current_epochs_are_refused(segment_world):
 
     with pytest.raises(PeerError, match="exactly one current"):
         segment_world(TwoCurrent(BASE, SEGMENT)).info()
+
+
+def test_the_poller_fetches_a_new_epoch_before_any_query_needs_it(deployment, clock):
+    """After a rotation, polling GetInfo starts the background sync; the next query runs
+    on the new epoch straight away."""
+    _, new = _rotate(deployment, "1h", clock)
+    custodian = CustodianClient(deployment.channel(deployment.custodian_address, "agency-client"))
+    polled = threading.Event()
+    calls: list[int] = []
+
+    def info():
+        calls.append(1)
+        if len(calls) == 2:
+            polled.set()
+        return custodian.info()
+
+    poller = EpochPoller(0.001, info, deployment.agency.indexes)
+    poller.start()
+    try:
+        assert polled.wait(60), "the poller never asked twice"
+    finally:
+        poller.stop()
+    deployment.agency.indexes.wait_for_background(60)
+    assert (deployment.root / "agency" / "index" / new / INDEX_FILE).exists()
+    status, matches = _query(deployment, deployment.records[:5])
+    assert status.epoch_id == new and len(matches) == 5
