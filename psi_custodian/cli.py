@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from psi_core.index import read_manifest
+from psi_core.errors import PsiError
+from psi_core.index import list_segments, read_manifest
 from psi_custodian.app import start_custodian
 from psi_custodian.rotation import add_rotation_commands
 from psi_custodian.state import CustodianState
@@ -40,14 +41,28 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     state = CustodianState(args.state)
-    config, epoch = state.config(), state.epoch()
-    manifest = read_manifest(state.index_dir(epoch.epoch_id))
-    print(f"custodian {config.custodian_id}; epoch {epoch.epoch_id} (created {epoch.created_at})")
-    print(
-        f"index: {manifest.record_count:,} records, {manifest.key_count:,} keys, "
-        f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
-        f"sha256 {manifest.sha256}"
-    )
+    config = state.config()
+    print(f"custodian {config.custodian_id}")
+    for record in state.registry().records():
+        if record.state == "retired":
+            continue
+        ends = f", served until {record.ends_at}" if record.ends_at else ""
+        print(f"epoch {record.epoch_id}: {record.state} (created {record.created_at}{ends})")
+        try:
+            manifest = read_manifest(state.index_dir(record.epoch_id))
+        except PsiError:
+            print("  no index built")
+            continue
+        print(
+            f"  base: {manifest.record_count:,} records, {manifest.key_count:,} keys, "
+            f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
+            f"sha256 {manifest.sha256}"
+        )
+        for segment in list_segments(state.index_dir(record.epoch_id)):
+            print(
+                f"  segment {segment.seq} ({segment.kind}): {segment.record_count:,} records, "
+                f"{segment.key_count:,} keys, sha256 {segment.sha256[:16]}…"
+            )
     return 0
 
 
@@ -76,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     add_tls_arguments(serve)
     serve.set_defaults(handler=_serve)
 
-    info = commands.add_parser("info", help="show the epoch and index")
+    info = commands.add_parser("info", help="show the epochs and their indexes")
     info.add_argument("--state", type=Path, required=True)
     info.set_defaults(handler=_info)
 

@@ -319,7 +319,7 @@ def _fetches(deployment: Deployment) -> list[tuple[int, int]]:
     ]
 
 
-def test_append_remove_and_compact_reach_the_agency(deployment, tmp_path):
+def test_append_remove_and_compact_reach_the_agency(deployment, tmp_path, capsys):
     """Appended records match after only their segment is fetched; removed ones stop
     matching; compaction changes nothing a query sees."""
     state = str(deployment.custodian_state)
@@ -336,6 +336,10 @@ def test_append_remove_and_compact_reach_the_agency(deployment, tmp_path):
     assert _fetches(deployment) == [(0, 0), (1, 0)], "only the new segment is fetched"
 
     assert custodian_cli(["build-index", "--state", state, "--remove", str(leavers)]) == 0
+    capsys.readouterr()
+    assert custodian_cli(["info", "--state", state]) == 0
+    shown = capsys.readouterr().out
+    assert "segment 1 (add): 20 records" in shown and "segment 2 (remove): 10 records" in shown
     _, matches = _query(deployment, rows)
     assert len(matches) == 20
     assert _fetches(deployment)[2:] == [(2, 0)]
