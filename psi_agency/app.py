@@ -15,6 +15,7 @@ from psi_agency.store import AgencyStore
 from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog, TlsMaterial
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import (
     RunningServer,
     create_channel,
@@ -77,6 +78,7 @@ def start_agency(
     max_index_bytes: int = DEFAULT_MAX_INDEX_BYTES,
     max_workers: int = 8,
     epoch_poll_seconds: float | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> RunningAgency:
     """Sync the index copy (resuming a partial download), recover unfinished queries, serve.
 
@@ -99,9 +101,15 @@ def start_agency(
             def step(received: int) -> None:
                 if index_progress:
                     index_progress(received, epoch.size_bytes)
+                if sync_progress:
+                    done[0] += received
+                    sync_progress(done[0], epoch.size_bytes)
+
+            done = [0]
 
             return custodian.sync_epoch(state.index_root, epoch, progress=step)
 
+        sync_progress = metrics.progress_callback("index_sync") if metrics else None
         holder = IndexHolder(sync, state.index_root)
         index = holder.for_new_query(custodian.info())[1]
         store = AgencyStore(state.database)
@@ -117,7 +125,11 @@ def start_agency(
             audit=audit,
             board=board,
             evaluate_timeout=evaluate_timeout,
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.index_keys.labels(index.epoch_id).set(index.key_count)
+            metrics.report_query_states(store.state_counts)
         servicer = AgencyServicer(
             store=store,
             runner=runner,
@@ -130,6 +142,7 @@ def start_agency(
             [SERVICE_NAME],
             tls=server_tls,
             max_workers=max_workers,
+            call_listeners=[metrics.record_call] if metrics is not None else [],
         )
     except BaseException:
         for close in reversed(closers):

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from psi_agency.paging import Cursor, PageTokens
 from psi_agency.progress import ProgressBoard
 from psi_agency.runner import QueryRunner
 from psi_agency.store import SUBJECT_FIELDS, SUCCEEDED, TERMINAL_STATES, AgencyStore, QueryRecord
@@ -27,7 +28,10 @@ STATE_ENUMS = {
     "SUCCEEDED": agency_pb2.QUERY_STATE_SUCCEEDED,
     "FAILED": agency_pb2.QUERY_STATE_FAILED,
 }
+STATE_NAMES = {enum: name for name, enum in STATE_ENUMS.items() if name != "RECEIVING"}
 MAX_FIELD_CHARS = 256
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1_000
 _WATCH_WAKEUP_SECONDS = 5.0
 
 
@@ -73,7 +77,13 @@ def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
         error_message=record.error_message,
         timings=agency_pb2.PhaseTimings(**timings),
         case_id=record.case_id,
+        created_at=_rfc3339(record.created_at),
+        updated_at=_rfc3339(record.updated_at),
     )
+
+
+def _rfc3339(stored: str) -> str:
+    return stored.replace("+00:00", "Z")
 
 
 class AgencyServicer(agency_pb2_grpc.AgencyServicer):
@@ -86,6 +96,7 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         custodian_recipes: Callable[[], tuple[str, ...]],
         max_subjects: int = 10_000_000,
         max_batch: int = 100_000,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -93,6 +104,7 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         self._custodian_recipes = custodian_recipes
         self._max_subjects = max_subjects
         self._max_batch = max_batch
+        self._page_tokens = page_tokens or PageTokens()
 
     def _header(
         self, request_iterator: Iterator[agency_pb2.SubmitQueryRequest]
@@ -178,3 +190,30 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
             raise PreconditionError(f"the query is {record.state}; matches exist once it SUCCEEDED")
         for recipe, subject in self._store.matches(request.query_id):
             yield agency_pb2.Match(recipe=recipe, subject=agency_pb2.Subject(**subject))
+
+    @grpc_errors
+    def ListQueries(
+        self, request: agency_pb2.ListQueriesRequest, context: grpc.ServicerContext
+    ) -> Any:
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        if size > MAX_PAGE_SIZE:
+            raise InvalidInputError(f"page_size is at most {MAX_PAGE_SIZE}")
+        state = STATE_NAMES.get(request.state, "") if request.state else ""
+        if request.state and not state:
+            raise InvalidInputError("unknown query state")
+        filters = (state, request.case_id)
+        after = None
+        if request.page_token:
+            cursor = self._page_tokens.open(request.page_token, filters)
+            after = (cursor.created_at, cursor.query_id)
+        records = self._store.list_queries(
+            limit=size + 1, state=state, case_id=request.case_id, after=after
+        )
+        page, more = records[:size], len(records) > size
+        next_token = ""
+        if more:
+            last = page[-1]
+            next_token = self._page_tokens.issue(Cursor(last.created_at, last.query_id), filters)
+        return agency_pb2.ListQueriesResponse(
+            queries=[status_message(r) for r in page], next_page_token=next_token
+        )

@@ -105,6 +105,11 @@ class QueryRecord:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _record(columns: dict[str, object]) -> QueryRecord:
+    columns["timings"] = json.loads(str(columns["timings"]))
+    return QueryRecord(**columns)  # type: ignore[arg-type]
+
+
 class AgencyStore(SqliteFile):
     """Thread-safe access to the agency database (one connection, one lock)."""
 
@@ -175,9 +180,45 @@ class AgencyStore(SqliteFile):
             names = [d[0] for d in cursor.description]
         if row is None:
             raise NotFoundError("no query with that id")
-        data = dict(zip(names, row, strict=True))
-        data["timings"] = json.loads(data["timings"])
-        return QueryRecord(**data)
+        return _record(dict(zip(names, row, strict=True)))
+
+    def list_queries(
+        self,
+        *,
+        limit: int,
+        state: str = "",
+        case_id: str = "",
+        after: tuple[str, str] | None = None,
+    ) -> list[QueryRecord]:
+        """Up to ``limit`` sealed queries, newest first (``created_at``, then ``query_id``),
+        only in ``state`` / of ``case_id`` when given, strictly older than ``after``."""
+        clauses, values = ["state != ?"], [RECEIVING]
+        if state:
+            clauses.append("state = ?")
+            values.append(state)
+        if case_id:
+            clauses.append("case_id = ?")
+            values.append(case_id)
+        if after is not None:
+            clauses.append("(created_at, query_id) < (?, ?)")
+            values.extend(after)
+        with self._lock:
+            cursor = self._conn.execute(
+                f"SELECT * FROM queries WHERE {' AND '.join(clauses)}"
+                " ORDER BY created_at DESC, query_id DESC LIMIT ?",
+                (*values, limit),
+            )
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        return [_record(dict(zip(names, row, strict=True))) for row in rows]
+
+    def state_counts(self) -> dict[str, int]:
+        """How many queries are in each state (every state named, zero included)."""
+        counts = dict.fromkeys((RECEIVING, QUEUED, RUNNING, SUCCEEDED, FAILED), 0)
+        with self._lock:
+            rows = self._conn.execute("SELECT state, COUNT(*) FROM queries GROUP BY state")
+            counts.update({state: count for state, count in rows})
+        return counts
 
     def unfinished(self) -> list[str]:
         with self._lock:

@@ -19,6 +19,7 @@ from psi_custodian.policy import AuthorizationPolicy
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianState
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
+from psi_rpc.metrics import MAX_TOKENS, ServiceMetrics, TokenUse
 from psi_rpc.server import (
     RunningServer,
     create_server,
@@ -46,6 +47,19 @@ def epoch_event(kind: str, record: EpochRecord, **extra: object) -> dict[str, ob
     return event
 
 
+def _token_use(ledger: AuthorizationLedger) -> list[TokenUse]:
+    return [
+        TokenUse(
+            token_id=token_id,
+            subjects_used=entry.subjects_used,
+            subjects_limit=entry.subjects_used + entry.subjects_left,
+            queries_used=entry.queries_used,
+            queries_limit=entry.queries_used + entry.queries_left,
+        )
+        for token_id, entry in ledger.newest_tokens(MAX_TOKENS)
+    ]
+
+
 def start_custodian(
     state_dir: Path,
     address: str,
@@ -54,6 +68,7 @@ def start_custodian(
     trusted_authorities: Sequence[Path],
     max_workers: int = 16,
     clock: Clock = utc_now,
+    metrics: ServiceMetrics | None = None,
 ) -> RunningServer:
     """Load the state (epoch keys, verified indexes, ledger, audit log) and start serving.
 
@@ -79,7 +94,12 @@ def start_custodian(
             ),
             audit=audit,
             peer_identity=peer_agency_id,
+            metrics=metrics,
         )
+        if metrics is not None:
+            for served in epochs.refresh():
+                metrics.index_keys.labels(served.epoch_id).set(served.index.key_count)
+            metrics.report_token_use(lambda: _token_use(ledger))
         return create_server(
             address,
             lambda server: custodian_pb2_grpc.add_CustodianServicer_to_server(servicer, server),
@@ -88,6 +108,7 @@ def start_custodian(
             max_workers=max_workers,
             max_message_bytes=config.limits.max_message_bytes,
             closers=(ledger.close, audit.close),
+            call_listeners=[metrics.record_call] if metrics is not None else [],
         )
     except BaseException:
         ledger.close()

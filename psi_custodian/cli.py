@@ -15,7 +15,10 @@ from psi_custodian.rotation import add_rotation_commands
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
     add_audit_commands,
+    add_logging_arguments,
+    add_metrics_arguments,
     add_tls_arguments,
+    metrics_from_args,
     run_cli,
     serve_until_signalled,
     tls_from_args,
@@ -32,11 +35,14 @@ def _init(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     tls = tls_from_args(args, "custodian-server")
-    running = start_custodian(args.state, args.listen, tls=tls, trusted_authorities=args.trust)
-    host = args.listen.rsplit(":", 1)[0]
-    return serve_until_signalled(
-        f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
-    )
+    with metrics_from_args(args, "custodian") as metrics:
+        running = start_custodian(
+            args.state, args.listen, tls=tls, trusted_authorities=args.trust, metrics=metrics
+        )
+        host = args.listen.rsplit(":", 1)[0]
+        return serve_until_signalled(
+            f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
+        )
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -69,6 +75,7 @@ def _info(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="psi-custodian", description=__doc__)
     root.add_argument("-v", "--verbose", action="store_true")
+    add_logging_arguments(root, root=True)
     commands = root.add_subparsers(title="commands")
 
     init = commands.add_parser("init", help="create a state directory and a key epoch")
@@ -89,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
         help="an authority directory or public key to trust (repeatable)",
     )
     add_tls_arguments(serve)
+    add_metrics_arguments(serve)
+    add_logging_arguments(serve)
     serve.set_defaults(handler=_serve)
 
     info = commands.add_parser("info", help="show the epochs and their indexes")

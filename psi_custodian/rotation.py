@@ -32,7 +32,12 @@ from psi_core.policy import AuditLog
 from psi_core.recipes import get_recipe, recipe_ids
 from psi_custodian.app import epoch_event
 from psi_custodian.state import CustodianState
-from psi_rpc.cli import progress_bar
+from psi_rpc.cli import (
+    add_logging_arguments,
+    add_metrics_arguments,
+    metrics_from_args,
+    progress_bar,
+)
 
 
 def _audit(state: CustodianState, event: dict[str, object]) -> None:
@@ -86,15 +91,26 @@ def _build(args: argparse.Namespace, state: CustodianState, epoch_id: str) -> in
     total = count_rows(records)
     what = {"base": "indexed", ADD: "appended", REMOVE: "removed"}[kind]
     with (
+        metrics_from_args(args, "build-index") as metrics,
         progress_bar(total, f"encrypting records ({kind})", unit="rec") as bar,
         _executor(args) as (pool, window),
     ):
+        to_metrics = metrics.progress_callback("build") if metrics else None
+        done = 0
+
+        def progress(records: int) -> None:
+            nonlocal done
+            bar.update(records)
+            done += records
+            if to_metrics:
+                to_metrics(done, total)
+
         options = {
             "executor": pool,
             "max_in_flight": window,
             "batch_rows": args.batch_rows,
             "on_error": args.on_error,
-            "progress": bar.update,
+            "progress": progress,
         }
         if kind == "base":
             recipes = [get_recipe(r) for r in (args.recipe or recipe_ids())]
@@ -233,6 +249,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
     parser.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     parser.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    add_metrics_arguments(parser)
+    add_logging_arguments(parser)
 
 
 def add_rotation_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

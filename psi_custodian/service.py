@@ -8,6 +8,7 @@ writes one audit entry whatever the outcome, and reports failures through
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ from psi_core.protocol import FalsePositiveBound, RequestDigest, openmined
 from psi_custodian.policy import AdmissionPolicy, AdmissionRequest
 from psi_custodian.state import CustodianConfig
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.modes import mode_name
 from psi_rpc.status import grpc_errors
 
@@ -156,6 +158,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         audit: AuditLog,
         peer_identity: PeerIdentity,
         slot_wait_seconds: float = 30.0,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._config = config
         self._limits = config.limits
@@ -163,12 +166,21 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         self._policy = policy
         self._audit = audit
         self._peer_identity = peer_identity
+        self._metrics = metrics
         self._slots = threading.BoundedSemaphore(self._limits.max_concurrent_evaluations)
         self._slot_wait = slot_wait_seconds
         self._classic_cache: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
         self._classic_lock = threading.Lock()
 
     # -- helpers -------------------------------------------------------------------------
+
+    @contextmanager
+    def _reencrypting(self, mode: str, points: int) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        if self._metrics is not None:
+            self._metrics.points_evaluated.labels(mode).inc(points)
+            self._metrics.phase_seconds.labels("reencrypt").observe(time.perf_counter() - started)
 
     @contextmanager
     def _audited(self, kind: str, context: grpc.ServicerContext) -> Iterator[dict[str, Any]]:
@@ -334,9 +346,13 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         reencryptor = served.reencryptor
         if mode == "membership":
             for chunk in chunks:
-                yield custodian_pb2.EvaluateResponse(points=reencryptor.membership(chunk))
+                with self._reencrypting(mode, len(chunk)):
+                    points = reencryptor.membership(chunk)
+                yield custodian_pb2.EvaluateResponse(points=points)
             return
-        answer = reencryptor.cardinality([point for chunk in chunks for point in chunk])
+        received = [point for chunk in chunks for point in chunk]
+        with self._reencrypting(mode, len(received)):
+            answer = reencryptor.cardinality(received)
         step = self._limits.max_points_per_chunk
         for start in range(0, len(answer), step):
             yield custodian_pb2.EvaluateResponse(points=answer[start : start + step])

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from psi_core.errors import PreconditionError
 from psi_core.policy import TlsMaterial
+from psi_rpc.calls import CallListener, CallObserver, log_call
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
@@ -86,17 +87,20 @@ def create_server(
     max_workers: int = 16,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     closers: Sequence[Callable[[], None]] = (),
+    call_listeners: Sequence[CallListener] = (),
 ) -> RunningServer:
     """Start a server on ``address`` with ``register`` adding the services.
 
     ``tls=None`` means plaintext, which is accepted only on a loopback address.
-    ``closers`` run when the server is stopped.
+    ``closers`` run when the server is stopped. Every finished call is written to the
+    access log and passed to each of ``call_listeners`` (the metrics).
     """
     refuse_plaintext_off_loopback(address, tls, "serve")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=max_workers * 4,
+        interceptors=[CallObserver([log_call, *call_listeners])],
     )
     register(server)
     health_servicer = health.HealthServicer()

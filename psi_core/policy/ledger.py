@@ -228,6 +228,16 @@ class AuthorizationLedger(SqliteFile):
         ).fetchone()
         return row is not None
 
+    def newest_tokens(self, limit: int) -> list[tuple[str, LedgerEntry]]:
+        """The ``limit`` most recently charged tokens and their use, newest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT token_id, queries_used, subjects_used, max_queries, max_subjects "
+                f"FROM {_TABLE} ORDER BY last_used DESC, token_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(row[0], _entry(*row[1:])) for row in rows]
+
     def usage(self, token_id: str) -> LedgerEntry | None:
         """The token's use so far (limits as of its last charge), or ``None`` if it was
         never charged."""

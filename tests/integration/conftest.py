@@ -17,6 +17,7 @@ from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
 from psi_core.recipes import RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import RunningServer, create_channel
 from psi_tools.authority import init_authority, issue_authorization
 from psi_tools.dev_pki import init_pki
@@ -70,13 +71,14 @@ class Deployment:
     def agency_client(self) -> AgencyClient:
         return AgencyClient(self.channel(self.agency_address, "case-client"), timeout=30)
 
-    def start_agency(self, state: Path) -> RunningAgency:
+    def start_agency(self, state: Path, metrics: ServiceMetrics | None = None) -> RunningAgency:
         return start_agency(
             state,
             "127.0.0.1:0",
             self.custodian_address,
             server_tls=self.tls("agency-server"),
             custodian_tls=self.tls("agency-client"),
+            metrics=metrics,
         )
 
 
@@ -87,6 +89,8 @@ def make_deployment(
     recipes: tuple[str, ...] | None = None,
     limits: CustodianLimits | None = None,
     clock: Clock = utc_now,
+    custodian_metrics: ServiceMetrics | None = None,
+    agency_metrics: ServiceMetrics | None = None,
 ) -> Deployment:
     pki = init_pki(root / "tls")
     authority = root / "authority"
@@ -107,10 +111,11 @@ def make_deployment(
         tls=load_tls_material(pki.root, "custodian-server"),
         trusted_authorities=[authority],
         clock=clock,
+        metrics=custodian_metrics,
     )
     deployment = Deployment(root, pki, authority, state.root, records, custodian)
     if with_agency:
-        deployment.agency = deployment.start_agency(root / "agency")
+        deployment.agency = deployment.start_agency(root / "agency", agency_metrics)
     return deployment
 
 
