@@ -27,6 +27,7 @@ from psi_core.errors import (
 from psi_core.index import (
     ADD,
     BASE,
+    REMOVE,
     EncryptedIndex,
     IndexManifest,
     ServedEpoch,
@@ -47,7 +48,7 @@ _CLASSIC_CACHE_SIZE = 4
 _KINDS = {
     BASE: custodian_pb2.SEGMENT_KIND_BASE,
     ADD: custodian_pb2.SEGMENT_KIND_ADD,
-    "remove": custodian_pb2.SEGMENT_KIND_REMOVE,
+    REMOVE: custodian_pb2.SEGMENT_KIND_REMOVE,
 }
 
 PeerIdentity = Callable[[grpc.ServicerContext], str | None]
