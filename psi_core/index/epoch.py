@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from psi_core.errors import IntegrityError, InvalidInputError, NotFoundError, PreconditionError
+from psi_core.faults import crash_point
 from psi_core.protocol import P256_ORDER, SCALAR_BYTES, is_valid_scalar
 
 KEY_FILE = "epoch.key"
@@ -312,6 +313,7 @@ class EpochRegistry:
             key = create_epoch(key_dir)
             final_dir = self.root / KEYS_ROOT / key.epoch_id
             os.replace(key_dir, final_dir)
+            crash_point("epoch-create-before-registry")
             now = _iso(self.clock())
             record = EpochRecord(
                 epoch_id=key.epoch_id,
@@ -358,6 +360,7 @@ class EpochRegistry:
                     record = replace(record, state=CURRENT, activated_at=_iso(now))
                     target = record
                 updated.append(record)
+            crash_point("epoch-activate-before-registry")
             self._write(updated)
             return target, previous
 
@@ -381,6 +384,7 @@ class EpochRegistry:
                     retired.append(record)
                 updated.append(record)
             if retired:
+                crash_point("epoch-retire-before-registry")
                 self._write(updated)
             self._destroy_orphans({r.key_dir for r in records})
             return retired

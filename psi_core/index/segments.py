@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from psi_core.errors import IntegrityError, InvalidInputError, PreconditionError
+from psi_core.faults import crash_point
 from psi_core.index.build import KEYS_DIR, BuildReport, Executor, build_index, iter_index_keys
 from psi_core.index.encrypted import (
     ADD,
@@ -228,6 +229,7 @@ def build_segment(
         manifest = replace(report.manifest, kind=kind, seq=seq)
         write_manifest(work, manifest)
         _fsync_tree(work)
+        crash_point("segment-before-publish")
         os.replace(work, epoch_dir / SEGMENTS_DIR / segment_name(manifest))
         return replace(report, manifest=manifest)
 
@@ -236,6 +238,14 @@ def _fsync_tree(directory: Path) -> None:
     for path in (directory / INDEX_FILE, directory / MANIFEST_FILE):
         with path.open("rb") as handle:
             os.fsync(handle.fileno())
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def iter_live_keys(epoch_dir: Path) -> Iterator[str]:
@@ -296,6 +306,8 @@ def compact(epoch_dir: Path) -> IndexManifest:
         )
         _fsync_tree(stage)
         (stage / _COMMIT_MARK).touch()
+        _fsync_directory(stage)
+        crash_point("compact-after-commit")
         del index, values, layers
         recover_compaction(epoch_dir)
         return manifest
