@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,18 +25,30 @@ from psi_core.index import SegmentedIndex, held
 log = logging.getLogger(__name__)
 
 Sync = Callable[[EpochFacts], SegmentedIndex]
+#: An older epoch is used for a new query only if it is served at least this much longer.
+DEFAULT_MIN_REMAINING_SECONDS = 300.0
 
 
 class IndexHolder:
     """Verified index copies per epoch under ``root``, synced on demand or in the background.
 
     ``sync`` downloads what an epoch's copy lacks and opens it; at most one sync per epoch
-    runs at a time.
+    runs at a time. ``clock`` (Unix seconds) and ``min_remaining`` decide whether an older
+    epoch still has time enough left to run a new query on.
     """
 
-    def __init__(self, sync: Sync, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        sync: Sync,
+        root: Path | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        min_remaining: float = DEFAULT_MIN_REMAINING_SECONDS,
+    ) -> None:
         self._sync = sync
         self._root = root
+        self._clock = clock
+        self._min_remaining = min_remaining
         self._indexes: dict[str, SegmentedIndex] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._background: dict[str, threading.Thread] = {}
@@ -101,15 +114,16 @@ class IndexHolder:
         """The epoch a new query should use, and its synced copy.
 
         The current epoch if its base is here; else an older served epoch whose base is
-        here, while the current one downloads in the background; else the current one,
-        downloaded now.
+        here and that is served for at least ``min_remaining`` more seconds, while the
+        current one downloads in the background; else the current one, downloaded now.
         """
         self.prune(facts)
         current = facts.current
         if self.holds_base(current):
             return current, self.sync(current)
+        deadline = self._clock() + self._min_remaining
         for older in facts.served[1:]:
-            if self.holds_base(older):
+            if older.ends_at > deadline and self.holds_base(older):
                 self.sync_in_background(current)
                 return older, self.sync(older)
         return current, self.sync(current)

@@ -3,9 +3,11 @@
 The agency downloads the index as a stream of chunks. ``IndexDownload`` appends each
 chunk to ``fingerprints.u64.partial`` after checking that it starts where the file ends,
 is a whole number of fingerprints and does not run past the announced size. A restart
-resumes from the partial file's length. ``finish`` checks the SHA-256 against the digest
-the custodian announced and that the fingerprints are strictly increasing (an unsorted
-index would make lookups silently wrong), then publishes the index atomically.
+resumes from the partial file's length, unless the partial file was begun for another
+digest (the custodian compacted or rebuilt meanwhile): then it starts over. ``finish``
+checks the SHA-256 against the digest the custodian announced and that the fingerprints
+are strictly increasing (an unsorted index would make lookups silently wrong), then
+publishes the index atomically.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from psi_core.index.encrypted import INDEX_FILE, EncryptedIndex, IndexManifest, 
 from psi_core.protocol import FINGERPRINT_BYTES, INDEX_DTYPE, is_strictly_increasing
 
 PARTIAL_SUFFIX = ".partial"
+#: Beside a partial file: the SHA-256 (hex) of the file it is becoming.
+TARGET_SUFFIX = ".target"
 
 
 class IndexDownload:
@@ -34,7 +38,11 @@ class IndexDownload:
         self.directory = directory
         self.expected = expected
         self.partial = directory / (INDEX_FILE + PARTIAL_SUFFIX)
+        self._target = directory / (INDEX_FILE + PARTIAL_SUFFIX + TARGET_SUFFIX)
         directory.mkdir(parents=True, exist_ok=True)
+        if self._target.exists() and self._target.read_text().strip() != expected.sha256:
+            self.partial.unlink(missing_ok=True)
+        self._target.write_text(expected.sha256 + "\n")
         self._truncate_to_whole_fingerprints()
 
     def _truncate_to_whole_fingerprints(self) -> None:
@@ -70,6 +78,7 @@ class IndexDownload:
 
     def discard(self) -> None:
         self.partial.unlink(missing_ok=True)
+        self._target.unlink(missing_ok=True)
 
     def finish(self) -> EncryptedIndex:
         """Verify the whole file and publish it; a failed check discards the download."""
@@ -88,4 +97,5 @@ class IndexDownload:
             os.fsync(handle.fileno())
         os.replace(self.partial, self.directory / INDEX_FILE)
         write_manifest(self.directory, self.expected)
+        self._target.unlink(missing_ok=True)
         return EncryptedIndex.open(self.directory, verify_digest=False)

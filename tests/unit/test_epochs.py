@@ -26,6 +26,7 @@ from psi_core.index import (
     RETIRED,
     RETIRING,
     EpochRegistry,
+    IndexDownload,
     IndexManifest,
     SegmentedIndex,
     ServedEpochs,
@@ -497,3 +498,14 @@ def test_all_recipes_are_kept_by_segments(tmp_path):
     report = _segment(tmp_path, directory, key, records[10:], ADD, "a")
     assert report.manifest.recipes == ("tin_v1", "name_dob_v1")
     assert report.keys_encrypted == 20
+
+
+def test_a_partial_download_for_another_digest_starts_over(tmp_path):
+    """After a compaction the base's digest changes: a partial copy of the old base is not
+    resumed (it would only fail the digest check at the end), but one of the same is."""
+    old = IndexManifest("e", ("tin_v1",), 4, 4, 32, "a" * 64)
+    download = IndexDownload(tmp_path, old)
+    download.append(0, bytes(16))
+    assert IndexDownload(tmp_path, old).offset == 16
+    new = IndexManifest("e", ("tin_v1",), 4, 4, 32, "b" * 64)
+    assert IndexDownload(tmp_path, new).offset == 0
