@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,6 +85,9 @@ def start_custodian(
 
         def retired(record: EpochRecord) -> None:
             audit.append(epoch_event("epoch_retired", record, by="service"))
+            if metrics is not None:
+                with contextlib.suppress(KeyError):
+                    metrics.index_keys.remove(record.epoch_id)
 
         epochs = ServedEpochs(state.registry(clock), on_retired=retired)
         servicer = CustodianServicer(

@@ -247,6 +247,9 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     @grpc_errors
     def GetInfo(self, request: custodian_pb2.GetInfoRequest, context: grpc.ServicerContext) -> Any:
         served = self._epochs.refresh()
+        if self._metrics is not None:
+            for epoch in served:
+                self._metrics.index_keys.labels(epoch.epoch_id).set(epoch.index.key_count)
         manifest = served[0].index.manifest
         bound = FalsePositiveBound.for_query(served[0].index.key_count, 1)
         return custodian_pb2.CustodianInfo(

@@ -33,6 +33,7 @@ from psi_custodian.app import start_custodian
 from psi_custodian.cli import main as custodian_cli
 from psi_custodian.state import CustodianState
 from psi_proto.v1 import agency_pb2, common_pb2, custodian_pb2, custodian_pb2_grpc
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.modes import MODE_ENUMS
 from psi_rpc.server import create_channel, create_server
 from psi_tools.authority import init_authority
@@ -537,3 +538,24 @@ def test_the_poller_fetches_a_new_epoch_before_any_query_needs_it(deployment, cl
     assert (deployment.root / "agency" / "index" / new / INDEX_FILE).exists()
     status, matches = _query(deployment, deployment.records[:5])
     assert status.epoch_id == new and len(matches) == 5
+
+
+def test_the_index_keys_gauge_follows_rotation(tmp_path, clock):
+    """psi_index_keys has one series per served epoch; a retired epoch's series goes."""
+    metrics = ServiceMetrics("custodian")
+    deployment = make_deployment(
+        tmp_path, recipes=("tin_v1",), clock=clock, with_agency=False, custodian_metrics=metrics
+    )
+    try:
+        old, new = _rotate(deployment, "1h", clock)
+        stub = _stub(deployment)
+        stub.GetInfo(custodian_pb2.GetInfoRequest(), timeout=30)
+        value = metrics.registry.get_sample_value
+        assert value("psi_index_keys", {"epoch": old}) == 300
+        assert value("psi_index_keys", {"epoch": new}) == 300
+        clock.advance(hours=2)
+        stub.GetInfo(custodian_pb2.GetInfoRequest(), timeout=30)
+        assert value("psi_index_keys", {"epoch": old}) is None
+        assert value("psi_index_keys", {"epoch": new}) == 300
+    finally:
+        tear_down(deployment)
