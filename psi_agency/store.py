@@ -14,11 +14,10 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from psi_core.errors import InvalidInputError, NotFoundError
-from psi_core.io import SUBJECT_COLUMNS
+from psi_core.io import SUBJECT_COLUMNS, utc_timestamp
 from psi_core.policy import SqliteFile
 
 SUBJECT_FIELDS = SUBJECT_COLUMNS
@@ -70,7 +69,7 @@ CREATE TABLE IF NOT EXISTS matches (
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return utc_timestamp(timespec="milliseconds")
 
 
 def _query_update(query_id: str, fields: dict[str, object]) -> tuple[str, tuple[object, ...]]:

@@ -18,8 +18,9 @@ from psi_core.policy import (
 )
 from psi_custodian.policy import AuthorizationPolicy
 from psi_custodian.service import CustodianServicer
-from psi_custodian.state import CustodianState
+from psi_custodian.state import CustodianLimits, CustodianState
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
+from psi_rpc.limits import CallCap
 from psi_rpc.metrics import MAX_TOKENS, ServiceMetrics, TokenUse
 from psi_rpc.server import (
     RunningServer,
@@ -46,6 +47,27 @@ def epoch_event(kind: str, record: EpochRecord, **extra: object) -> dict[str, ob
             event[name] = value
     event.update(extra)
     return event
+
+
+def custodian_call_caps(limits: CustodianLimits) -> list[CallCap]:
+    """How many calls of each kind the custodian serves at once (see psi_rpc.limits)."""
+    method = f"/{SERVICE_NAME}/"
+    return [
+        CallCap("FetchIndex", limits.max_concurrent_fetches, (method + "FetchIndex",)),
+        CallCap("Evaluate", limits.max_concurrent_evaluate_calls, (method + "Evaluate",)),
+        CallCap(
+            "classic",
+            limits.max_concurrent_classic_calls,
+            (method + "GetClassicSetup", method + "ProcessClassicRequest"),
+        ),
+        CallCap(
+            "reflection",
+            limits.max_concurrent_reflection_calls,
+            ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/"),
+        ),
+        CallCap("health", limits.max_concurrent_health_calls, ("/grpc.health.v1.Health/",)),
+        CallCap("other", limits.max_concurrent_other_calls, ("",)),
+    ]
 
 
 def _token_use(ledger: AuthorizationLedger) -> list[TokenUse]:
@@ -80,7 +102,11 @@ def start_custodian(
     config = state.config()
     trusted = TrustedAuthorities.load(list(trusted_authorities))
     ledger = AuthorizationLedger(state.database)
-    audit = AuditLog(state.database)
+    try:
+        audit = AuditLog(state.database, share=ledger)
+    except BaseException:
+        ledger.close()
+        raise
     try:
 
         def retired(record: EpochRecord) -> None:
@@ -94,7 +120,7 @@ def start_custodian(
             config=config,
             epochs=epochs,
             policy=AuthorizationPolicy(
-                custodian_id=config.custodian_id, trusted=trusted, ledger=ledger
+                custodian_id=config.custodian_id, trusted=trusted, ledger=ledger, audit=audit
             ),
             audit=audit,
             peer_identity=peer_agency_id,
@@ -111,8 +137,9 @@ def start_custodian(
             tls=tls,
             max_workers=max_workers,
             max_message_bytes=config.limits.max_message_bytes,
-            closers=(ledger.close, audit.close),
+            closers=(ledger.close,),
             call_listeners=[metrics.record_call] if metrics is not None else [],
+            call_caps=custodian_call_caps(config.limits),
         )
     except BaseException:
         ledger.close()

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from psi_core.errors import PsiError
 from psi_core.index import list_segments, read_manifest
 from psi_custodian.app import start_custodian
 from psi_custodian.rotation import add_rotation_commands
@@ -52,17 +51,25 @@ def _info(args: argparse.Namespace) -> int:
     for record in state.registry().records():
         if record.state == "retired":
             continue
+        state.epoch(record.epoch_id)
         ends = f", served until {record.ends_at}" if record.ends_at else ""
         print(f"epoch {record.epoch_id}: {record.state} (created {record.created_at}{ends})")
-        try:
-            manifest = read_manifest(state.index_dir(record.epoch_id))
-        except PsiError:
+        if not (state.index_dir(record.epoch_id) / "manifest.json").exists():
             print("  no index built")
             continue
+        manifest = read_manifest(state.index_dir(record.epoch_id))
         print(
             f"  base: {manifest.record_count:,} records, {manifest.key_count:,} keys, "
             f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
             f"sha256 {manifest.sha256}"
+        )
+        print(
+            "  classic setup (stock openmined-psi clients): "
+            + (
+                "available; plaintext keys kept in keys/"
+                if manifest.classic_setup_available
+                else "off (no plaintext keys kept; rebuild with --classic-keys to offer it)"
+            )
         )
         for segment in list_segments(state.index_dir(record.epoch_id)):
             print(

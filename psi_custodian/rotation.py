@@ -86,8 +86,11 @@ def _build(args: argparse.Namespace, state: CustodianState, epoch_id: str) -> in
         records, kind = args.append, ADD
     elif getattr(args, "remove", None):
         records, kind = args.remove, REMOVE
-    if kind != "base" and args.recipe:
-        raise InvalidInputError("a segment uses the base index's recipes; drop --recipe")
+    if kind != "base" and (args.recipe or args.classic_keys):
+        raise InvalidInputError(
+            "a segment uses the base index's recipes and classic-key choice; "
+            "drop --recipe and --classic-keys"
+        )
     total = count_rows(records)
     what = {"base": "indexed", ADD: "appended", REMOVE: "removed"}[kind]
     with (
@@ -114,7 +117,14 @@ def _build(args: argparse.Namespace, state: CustodianState, epoch_id: str) -> in
         }
         if kind == "base":
             recipes = [get_recipe(r) for r in (args.recipe or recipe_ids())]
-            report = build_index(records, index_dir, epoch, recipes, **options)  # type: ignore[arg-type]
+            report = build_index(
+                records,
+                index_dir,
+                epoch,
+                recipes,
+                classic_keys=args.classic_keys,
+                **options,  # type: ignore[arg-type]
+            )
         else:
             report = build_segment(records, index_dir, epoch, kind, **options)  # type: ignore[arg-type]
     _report(report, what)
@@ -249,6 +259,13 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
     parser.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     parser.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    parser.add_argument(
+        "--classic-keys",
+        action="store_true",
+        help="also keep every plaintext key string (names, addresses, TINs) in the state "
+        "directory, so that stock openmined-psi clients can use GetClassicSetup; off by "
+        "default (see docs/THREAT_MODEL.md). Segments follow the base's choice",
+    )
     add_metrics_arguments(parser)
     add_logging_arguments(parser)
 

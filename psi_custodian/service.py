@@ -2,11 +2,14 @@
 
 Every handler validates what arrived, asks the admission policy before any curve work,
 writes one audit entry whatever the outcome, and reports failures through
-``psi_rpc.status`` (never a stack trace, key or point).
+``psi_rpc.status`` (never a stack trace, key or point). A request that is admitted has a
+second entry, "admitted", written by the policy in the transaction of its charge, so a
+crash between the charge and the answer leaves the charge audited.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -16,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from psi_core import faults
 from psi_core.errors import (
     BudgetExhaustedError,
     InvalidInputError,
@@ -23,6 +27,7 @@ from psi_core.errors import (
     NotFoundError,
     PreconditionError,
     PsiError,
+    shown,
 )
 from psi_core.index import (
     ADD,
@@ -32,11 +37,16 @@ from psi_core.index import (
     IndexManifest,
     ServedEpoch,
     ServedEpochs,
-    iter_live_keys,
     parse_time,
 )
 from psi_core.policy import DEFAULT_MAX_TOKEN_BYTES, AuditLog, RequestKey, read_claims_unverified
-from psi_core.protocol import FalsePositiveBound, RequestDigest, openmined
+from psi_core.protocol import (
+    FalsePositiveBound,
+    RequestDigest,
+    classic_setup_size_bound,
+    openmined,
+)
+from psi_custodian.classic import ClassicJob, build_in_child
 from psi_custodian.policy import AdmissionPolicy, AdmissionRequest
 from psi_custodian.state import CustodianConfig
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
@@ -45,6 +55,8 @@ from psi_rpc.modes import mode_name
 from psi_rpc.status import grpc_errors
 
 _CLASSIC_CACHE_SIZE = 4
+#: A ClassicSetup message around its server_setup: two tags and two lengths.
+_CLASSIC_FRAMING_BYTES = 32
 _KINDS = {
     BASE: custodian_pb2.SEGMENT_KIND_BASE,
     ADD: custodian_pb2.SEGMENT_KIND_ADD,
@@ -192,6 +204,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         """
         event: dict[str, Any] = {
             "kind": kind,
+            "request": secrets.token_hex(8),
             "peer": self._peer_identity(context) or "(plaintext)",
         }
         try:
@@ -234,7 +247,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         recipes = served.index.manifest.recipes
         if recipe not in recipes:
             raise PreconditionError(
-                f"recipe {recipe[:64]!r} is not in this custodian's index; it holds "
+                f"recipe {shown(recipe)} is not in this custodian's index; it holds "
                 f"{', '.join(recipes)}"
             )
 
@@ -265,10 +278,13 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 max_points_per_chunk=self._limits.max_points_per_chunk,
                 max_message_bytes=self._limits.max_message_bytes,
                 max_concurrent_evaluations=self._limits.max_concurrent_evaluations,
+                max_replays_per_token=self._limits.max_replays_per_token,
+                max_classic_setups_per_token=self._limits.max_classic_setups_per_token,
             ),
             false_positive_bound=common_pb2.FalsePositiveBound(
                 per_subject=bound.per_subject, fingerprint_bits=bound.fingerprint_bits
             ),
+            classic_setup_available=manifest.classic_setup_available,
             epochs=[_epoch_info(epoch) for epoch in served],
         )
 
@@ -276,7 +292,10 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     def FetchIndex(
         self, request: custodian_pb2.FetchIndexRequest, context: grpc.ServicerContext
     ) -> Iterator[custodian_pb2.IndexChunk]:
-        with self._audited("fetch_index", context) as event:
+        with (
+            self._audited("fetch_index", context) as event,
+            Watchdog(lambda: _time_out(event, context)) as watchdog,
+        ):
             event.update(offset=request.offset, segment=request.segment)
             if not request.epoch_id:
                 raise PreconditionError("name the epoch to fetch (call GetInfo for its id)")
@@ -286,7 +305,10 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             size = piece.manifest.size_bytes
             if request.offset % 8 or request.offset > size:
                 raise InvalidInputError(f"offset must be a multiple of 8 between 0 and {size}")
+            # gRPC waits, in this thread, for the reader to take each chunk: a reader that
+            # stops reading is cancelled once no chunk has gone out for a while.
             for offset, data in piece.read_chunks(request.offset, self._limits.index_chunk_bytes):
+                watchdog.arm(self._limits.fetch_progress_seconds)
                 yield custodian_pb2.IndexChunk(offset=offset, data=data)
 
     @grpc_errors
@@ -328,8 +350,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                         mode=mode,
                         peer_agency_id=self._peer_identity(context),
                         replay_of=replay_of,
+                        max_replays=limits.max_replays_per_token,
+                        audit_event=dict(event),
                     )
                 )
+                faults.point("after_charge")
                 event.update(
                     token_id=admission.token_id,
                     case_id=admission.case_id,
@@ -429,19 +454,31 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     def GetClassicSetup(
         self, request: custodian_pb2.ClassicSetupRequest, context: grpc.ServicerContext
     ) -> Any:
-        with self._audited("classic_setup", context) as event:
+        limits = self._limits
+        with (
+            self._audited("classic_setup", context) as event,
+            Watchdog(lambda: _time_out(event, context)) as watchdog,
+        ):
             self._check_authorization_field(request.authorization)
             served = self._served(request.epoch_id)
             event["epoch_id"] = served.epoch_id
+            if not served.index.classic_setup_available:
+                raise PreconditionError(
+                    "this custodian does not offer the classic openmined-psi setup: its "
+                    "index was built without plaintext keys. Use Evaluate, or ask the "
+                    "custodian to rebuild with `psi-custodian build-index --classic-keys` "
+                    "(which keeps every plaintext key; see docs/THREAT_MODEL.md)"
+                )
             if request.recipe:
                 self._check_recipe(request.recipe, served)
-            most = self._limits.max_classic_client_inputs
+            most = limits.max_classic_client_inputs
             if not 1 <= request.num_client_inputs <= most:
                 raise InvalidInputError(f"num_client_inputs must be between 1 and {most}")
             if not 0.0 < request.fpr < 1.0:
                 raise InvalidInputError("fpr must be strictly between 0 and 1")
             event.update(subjects=request.num_client_inputs, recipe=request.recipe or "*")
             _record_claims(event, request.authorization)
+            self._check_classic_size(request, served)
             admission = self._policy.admit(
                 AdmissionRequest(
                     kind="classic_setup",
@@ -450,37 +487,74 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                     mode="membership",
                     peer_agency_id=self._peer_identity(context),
                     charge=False,
+                    count_use=(
+                        "classic_setup",
+                        limits.max_classic_setups_per_token,
+                        "classic setups",
+                    ),
+                    audit_event=dict(event),
                 )
             )
+            faults.point("after_charge")
             event.update(token_id=admission.token_id, case_id=admission.case_id, verified=True)
-            openmined.classic_setup_size_check(
-                served.index.key_count, request.fpr, request.num_client_inputs
-            )
+            watchdog.arm(limits.classic_setup_seconds)
+            cancelled = threading.Event()
+            if not context.add_callback(cancelled.set):
+                cancelled.set()
             setup = self._classic_setup(
-                served, request.fpr, request.num_client_inputs, request.recipe
+                served, request.fpr, request.num_client_inputs, request.recipe, cancelled
             )
             return custodian_pb2.ClassicSetup(server_setup=setup, epoch_id=served.epoch_id)
 
+    def _check_classic_size(
+        self, request: custodian_pb2.ClassicSetupRequest, served: ServedEpoch
+    ) -> None:
+        """Refuse, before any work, a setup the library cannot build or gRPC cannot send."""
+        keys = served.index.classic_key_count(request.recipe)
+        bound = (
+            classic_setup_size_bound(keys, request.fpr, request.num_client_inputs)
+            + _CLASSIC_FRAMING_BYTES
+            + len(served.epoch_id)
+        )
+        most = self._limits.max_message_bytes
+        if bound > most:
+            raise PreconditionError(
+                f"the classic setup over {keys:,} keys could be up to {bound:,} bytes, over "
+                f"this custodian's max_message_bytes ({most:,}); ask for one recipe, a larger "
+                f"fpr or fewer num_client_inputs, or use Evaluate"
+            )
+
     def _classic_setup(
-        self, served: ServedEpoch, fpr: float, num_client_inputs: int, recipe: str
+        self,
+        served: ServedEpoch,
+        fpr: float,
+        num_client_inputs: int,
+        recipe: str,
+        cancelled: threading.Event,
     ) -> bytes:
+        """The setup from the cache, or built in a child process that ``cancelled`` kills,
+        holding an evaluation slot while it runs.
+
+        One is built at a time (each reads every kept key); a call that finds another being
+        built waits as long as for an evaluation slot, and holds no slot while it waits.
+        """
         cache_key = (served.epoch_id, served.index.version, fpr, num_client_inputs, recipe)
-        with self._classic_lock:
+        if not self._classic_lock.acquire(timeout=self._slot_wait):
+            raise BudgetExhaustedError("another classic setup is being built; retry later")
+        try:
             cached = self._classic_cache.get(cache_key)
             if cached is not None:
                 self._classic_cache.move_to_end(cache_key)
                 return cached
-            prefix = recipe + "|"
-            keys = [
-                key
-                for key in iter_live_keys(served.directory)
-                if not recipe or key.startswith(prefix)
-            ]
-            setup = openmined.classic_setup(served.key.secret, keys, fpr, num_client_inputs)
+            job = ClassicJob(served.directory, recipe, served.key.secret, fpr, num_client_inputs)
+            with self._evaluation_slot():
+                setup = build_in_child(job, cancelled)
             self._classic_cache[cache_key] = setup
             while len(self._classic_cache) > _CLASSIC_CACHE_SIZE:
                 self._classic_cache.popitem(last=False)
             return setup
+        finally:
+            self._classic_lock.release()
 
     @grpc_errors
     def ProcessClassicRequest(
@@ -502,8 +576,10 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                         subjects=len(points),
                         mode="membership",
                         peer_agency_id=self._peer_identity(context),
+                        audit_event=dict(event),
                     )
                 )
+                faults.point("after_charge")
                 event.update(token_id=admission.token_id, case_id=admission.case_id, verified=True)
                 answer = served.reencryptor.membership(points)
             return custodian_pb2.ClassicResponse(

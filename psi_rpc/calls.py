@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["CallListener", "CallObserver", "log_call"]
+__all__ = ["CallListener", "CallObserver", "log_call", "rewrapped"]
 
 CallListener = Callable[[str, str, float], None]
 access_log = logging.getLogger("psi_rpc.access")
@@ -48,24 +48,10 @@ class CallObserver(grpc.ServerInterceptor):
         if handler is None:
             return None
         record = self._recorder(_method_name(handler_call_details.method))
-        serializers = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, record), **serializers
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, record), **serializers
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, record), **serializers
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, record), **serializers
+        return rewrapped(
+            handler,
+            lambda behaviour: _wrap_unary(behaviour, record),
+            lambda behaviour: _wrap_stream(behaviour, record),
         )
 
     def _recorder(self, method: str) -> Callable[[grpc.ServicerContext, float, bool], None]:
@@ -75,6 +61,29 @@ class CallObserver(grpc.ServerInterceptor):
                 listener(method, code, seconds)
 
         return record
+
+
+Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+
+
+def rewrapped(
+    handler: grpc.RpcMethodHandler,
+    unary: Callable[[Behaviour], Behaviour],
+    streaming: Callable[[Behaviour], Behaviour],
+) -> grpc.RpcMethodHandler:
+    """``handler`` with its behaviour wrapped: by ``unary`` when the answer is one message,
+    by ``streaming`` when it is a stream (the wrapper is then a generator)."""
+    serializers = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **serializers)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **serializers)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **serializers)
+    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **serializers)
 
 
 def _method_name(full_method: str) -> str:

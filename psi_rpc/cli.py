@@ -48,6 +48,10 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     except PsiError as exc:
         print(f"error ({exc.status}): {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error (FAILED_PRECONDITION): {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -151,6 +155,14 @@ def verify_audit(database: Path) -> int:
         head = log.head()
     if result.ok:
         print(f"audit log intact: {result.entries_checked} entries; head {head[0]} {head[1]}")
+        if result.unfinished:
+            print(
+                f"warning: {len(result.unfinished)} admitted request(s) have no outcome entry "
+                f"(charged, then the service stopped before it answered, or still running): "
+                f"entries {', '.join(map(str, result.unfinished[:20]))}"
+                f"{' ...' if len(result.unfinished) > 20 else ''}",
+                file=sys.stderr,
+            )
         return 0
     print(f"audit log BROKEN at entry {result.first_bad_seq}: {result.reason}", file=sys.stderr)
     return EXIT_ERROR
@@ -159,8 +171,11 @@ def verify_audit(database: Path) -> int:
 def export_audit(database: Path, out: Path) -> int:
     """Write the transparency summary (per case; no subject data)."""
     with AuditLog(database) as log:
-        log.export_summary(out)
-    print(f"wrote transparency summary to {out}")
+        summary = log.export_summary(out)
+    print(
+        f"wrote transparency summary to {out}: {summary['entries']} entries, "
+        f"{summary['unfinished']} admitted request(s) without an outcome"
+    )
     return 0
 
 

@@ -27,8 +27,16 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from psi_core.errors import IntegrityError, InvalidInputError, NotFoundError, PreconditionError
-from psi_core.faults import crash_point
+from psi_core.errors import (
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    PreconditionError,
+    shown,
+)
+from psi_core.faults import point as crash_point
+from psi_core.io.atomic import utc_timestamp, write_file_atomically
+from psi_core.io.jsonfile import read_json_object
 from psi_core.protocol import P256_ORDER, SCALAR_BYTES, is_valid_scalar
 
 KEY_FILE = "epoch.key"
@@ -66,13 +74,12 @@ def create_epoch(directory: Path) -> EpochKey:
     secret = scalar.to_bytes(SCALAR_BYTES, "big")
     key = EpochKey(
         epoch_id=secrets.token_hex(8),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=utc_timestamp(timespec="seconds"),
         secret=secret,
     )
-    meta_tmp = directory / (META_FILE + ".tmp")
-    meta_tmp.write_text(json.dumps({"epoch_id": key.epoch_id, "created_at": key.created_at}) + "\n")
+    meta = json.dumps({"epoch_id": key.epoch_id, "created_at": key.created_at}) + "\n"
     _write_private(directory / KEY_FILE, secret.hex().encode() + b"\n")
-    os.replace(meta_tmp, directory / META_FILE)
+    write_file_atomically(directory / META_FILE, meta.encode("utf-8"), 0o644)
     return key
 
 
@@ -87,11 +94,16 @@ def load_epoch(directory: Path) -> EpochKey:
             f"{key_path} has mode {mode:o}; the epoch key must be private (chmod 600 it)"
         )
     try:
-        secret = bytes.fromhex(key_path.read_text().strip())
-        meta = json.loads(meta_path.read_text())
-        epoch_id, created_at = str(meta["epoch_id"]), str(meta["created_at"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"the epoch files in {directory} are damaged") from exc
+        secret = bytes.fromhex(key_path.read_text(encoding="utf-8").strip())
+    except ValueError:
+        raise IntegrityError(f"{key_path}: the epoch key is damaged: not 64 hex digits") from None
+    meta = read_json_object(meta_path, "epoch description")
+    epoch_id, created_at = meta.get("epoch_id"), meta.get("created_at")
+    if not isinstance(epoch_id, str) or not isinstance(created_at, str):
+        raise IntegrityError(
+            f"{meta_path}: the epoch description is damaged: epoch_id and created_at must "
+            "be strings"
+        )
     if not is_valid_scalar(secret):
         raise IntegrityError(f"{key_path} does not hold a valid P-256 scalar")
     return EpochKey(epoch_id=epoch_id, created_at=created_at, secret=secret)
@@ -227,11 +239,22 @@ class EpochRegistry:
         return self._read()
 
     def _read(self) -> list[EpochRecord]:
+        data = read_json_object(self._path, "epoch registry")
+        entries = data.get("epochs")
         try:
-            data = json.loads(self._path.read_text())
-            return [EpochRecord(**entry) for entry in data["epochs"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"{self._path} is damaged") from exc
+            if not isinstance(entries, list):
+                raise TypeError("epochs must be a list")
+            records = [EpochRecord(**entry) for entry in entries]
+            for record in records:
+                if record.state not in (PENDING, CURRENT, RETIRING, RETIRED):
+                    raise ValueError(f"unknown state {shown(record.state, 16)}")
+                if record.state == RETIRING:
+                    parse_time(record.ends_at)
+        except (ValueError, TypeError) as exc:
+            raise IntegrityError(
+                f"{self._path}: the epoch registry is damaged: {shown(str(exc), 120)}"
+            ) from None
+        return records
 
     def _load_or_adopt(self) -> list[EpochRecord]:
         if self._path.exists():

@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from psi_core.errors import IntegrityError, InvalidInputError, PreconditionError
-from psi_core.faults import crash_point
+from psi_core.faults import point as crash_point
 from psi_core.index.build import KEYS_DIR, BuildReport, Executor, build_index, iter_index_keys
 from psi_core.index.encrypted import (
     ADD,
@@ -174,6 +174,18 @@ class SegmentedIndex:
     def false_positive_bound(self) -> float:
         return self.key_count / 2.0**FINGERPRINT_BITS
 
+    @property
+    def classic_setup_available(self) -> bool:
+        """Whether plaintext keys were kept (``build-index --classic-keys``) for the base."""
+        return self.base.manifest.classic_setup_available
+
+    def classic_key_count(self, recipe: str) -> int:
+        """Kept key strings for ``recipe`` ("" for all) in the base and add segments: an
+        upper bound on what a classic setup holds (removals only shrink it)."""
+        return self.base.manifest.classic_key_count(recipe) + sum(
+            s.manifest.classic_key_count(recipe) for s in self.segments if s.manifest.kind == ADD
+        )
+
     def contains(self, probes: Fingerprints) -> object:
         """Boolean mask: which probe fingerprints are live (base + deltas − removals)."""
         layers = [(s.manifest.kind == ADD, s.values) for s in self.segments]
@@ -225,6 +237,7 @@ def build_segment(
             batch_rows=batch_rows,
             on_error=on_error,
             progress=progress,
+            classic_keys=base.classic_setup_available,
         )
         manifest = replace(report.manifest, kind=kind, seq=seq)
         write_manifest(work, manifest)
@@ -290,20 +303,29 @@ def compact(epoch_dir: Path) -> IndexManifest:
         values = fingerprint.apply_layers(index.base.values, layers)
         stage = epoch_dir / _COMPACT_DIR
         shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        counts = None
+        if index.classic_setup_available:
+            live = list(iter_live_keys(epoch_dir))
+            counts_by_recipe = dict.fromkeys(index.manifest.recipes, 0)
+            for key in live:
+                recipe = key.split("|", 1)[0]
+                if recipe in counts_by_recipe:
+                    counts_by_recipe[recipe] += 1
+            counts = tuple(sorted(counts_by_recipe.items()))
+            keys_dir = stage / KEYS_DIR
+            keys_dir.mkdir()
+            (keys_dir / "shard-000000.keys").write_text("\n".join(live), encoding="utf-8")
         manifest = write_index(
             stage,
             values,
             epoch_id=index.epoch_id,
             recipes=index.manifest.recipes,
             record_count=index.record_count,
+            classic_keys=counts,
         )
         manifest = replace(manifest, seq=index.segments[-1].manifest.seq)
         write_manifest(stage, manifest)
-        keys_dir = stage / KEYS_DIR
-        keys_dir.mkdir()
-        (keys_dir / "shard-000000.keys").write_text(
-            "\n".join(iter_live_keys(epoch_dir)), encoding="utf-8"
-        )
         _fsync_tree(stage)
         (stage / _COMMIT_MARK).touch()
         _fsync_directory(stage)
@@ -321,8 +343,9 @@ def recover_compaction(epoch_dir: Path) -> None:
     if not (stage / _COMMIT_MARK).exists():
         shutil.rmtree(stage)
         return
-    if (stage / KEYS_DIR).exists():
+    if (stage / MANIFEST_FILE).exists():
         shutil.rmtree(epoch_dir / KEYS_DIR, ignore_errors=True)
+    if (stage / KEYS_DIR).exists():
         os.replace(stage / KEYS_DIR, epoch_dir / KEYS_DIR)
     if (stage / INDEX_FILE).exists():
         os.replace(stage / INDEX_FILE, epoch_dir / INDEX_FILE)

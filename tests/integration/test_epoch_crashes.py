@@ -1,6 +1,6 @@
 """kill -9 of the custodian's CLI mid-epoch-switch and mid-update, while the service runs.
 
-Each case runs a real ``psi-custodian`` process with ``PSI_CRASH_AT`` naming a crash point
+Each case runs a real ``psi-custodian`` process with ``PSI_FAULT=<point>:kill``
 (``psi_core.faults``): the process SIGKILLs itself there, as ``kill -9`` would. Then the
 running service, a restart, or the next command must find a consistent state: nothing that
 was finished is lost, the old key is not left behind, queries return the right matches and
@@ -40,7 +40,7 @@ def _killed_at(point: str, *args: str) -> None:
     """Run ``psi-custodian ARGS`` and require that it died by SIGKILL at ``point``."""
     result = subprocess.run(
         [sys.executable, "-m", "psi_custodian.cli", *args],
-        env={**os.environ, "PSI_CRASH_AT": point},
+        env={**os.environ, "PSI_FAULT": f"{point}:kill"},
         capture_output=True,
         text=True,
         timeout=300,
@@ -196,6 +196,6 @@ def _restart_custodian(deployment: Deployment) -> None:
 def test_crash_points_are_inert_without_the_variable(tmp_path: Path):
     """Outside tests no crash point fires (the variable names no point)."""
     registry = EpochRegistry(tmp_path)
-    assert os.environ.get("PSI_CRASH_AT") is None
+    assert os.environ.get("PSI_FAULT") is None
     registry.create(current=True)
     assert len(registry.records()) == 1

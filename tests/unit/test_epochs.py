@@ -318,7 +318,12 @@ def epoch_index(tmp_path):
     records = make_records(90, seed=5)
     directory = tmp_path / "index"
     build_index(
-        write_records(tmp_path / "base.parquet", records[:60]), directory, key, [TIN], batch_rows=25
+        write_records(tmp_path / "base.parquet", records[:60]),
+        directory,
+        key,
+        [TIN],
+        batch_rows=25,
+        classic_keys=True,
     )
     return key, records, directory
 
@@ -509,3 +514,16 @@ def test_a_partial_download_for_another_digest_starts_over(tmp_path):
     assert IndexDownload(tmp_path, old).offset == 16
     new = IndexManifest("e", ("tin_v1",), 4, 4, 32, "b" * 64)
     assert IndexDownload(tmp_path, new).offset == 0
+
+
+def test_segments_and_compaction_keep_no_plaintext_keys_unless_the_base_does(tmp_path):
+    """Without --classic-keys no keys/ appears anywhere, through append and compaction."""
+    key = create_epoch(tmp_path / "key")
+    records = make_records(30, seed=12)
+    directory = tmp_path / "index"
+    build_index(write_records(tmp_path / "b.parquet", records[:20]), directory, key, [TIN])
+    _segment(tmp_path, directory, key, records[20:], ADD, "a")
+    assert not list(directory.rglob("keys"))
+    manifest = compact(directory)
+    assert manifest.classic_keys is None and not list(directory.rglob("keys"))
+    assert all(_live(directory, key, records))
