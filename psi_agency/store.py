@@ -5,7 +5,9 @@ so a restart finds every accepted query and re-runs the ones that had not finish
 Matches are written in the same transaction that marks the query SUCCEEDED: a query
 is either done with all its matches or not done. A query's blinding scalar is kept only
 while the query is unfinished, so that a re-run after a restart sends the same points
-(and the custodian need not charge it again); it is deleted when the query ends.
+(and the custodian need not charge it again); it is deleted when the query ends. A query
+that waits to be tried again (the custodian was unreachable, or the service stopped while
+it ran) is QUEUED with ``waiting_reason`` saying why and ``attempts`` counting its tries.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ CREATE TABLE IF NOT EXISTS queries (
     fp_expected REAL NOT NULL DEFAULT 0,
     error_code TEXT NOT NULL DEFAULT '',
     error_message TEXT NOT NULL DEFAULT '',
-    timings TEXT NOT NULL DEFAULT '{{}}'
+    timings TEXT NOT NULL DEFAULT '{{}}',
+    waiting_reason TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS subjects (
     query_id TEXT NOT NULL,
@@ -66,6 +70,11 @@ CREATE TABLE IF NOT EXISTS matches (
     PRIMARY KEY (query_id, seq)
 );
 """
+#: Columns added after the first release, with their definitions, for older databases.
+_ADDED_COLUMNS = {
+    "waiting_reason": "TEXT NOT NULL DEFAULT ''",
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 def _now() -> str:
@@ -102,6 +111,8 @@ class QueryRecord:
     error_code: str = ""
     error_message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    waiting_reason: str = ""
+    attempts: int = 0
 
 
 def _record(columns: dict[str, object]) -> QueryRecord:
@@ -115,6 +126,14 @@ class AgencyStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._conn.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        with self._transaction() as conn:
+            present = {row[1] for row in conn.execute("PRAGMA table_info(queries)")}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE queries ADD COLUMN {name} {definition}")
 
     def begin_query(
         self,

@@ -54,7 +54,7 @@ def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]
     if args.workers < 1:
         raise InvalidInputError("--workers must be at least 1")
     if args.dask_scheduler:
-        with dask_cluster(args.dask_scheduler) as (client, workers):
+        with dask_cluster(args.dask_scheduler, tls_dir=args.dask_tls_dir) as (client, workers):
             yield client, 2 * workers
     elif args.workers > 1:
         with process_pool(args.workers) as pool:
@@ -256,7 +256,17 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
+    parser.add_argument(
+        "--dask-scheduler",
+        help="address of a Dask scheduler to shard across: tls://HOST:PORT, or plaintext "
+        "tcp:// on loopback only",
+    )
+    parser.add_argument(
+        "--dask-tls-dir",
+        type=Path,
+        help="PKI directory with ca.pem and dask-client.pem/.key for a tls:// scheduler "
+        "(`psi pki init` writes them, with dask-node.pem/.key for the scheduler and workers)",
+    )
     parser.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     parser.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
     parser.add_argument(

@@ -408,7 +408,9 @@ class SegmentCustodian(custodian_pb2_grpc.CustodianServicer):
             recipes=["tin_v1"],
             index_sha256=base.sha256,
             index_size_bytes=len(self.base),
-            limits=custodian_pb2.PolicyLimits(max_subjects_per_query=100, max_points_per_chunk=8),
+            limits=custodian_pb2.PolicyLimits(
+                max_subjects_per_query=100, max_points_per_chunk=8, max_message_bytes=1 << 20
+            ),
             epochs=[epoch],
         )
 

@@ -21,7 +21,15 @@ def _epoch(epoch_id: str, *, current: bool, ends_at: int = 0) -> EpochFacts:
 
 
 def _facts(*epochs: EpochFacts) -> CustodianFacts:
-    return CustodianFacts("custodian", epochs[0].base, 8, 100, epochs)
+    return CustodianFacts(
+        custodian_id="custodian",
+        manifest=epochs[0].base,
+        max_points_per_chunk=8,
+        max_subjects_per_query=100,
+        max_message_bytes=1 << 20,
+        points_per_request=8,
+        epochs=epochs,
+    )
 
 
 @dataclass
