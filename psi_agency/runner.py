@@ -30,6 +30,7 @@ from psi_agency.epochs import IndexHolder
 from psi_agency.progress import ProgressBoard
 from psi_agency.retry import RetryPolicy, retry_unreachable
 from psi_agency.store import FAILED, QUEUED, RUNNING, AgencyStore, QueryRecord
+from psi_core import faults
 from psi_core.errors import PeerError, PreconditionError, PsiError, UnreachableError
 from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog
@@ -329,6 +330,7 @@ class QueryRunner:
         chunks: Iterable[list[bytes]]
         if stored_scalar is None:
             self._store.keep_blinding_key(record.query_id, query.scalar)
+            faults.point("query_blinded")
             chunks, replay_of = blinded_chunks(), b""
         else:
             chunks = list(blinded_chunks())
@@ -348,6 +350,7 @@ class QueryRunner:
         if record.mode == "membership":
             return self._membership(record, answers, sent_sizes, len(keys), query, index, timings)
         collected = _bounded_cardinality_answer(answers, len(keys), facts.max_points_per_chunk)
+        faults.point("query_collected")
         hits = self._lookup(query, len(keys), collected, index, timings)
         return np.flatnonzero(hits)
 
@@ -370,6 +373,7 @@ class QueryRunner:
             processed += sent_sizes[number]
             self._store.update(record.query_id, processed_count=processed)
             self._board.bump(record.query_id)
+            faults.point("query_answered")
         if len(hits) != len(sent_sizes):
             raise PeerError("the custodian answered fewer chunks than were sent")
         if processed != total:
@@ -379,6 +383,7 @@ class QueryRunner:
                 f"the custodian's answer ended after {processed} of {total} points; "
                 "the query is void"
             )
+        faults.point("query_collected")
         return np.flatnonzero(np.concatenate(hits))
 
     @staticmethod

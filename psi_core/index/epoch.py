@@ -336,7 +336,7 @@ class EpochRegistry:
             key = create_epoch(key_dir)
             final_dir = self.root / KEYS_ROOT / key.epoch_id
             os.replace(key_dir, final_dir)
-            crash_point("epoch-create-before-registry")
+            crash_point("epoch_create_before_registry")
             now = _iso(self.clock())
             record = EpochRecord(
                 epoch_id=key.epoch_id,
@@ -383,7 +383,7 @@ class EpochRegistry:
                     record = replace(record, state=CURRENT, activated_at=_iso(now))
                     target = record
                 updated.append(record)
-            crash_point("epoch-activate-before-registry")
+            crash_point("epoch_activate_before_registry")
             self._write(updated)
             return target, previous
 
@@ -407,7 +407,7 @@ class EpochRegistry:
                     retired.append(record)
                 updated.append(record)
             if retired:
-                crash_point("epoch-retire-before-registry")
+                crash_point("epoch_retire_before_registry")
                 self._write(updated)
             self._destroy_orphans({r.key_dir for r in records})
             return retired

@@ -242,7 +242,7 @@ def build_segment(
         manifest = replace(report.manifest, kind=kind, seq=seq)
         write_manifest(work, manifest)
         _fsync_tree(work)
-        crash_point("segment-before-publish")
+        crash_point("segment_before_publish")
         os.replace(work, epoch_dir / SEGMENTS_DIR / segment_name(manifest))
         return replace(report, manifest=manifest)
 
@@ -329,7 +329,7 @@ def compact(epoch_dir: Path) -> IndexManifest:
         _fsync_tree(stage)
         (stage / _COMMIT_MARK).touch()
         _fsync_directory(stage)
-        crash_point("compact-after-commit")
+        crash_point("compact_after_commit")
         del index, values, layers
         recover_compaction(epoch_dir)
         return manifest

@@ -86,7 +86,7 @@ def test_killed_while_creating_an_epoch_leaves_no_usable_key(deployment):
     before = _matches(deployment, rows)
     records = str(deployment.root / "records.parquet")
     _killed_at(
-        "epoch-create-before-registry", "epoch", "new", "--state", _state(deployment),
+        "epoch_create_before_registry", "epoch", "new", "--state", _state(deployment),
         "--records", records,
     )  # fmt: skip
     registry = _registry(deployment)
@@ -108,7 +108,7 @@ def test_killed_while_activating_changes_nothing(deployment):
     records = str(deployment.root / "records.parquet")
     assert custodian_cli(["epoch", "new", "--state", state, "--records", records]) == 0
     pending = _registry(deployment).records()[-1].epoch_id
-    _killed_at("epoch-activate-before-registry", "epoch", "activate", "--state", state, pending)
+    _killed_at("epoch_activate_before_registry", "epoch", "activate", "--state", state, pending)
     assert _registry(deployment).get(pending).state == "pending"
     epoch, matches = _matches(deployment, deployment.records[:5])
     assert epoch != pending and len(matches) == 5
@@ -126,7 +126,7 @@ def test_killed_mid_retirement_is_finished_by_the_running_service(deployment):
     assert custodian_cli(["epoch", "new", "--state", state, "--records", records]) == 0
     new = _registry(deployment).records()[-1].epoch_id
     _killed_at(
-        "epoch-retire-before-registry", "epoch", "activate", "--state", state, new,
+        "epoch_retire_before_registry", "epoch", "activate", "--state", state, new,
         "--overlap", "0",
     )  # fmt: skip
     registry = _registry(deployment)
@@ -149,7 +149,7 @@ def test_killed_before_a_segment_is_published_then_rerun(deployment, tmp_path):
     state = _state(deployment)
     newcomers = make_records(6, seed=31, prefix="N")
     append = str(write_records(tmp_path / "append.parquet", newcomers))
-    _killed_at("segment-before-publish", "build-index", "--state", state, "--append", append)
+    _killed_at("segment_before_publish", "build-index", "--state", state, "--append", append)
     epoch_dir = deployment.custodian_state / "index" / _registry(deployment).current().epoch_id
     assert list_segments(epoch_dir) == []
     assert _matches(deployment, newcomers)[1] == set()
@@ -167,7 +167,7 @@ def test_killed_after_compaction_committed_is_rolled_forward_on_restart(deployme
     rows = deployment.records[:5] + newcomers
     _, expected = _matches(deployment, rows)
     assert len(expected) == 11
-    _killed_at("compact-after-commit", "compact", "--state", state)
+    _killed_at("compact_after_commit", "compact", "--state", state)
     epoch_dir = deployment.custodian_state / "index" / _registry(deployment).current().epoch_id
     assert (epoch_dir / ".compact" / "COMMIT").exists()
     assert _matches(deployment, rows)[1] == expected
