@@ -1,18 +1,23 @@
-"""psi-custodian: init a state directory, build the encrypted index, serve, audit."""
+"""psi-custodian: init a state directory, build the encrypted index (whole or by segments),
+rotate key epochs, serve, audit."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+<<<<<<< HEAD
 from psi_core.errors import InvalidInputError
 from psi_core.index import Executor, build_index, dask_cluster, process_pool, read_manifest
 from psi_core.io import count_rows
 from psi_core.recipes import DEFAULT_RECIPE_IDS, get_recipe, recipe_ids
+=======
+from psi_core.index import list_segments, read_manifest
+>>>>>>> main
 from psi_custodian.app import start_custodian
+from psi_custodian.rotation import add_rotation_commands
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
     add_audit_commands,
@@ -20,7 +25,6 @@ from psi_rpc.cli import (
     add_metrics_arguments,
     add_tls_arguments,
     metrics_from_args,
-    progress_bar,
     run_cli,
     serve_until_signalled,
     tls_from_args,
@@ -35,6 +39,7 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+<<<<<<< HEAD
 @contextlib.contextmanager
 def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]:
     """The shard executor the flags ask for, and how many shards may be in flight."""
@@ -97,6 +102,8 @@ def _build_index(args: argparse.Namespace) -> int:
     return 0
 
 
+=======
+>>>>>>> main
 def _serve(args: argparse.Namespace) -> int:
     tls = tls_from_args(args, "custodian-server")
     with metrics_from_args(args, "custodian") as metrics:
@@ -111,22 +118,36 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     state = CustodianState(args.state)
-    config, epoch = state.config(), state.epoch()
-    manifest = read_manifest(state.index_dir(epoch.epoch_id))
-    print(f"custodian {config.custodian_id}; epoch {epoch.epoch_id} (created {epoch.created_at})")
-    print(
-        f"index: {manifest.record_count:,} records, {manifest.key_count:,} keys, "
-        f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
-        f"sha256 {manifest.sha256}"
-    )
-    print(
-        "classic setup (stock openmined-psi clients): "
-        + (
-            "available; plaintext keys kept in keys/"
-            if manifest.classic_setup_available
-            else "off (no plaintext keys kept; rebuild with --classic-keys to offer it)"
+    config = state.config()
+    print(f"custodian {config.custodian_id}")
+    for record in state.registry().records():
+        if record.state == "retired":
+            continue
+        state.epoch(record.epoch_id)
+        ends = f", served until {record.ends_at}" if record.ends_at else ""
+        print(f"epoch {record.epoch_id}: {record.state} (created {record.created_at}{ends})")
+        if not (state.index_dir(record.epoch_id) / "manifest.json").exists():
+            print("  no index built")
+            continue
+        manifest = read_manifest(state.index_dir(record.epoch_id))
+        print(
+            f"  base: {manifest.record_count:,} records, {manifest.key_count:,} keys, "
+            f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
+            f"sha256 {manifest.sha256}"
         )
-    )
+        print(
+            "  classic setup (stock openmined-psi clients): "
+            + (
+                "available; plaintext keys kept in keys/"
+                if manifest.classic_setup_available
+                else "off (no plaintext keys kept; rebuild with --classic-keys to offer it)"
+            )
+        )
+        for segment in list_segments(state.index_dir(record.epoch_id)):
+            print(
+                f"  segment {segment.seq} ({segment.kind}): {segment.record_count:,} records, "
+                f"{segment.key_count:,} keys, sha256 {segment.sha256[:16]}…"
+            )
     return 0
 
 
@@ -141,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--custodian-id", default="custodian")
     init.set_defaults(handler=_init)
 
+<<<<<<< HEAD
     build = commands.add_parser("build-index", help="encrypt the records into the index")
     build.add_argument("--state", type=Path, required=True)
     build.add_argument(
@@ -176,6 +198,9 @@ def parser() -> argparse.ArgumentParser:
     add_metrics_arguments(build)
     add_logging_arguments(build)
     build.set_defaults(handler=_build_index)
+=======
+    add_rotation_commands(commands)
+>>>>>>> main
 
     serve = commands.add_parser("serve", help="serve the Custodian API")
     serve.add_argument("--state", type=Path, required=True)
@@ -192,7 +217,7 @@ def parser() -> argparse.ArgumentParser:
     add_logging_arguments(serve)
     serve.set_defaults(handler=_serve)
 
-    info = commands.add_parser("info", help="show the epoch and index")
+    info = commands.add_parser("info", help="show the epochs and their indexes")
     info.add_argument("--state", type=Path, required=True)
     info.set_defaults(handler=_info)
 
