@@ -8,14 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-<<<<<<< HEAD
-from psi_core.errors import InvalidInputError
-from psi_core.index import Executor, build_index, dask_cluster, process_pool, read_manifest
-from psi_core.io import count_rows
-from psi_core.recipes import DEFAULT_RECIPE_IDS, get_recipe, recipe_ids
-=======
 from psi_core.index import list_segments, read_manifest
->>>>>>> main
 from psi_custodian.app import start_custodian
 from psi_custodian.rotation import add_rotation_commands
 from psi_custodian.state import CustodianState
@@ -39,71 +32,6 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-<<<<<<< HEAD
-@contextlib.contextmanager
-def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]:
-    """The shard executor the flags ask for, and how many shards may be in flight."""
-    if args.dask_scheduler:
-        with dask_cluster(args.dask_scheduler, tls_dir=args.dask_tls_dir) as (client, workers):
-            yield client, 2 * workers
-    elif args.workers > 1:
-        with process_pool(args.workers) as pool:
-            yield pool, 2 * args.workers
-    else:
-        yield None, 1
-
-
-def _build_index(args: argparse.Namespace) -> int:
-    state = CustodianState(args.state)
-    state.config()
-    epoch = state.epoch()
-    recipes = [get_recipe(r) for r in (args.recipe or DEFAULT_RECIPE_IDS)]
-    if args.workers < 1:
-        raise InvalidInputError("--workers must be at least 1")
-    total = count_rows(args.records)
-    with (
-        metrics_from_args(args, "build-index") as metrics,
-        progress_bar(total, "encrypting records", unit="rec") as bar,
-        _executor(args) as (pool, window),
-    ):
-        to_metrics = metrics.progress_callback("build") if metrics else None
-        done = 0
-
-        def progress(records: int) -> None:
-            nonlocal done
-            bar.update(records)
-            done += records
-            if to_metrics:
-                to_metrics(done, total)
-
-        report = build_index(
-            args.records,
-            state.index_dir(epoch.epoch_id),
-            epoch,
-            recipes,
-            executor=pool,
-            max_in_flight=window,
-            batch_rows=args.batch_rows,
-            on_error=args.on_error,
-            progress=progress,
-            classic_keys=args.classic_keys,
-        )
-    for error in report.row_errors[:20]:
-        print(f"skipped: {error}", file=sys.stderr)
-    if len(report.row_errors) > 20:
-        print(f"skipped: ... and {len(report.row_errors) - 20} more rows", file=sys.stderr)
-    manifest = report.manifest
-    print(
-        f"indexed {report.records_read:,} records into {manifest.key_count:,} keys "
-        f"({', '.join(manifest.recipes)}) for epoch {manifest.epoch_id} in {report.seconds:.1f} s: "
-        f"{report.records_per_second:,.0f} records/s, {report.rows_skipped} rows skipped, "
-        f"{report.shards_reused} shards reused; sha256 {manifest.sha256[:16]}…"
-    )
-    return 0
-
-
-=======
->>>>>>> main
 def _serve(args: argparse.Namespace) -> int:
     tls = tls_from_args(args, "custodian-server")
     with metrics_from_args(args, "custodian") as metrics:
@@ -162,45 +90,7 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--custodian-id", default="custodian")
     init.set_defaults(handler=_init)
 
-<<<<<<< HEAD
-    build = commands.add_parser("build-index", help="encrypt the records into the index")
-    build.add_argument("--state", type=Path, required=True)
-    build.add_argument(
-        "--records", type=Path, required=True, help="taxpayer records, .csv or .parquet"
-    )
-    build.add_argument(
-        "--recipe",
-        action="append",
-        choices=recipe_ids(),
-        help="repeat for several (default: the three _v1 recipes)",
-    )
-    build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    build.add_argument(
-        "--dask-scheduler",
-        help="address of a Dask scheduler to shard across: tls://HOST:PORT, or plaintext "
-        "tcp:// on loopback only",
-    )
-    build.add_argument(
-        "--dask-tls-dir",
-        type=Path,
-        help="PKI directory with ca.pem and dask-client.pem/.key for a tls:// scheduler "
-        "(`psi pki init` writes them, with dask-node.pem/.key for the scheduler and workers)",
-    )
-    build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
-    build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
-    build.add_argument(
-        "--classic-keys",
-        action="store_true",
-        help="also keep every plaintext key string (names, addresses, TINs) in the state "
-        "directory, so that stock openmined-psi clients can use GetClassicSetup; off by "
-        "default (see docs/THREAT_MODEL.md)",
-    )
-    add_metrics_arguments(build)
-    add_logging_arguments(build)
-    build.set_defaults(handler=_build_index)
-=======
     add_rotation_commands(commands)
->>>>>>> main
 
     serve = commands.add_parser("serve", help="serve the Custodian API")
     serve.add_argument("--state", type=Path, required=True)
