@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 
-from psi_core.index import EncryptedIndex
+from psi_core.index import Clock, EpochRecord, ServedEpochs, utc_now
 from psi_core.policy import (
     AuditLog,
     AuthorizationLedger,
@@ -36,6 +37,17 @@ def peer_agency_id(context: grpc.ServicerContext) -> str | None:
     """The agency id in the caller's mTLS certificate; None on a plaintext connection."""
     pem = peer_certificate_pem(context)
     return peer_identity_from_cert_pem(pem) if pem else None
+
+
+def epoch_event(kind: str, record: EpochRecord, **extra: object) -> dict[str, object]:
+    """The audit entry for an epoch event: ids and times only, never key material."""
+    event: dict[str, object] = {"kind": kind, "epoch_id": record.epoch_id, "state": record.state}
+    for name in ("activated_at", "ends_at", "retired_at"):
+        value = getattr(record, name)
+        if value:
+            event[name] = value
+    event.update(extra)
+    return event
 
 
 def custodian_call_caps(limits: CustodianLimits) -> list[CallCap]:
@@ -79,18 +91,18 @@ def start_custodian(
     tls: TlsMaterial | None,
     trusted_authorities: Sequence[Path],
     max_workers: int = 16,
-    backend: str = OPENMINED,
+    clock: Clock = utc_now,
     metrics: ServiceMetrics | None = None,
+    backend: str = OPENMINED,
 ) -> RunningServer:
-    """Load the state (epoch key, verified index, ledger, audit log) and start serving.
+    """Load the state (epoch keys, verified indexes, ledger, audit log) and start serving.
 
+    ``clock`` decides when an overlap window ends (tests inject one instead of sleeping).
     ``backend`` is a curve backend name or "auto" (``psi_core.protocol.select_backend``).
     """
     refuse_plaintext_off_loopback(address, tls, "serve")
     state = CustodianState(state_dir)
     config = state.config()
-    epoch = state.epoch()
-    index = EncryptedIndex.open(state.index_dir(epoch.epoch_id))
     trusted = TrustedAuthorities.load(list(trusted_authorities))
     ledger = AuthorizationLedger(state.database)
     try:
@@ -99,20 +111,29 @@ def start_custodian(
         ledger.close()
         raise
     try:
+
+        def retired(record: EpochRecord) -> None:
+            audit.append(epoch_event("epoch_retired", record, by="service"))
+            if metrics is not None:
+                with contextlib.suppress(KeyError):
+                    metrics.index_keys.remove(record.epoch_id)
+
+        curve = select_backend(backend)
+        epochs = ServedEpochs(state.registry(clock), on_retired=retired, backend=curve)
         servicer = CustodianServicer(
             config=config,
-            epoch=epoch,
-            index=index,
+            epochs=epochs,
             policy=AuthorizationPolicy(
                 custodian_id=config.custodian_id, trusted=trusted, ledger=ledger, audit=audit
             ),
             audit=audit,
             peer_identity=peer_agency_id,
-            backend=select_backend(backend),
+            backend=curve,
             metrics=metrics,
         )
         if metrics is not None:
-            metrics.index_keys.labels(epoch.epoch_id).set(index.manifest.key_count)
+            for served in epochs.refresh():
+                metrics.index_keys.labels(served.epoch_id).set(served.index.key_count)
             metrics.report_token_use(lambda: _token_use(ledger))
         return create_server(
             address,
