@@ -14,6 +14,7 @@ from psi_core.protocol.curve import (
 )
 from psi_core.protocol.dh import (
     BlindedQuery,
+    ChunkCommitment,
     FalsePositiveBound,
     Reencryptor,
     RequestDigest,
@@ -48,6 +49,7 @@ __all__ = [
     "SCALAR_BYTES",
     "BlindedQuery",
     "Blinder",
+    "ChunkCommitment",
     "FalsePositiveBound",
     "Fingerprints",
     "KeyCipher",
