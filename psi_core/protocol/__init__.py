@@ -1,5 +1,6 @@
-"""The DH-PSI protocol: blinding, re-encryption, unblinding, fingerprints, and the one
-module that owns openmined-psi (with the classic stock-client messages).
+"""The DH-PSI protocol: blinding, re-encryption, unblinding, fingerprints, multi-key
+rules (``rules``), and the one module that owns openmined-psi (with the classic
+stock-client messages).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from psi_core.protocol.openmined import (
     classic_setup_size_check,
     parse_classic_request,
 )
+from psi_core.protocol.rules import KeyDeclaration, KeyHits, MatchRule, SubjectKeys
 
 __all__ = [
     "FINGERPRINT_BITS",
@@ -48,8 +50,12 @@ __all__ = [
     "FalsePositiveBound",
     "Fingerprints",
     "KeyCipher",
+    "KeyDeclaration",
+    "KeyHits",
+    "MatchRule",
     "Reencryptor",
     "RequestDigest",
+    "SubjectKeys",
     "Unblinder",
     "check_compressed_point",
     "classic_response",
