@@ -20,6 +20,7 @@ from pathlib import Path
 from psi_core.errors import InvalidInputError, NotFoundError
 from psi_core.io import SUBJECT_COLUMNS
 from psi_core.policy import SqliteFile
+from psi_core.protocol import MatchRule
 
 SUBJECT_FIELDS = SUBJECT_COLUMNS
 
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS queries (
     query_id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
     mode TEXT NOT NULL,
-    recipe TEXT NOT NULL,
+    recipe TEXT NOT NULL, -- the rule id (psi_core.protocol.MatchRule.rule_id)
     authorization BLOB NOT NULL,
     case_id TEXT NOT NULL,
     requested_by TEXT NOT NULL,
@@ -47,7 +48,8 @@ CREATE TABLE IF NOT EXISTS queries (
     fp_expected REAL NOT NULL DEFAULT 0,
     error_code TEXT NOT NULL DEFAULT '',
     error_message TEXT NOT NULL DEFAULT '',
-    timings TEXT NOT NULL DEFAULT '{{}}'
+    timings TEXT NOT NULL DEFAULT '{{}}',
+    quality TEXT NOT NULL DEFAULT '{{}}'
 );
 CREATE TABLE IF NOT EXISTS subjects (
     query_id TEXT NOT NULL,
@@ -63,10 +65,13 @@ CREATE TABLE IF NOT EXISTS blinding_keys (
 CREATE TABLE IF NOT EXISTS matches (
     query_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    recipe TEXT NOT NULL,
+    recipe TEXT NOT NULL, -- the recipes that matched, ';'-joined
     PRIMARY KEY (query_id, seq)
 );
 """
+#: Columns added since the first schema, with their definition, for older databases.
+_ADDED_COLUMNS = {"queries": {"quality": "TEXT NOT NULL DEFAULT '{}'"}}
+_JSON_COLUMNS = ("timings", "quality")
 
 
 def _now() -> str:
@@ -74,10 +79,12 @@ def _now() -> str:
 
 
 def _query_update(query_id: str, fields: dict[str, object]) -> tuple[str, tuple[object, ...]]:
-    """An UPDATE of ``queries`` setting ``fields`` (``timings`` as a dict) and updated_at."""
+    """An UPDATE of ``queries`` setting ``fields`` (``timings`` and ``quality`` as dicts)
+    and updated_at."""
     values = dict(fields, updated_at=_now())
-    if "timings" in values:
-        values["timings"] = json.dumps(values["timings"])
+    for name in _JSON_COLUMNS:
+        if name in values:
+            values[name] = json.dumps(values[name])
     assignments = ", ".join(f"{name} = ?" for name in values)
     return f"UPDATE queries SET {assignments} WHERE query_id = ?", (*values.values(), query_id)
 
@@ -87,6 +94,7 @@ class QueryRecord:
     query_id: str
     state: str
     mode: str
+    #: The rule id: a recipe id alone, or e.g. ``any(name_dob_v1,tin_v1)``.
     recipe: str
     authorization: bytes
     case_id: str
@@ -103,6 +111,13 @@ class QueryRecord:
     error_code: str = ""
     error_message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    #: The expected false matches (``psi_agency.quality.estimate_quality``); empty until
+    #: the query has counted its keys.
+    quality: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def rule(self) -> MatchRule:
+        return MatchRule.from_id(self.recipe)
 
 
 class AgencyStore(SqliteFile):
@@ -111,6 +126,11 @@ class AgencyStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._conn.executescript(_SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in present:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
     def begin_query(
         self,
@@ -176,7 +196,8 @@ class AgencyStore(SqliteFile):
         if row is None:
             raise NotFoundError("no query with that id")
         data = dict(zip(names, row, strict=True))
-        data["timings"] = json.loads(data["timings"])
+        for name in _JSON_COLUMNS:
+            data[name] = json.loads(data[name])
         return QueryRecord(**data)
 
     def unfinished(self) -> list[str]:
@@ -225,21 +246,21 @@ class AgencyStore(SqliteFile):
                 yield dict(zip(SUBJECT_FIELDS, row[1:], strict=True))
             last = rows[-1][0]
 
-    def finish(
-        self, query_id: str, matched_seqs: Iterable[int], recipe: str, **fields: object
-    ) -> None:
-        """Store the matches and mark the query SUCCEEDED, in one transaction."""
+    def finish(self, query_id: str, matches: Iterable[tuple[int, str]], **fields: object) -> None:
+        """Store the matches, (seq, recipes that matched ``;``-joined), and mark the query
+        SUCCEEDED, in one transaction."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
             conn.executemany(
                 "INSERT INTO matches VALUES (?, ?, ?)",
-                ((query_id, s, recipe) for s in matched_seqs),
+                ((query_id, seq, recipes) for seq, recipes in matches),
             )
             conn.execute(*_query_update(query_id, {**fields, "state": SUCCEEDED}))
             conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
 
     def matches(self, query_id: str) -> Iterator[tuple[str, dict[str, str]]]:
-        """(recipe, subject) for every match of a query, in submission order."""
+        """(recipes that matched ``;``-joined, subject) for every match of a query, in
+        submission order."""
         columns = ", ".join(f"s.{name}" for name in SUBJECT_FIELDS)
         last = -1
         while True:

@@ -36,9 +36,22 @@ from psi_core.protocol.openmined import (
     classic_setup_size_check,
     parse_classic_request,
 )
-from psi_core.protocol.rules import KeyDeclaration, KeyHits, MatchRule, SubjectKeys
+from psi_core.protocol.rules import (
+    ALL,
+    ANY,
+    AT_LEAST,
+    KeyDeclaration,
+    KeyFlags,
+    KeyHits,
+    MatchRule,
+    SubjectKeys,
+    count_found,
+)
 
 __all__ = [
+    "ALL",
+    "ANY",
+    "AT_LEAST",
     "FINGERPRINT_BITS",
     "FINGERPRINT_BYTES",
     "INDEX_DTYPE",
@@ -51,6 +64,7 @@ __all__ = [
     "Fingerprints",
     "KeyCipher",
     "KeyDeclaration",
+    "KeyFlags",
     "KeyHits",
     "MatchRule",
     "Reencryptor",
@@ -61,6 +75,7 @@ __all__ = [
     "classic_response",
     "classic_setup",
     "classic_setup_size_check",
+    "count_found",
     "distinct_keys",
     "is_strictly_increasing",
     "is_valid_scalar",

@@ -21,15 +21,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import numpy as np
 
-from psi_core.errors import InvalidInputError
+from psi_core.errors import InvalidInputError, PeerError
 
 ANY, ALL, AT_LEAST = "any", "all", "at_least"
 _RULE_TEXT = re.compile(r"^(any|all|at[-_]least[-_](\d{1,3}))$")
 _RULE_ID = re.compile(r"^(any|all|at_least_(\d{1,3}))\(([^()]*)\)$")
+
+#: One boolean per key looked up, True when its fingerprint is in the index.
+KeyFlags: TypeAlias = np.ndarray
 
 
 class KeyRecipe(Protocol):
@@ -186,17 +189,26 @@ class SubjectKeys:
             self.charged_subjects,
         )
 
-    def hits(self, matched_keys: np.ndarray) -> KeyHits:
-        """The subject-by-recipe table from the indices (into :attr:`keys`) that matched."""
+    def hits(self, found: Sequence[KeyFlags]) -> KeyHits:
+        """The subject-by-recipe table from the index lookups of :attr:`keys`, in point
+        order (one boolean array per answered chunk, as ``EncryptedIndex.contains`` gives)."""
+        flags = np.concatenate([np.asarray(f, dtype=bool) for f in found] or [np.zeros(0, bool)])
+        if len(flags) != sum(self.segment_counts):
+            raise PeerError(
+                f"{len(flags)} answers for {sum(self.segment_counts)} keys; the query is void"
+            )
         table = np.zeros(self.key_index.shape, dtype=bool)
-        flags = np.zeros(sum(self.segment_counts), dtype=bool)
-        flags[np.asarray(matched_keys, dtype=np.int64)] = True
         start = 0
         for column, count in enumerate(self.segment_counts):
             segment = np.append(flags[start : start + count], False)
             table[:, column] = segment[self.key_index[:, column]]
             start += count
         return KeyHits(self.recipes, table)
+
+
+def count_found(found: Sequence[KeyFlags]) -> int:
+    """How many lookups found their fingerprint (the result of a cardinality query)."""
+    return sum(int(np.count_nonzero(f)) for f in found)
 
 
 @dataclass(frozen=True)

@@ -391,8 +391,13 @@ def submit_requests(draw: st.DrawFn) -> agency_pb2.SubmitQueryRequest:
         header = agency_pb2.QueryHeader(
             authorization=draw(tokens()),
             mode=draw(st.integers(-(2**31), 2**31 - 1) | st.sampled_from([1, 2])),
-            recipe=draw(st.sampled_from(["tin_v1", "name_dob_v1", "name_address_v1"]) | TEXT),
+            recipe=draw(st.sampled_from(["tin_v1", "name_dob_v1", "name_address_v1", ""]) | TEXT),
             requested_by=draw(TEXT | st.text(min_size=257, max_size=300)),
+            recipes=draw(st.lists(st.sampled_from(["tin_v1", "name_dob_v1"]) | TEXT, max_size=3)),
+            rule=agency_pb2.MatchRule(
+                kind=draw(st.integers(-(2**31), 2**31 - 1) | st.sampled_from([0, 1, 2, 3])),
+                at_least=draw(st.integers(0, 2**32 - 1)),
+            ),
         )
         return agency_pb2.SubmitQueryRequest(header=header)
     if kind == "batch":
@@ -421,7 +426,7 @@ def test_submit_stream_validation_raises_only_refusals(messages):
     """Any SubmitQuery stream is refused with our errors before anything is stored."""
     stream = iter(messages)
     try:
-        header = _AGENCY._header(stream)
+        header, _ = _AGENCY._header(stream)
         case_id_of(header.authorization)
         for message in stream:
             if message.WhichOneof("kind") != "batch":
