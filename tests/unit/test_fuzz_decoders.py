@@ -40,6 +40,7 @@ from psi_core.recipes import recipe_ids
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianConfig, CustodianLimits
 from psi_proto.v1 import agency_pb2, authorization_pb2, custodian_pb2
+from psi_rpc.modes import mode_name
 
 FUZZ = settings(max_examples=200, deadline=None)
 
@@ -303,6 +304,17 @@ def evaluate_requests(draw: st.DrawFn) -> custodian_pb2.EvaluateRequest:
             recipe=draw(st.sampled_from(["tin_v1", "name_dob_v1"]) | TEXT),
             epoch_id=draw(st.just(_EPOCH.epoch_id) | TEXT),
             point_count=draw(UINT64 | st.integers(0, 20)),
+            recipe_keys=draw(
+                st.lists(
+                    st.builds(
+                        custodian_pb2.RecipeKeyCount,
+                        recipe=st.sampled_from(["tin_v1", "name_dob_v1"]) | TEXT,
+                        key_count=UINT64 | st.integers(0, 20),
+                    ),
+                    max_size=3,
+                )
+            ),
+            subject_count=draw(UINT64 | st.integers(0, 20)),
         )
         return custodian_pb2.EvaluateRequest(header=header)
     if kind == "chunk":
@@ -349,6 +361,7 @@ def test_evaluate_stream_validation_raises_only_refusals(servicer, messages):
     stream = iter(messages)
     try:
         header = servicer._read_header(stream)
+        servicer._check_declaration(header, mode_name(header.mode))
         for chunk in servicer._point_chunks(stream, header.point_count):
             answer = _REENCRYPTOR.membership(chunk)
             assert len(answer) == len(chunk)
