@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from psi_core.recipes import expected_false_matches
 from psi_proto.v1 import agency_pb2
 
 #: Initial-metadata keys of a ListMatches stream (see agency.proto, Match).
@@ -20,29 +21,30 @@ METADATA_SOURCE = "psi-quality-source"
 
 def estimate_quality(rule_id: str, keyed_subjects: int, cryptographic: float) -> dict[str, Any]:
     """The expected false matches of a query of ``rule_id`` over ``keyed_subjects``."""
-    try:  # TEMPORARY until the quality branch lands
-        from psi_core.recipes import expected_false_matches  # type: ignore[attr-defined]
-    except ImportError:
-        estimate = None
-    else:
-        estimate = expected_false_matches(rule_id, keyed_subjects)
+    estimate = expected_false_matches(rule_id, keyed_subjects)
     if estimate is None:
         return {
             "rule_id": rule_id,
             "cryptographic_bound": cryptographic,
             "semantic_expected": 0.0,
             "semantic_rate": 0.0,
+            "semantic_rate_upper": 0.0,
             "measured": False,
-            "source": f"not measured for {rule_id}: only the cryptographic bound is known",
+            "source": f"{rule_id} was not measured: only the cryptographic bound is known",
             "expected_false_matches": cryptographic,
         }
     return {
         "rule_id": rule_id,
         "cryptographic_bound": cryptographic,
         "semantic_expected": estimate.expected,
-        "semantic_rate": estimate.rate,
+        "semantic_rate": estimate.false_match_rate,
+        "semantic_rate_upper": estimate.upper_rate,
         "measured": True,
-        "source": estimate.source,
+        "source": (
+            f"corpus {estimate.corpus}, profile {estimate.profile}: "
+            f"{estimate.measured_false_matches} false matches among "
+            f"{estimate.measured_subjects:,} keyed subjects"
+        ),
         "expected_false_matches": cryptographic + estimate.expected,
     }
 
@@ -56,6 +58,7 @@ def quality_message(quality: dict[str, Any]) -> agency_pb2.MatchQuality | None:
         cryptographic_bound=quality["cryptographic_bound"],
         semantic_expected=quality["semantic_expected"],
         semantic_rate=quality["semantic_rate"],
+        semantic_rate_upper=quality.get("semantic_rate_upper", 0.0),
         measured=quality["measured"],
         source=quality["source"],
     )
@@ -82,6 +85,6 @@ def describe(quality: agency_pb2.MatchQuality, rule_id: str) -> str:
     return (
         f"expected false matches: {quality.expected_false_matches:.3g} = "
         f"{quality.semantic_expected:.3g} semantic ({quality.semantic_rate:.2e} per keyed "
-        f"subject for {rule_id}, measured on {quality.source}) + "
-        f"{quality.cryptographic_bound:.2e} cryptographic"
+        f"subject for {rule_id}, 95% upper {quality.semantic_rate_upper:.2e}; measured on "
+        f"{quality.source}) + {quality.cryptographic_bound:.2e} cryptographic"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from psi_core.errors import InvalidInputError
 from psi_core.index import Executor, build_index, dask_cluster, process_pool, read_manifest
 from psi_core.io import count_rows
-from psi_core.recipes import get_recipe, recipe_ids
+from psi_core.recipes import DEFAULT_RECIPE_IDS, get_recipe, recipe_ids
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
@@ -49,7 +49,7 @@ def _build_index(args: argparse.Namespace) -> int:
     state = CustodianState(args.state)
     state.config()
     epoch = state.epoch()
-    recipes = [get_recipe(r) for r in (args.recipe or recipe_ids())]
+    recipes = [get_recipe(r) for r in (args.recipe or DEFAULT_RECIPE_IDS)]
     if args.workers < 1:
         raise InvalidInputError("--workers must be at least 1")
     total = count_rows(args.records)
@@ -120,7 +120,10 @@ def parser() -> argparse.ArgumentParser:
         "--records", type=Path, required=True, help="taxpayer records, .csv or .parquet"
     )
     build.add_argument(
-        "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
+        "--recipe",
+        action="append",
+        choices=recipe_ids(),
+        help="repeat for several (default: the three _v1 recipes)",
     )
     build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     build.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")

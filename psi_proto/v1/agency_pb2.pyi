@@ -157,20 +157,22 @@ class QueryStatus(_message.Message):
     def __init__(self, query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., subject_count: _Optional[int] = ..., keyed_subject_count: _Optional[int] = ..., processed_count: _Optional[int] = ..., match_count: _Optional[int] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., epoch_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., timings: _Optional[_Union[PhaseTimings, _Mapping]] = ..., case_id: _Optional[str] = ..., recipes: _Optional[_Iterable[str]] = ..., rule: _Optional[_Union[MatchRule, _Mapping]] = ..., rule_id: _Optional[str] = ..., quality: _Optional[_Union[MatchQuality, _Mapping]] = ...) -> None: ...
 
 class MatchQuality(_message.Message):
-    __slots__ = ("expected_false_matches", "cryptographic_bound", "semantic_expected", "semantic_rate", "measured", "source")
+    __slots__ = ("expected_false_matches", "cryptographic_bound", "semantic_expected", "semantic_rate", "measured", "source", "semantic_rate_upper")
     EXPECTED_FALSE_MATCHES_FIELD_NUMBER: _ClassVar[int]
     CRYPTOGRAPHIC_BOUND_FIELD_NUMBER: _ClassVar[int]
     SEMANTIC_EXPECTED_FIELD_NUMBER: _ClassVar[int]
     SEMANTIC_RATE_FIELD_NUMBER: _ClassVar[int]
     MEASURED_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_RATE_UPPER_FIELD_NUMBER: _ClassVar[int]
     expected_false_matches: float
     cryptographic_bound: float
     semantic_expected: float
     semantic_rate: float
     measured: bool
     source: str
-    def __init__(self, expected_false_matches: _Optional[float] = ..., cryptographic_bound: _Optional[float] = ..., semantic_expected: _Optional[float] = ..., semantic_rate: _Optional[float] = ..., measured: bool = ..., source: _Optional[str] = ...) -> None: ...
+    semantic_rate_upper: float
+    def __init__(self, expected_false_matches: _Optional[float] = ..., cryptographic_bound: _Optional[float] = ..., semantic_expected: _Optional[float] = ..., semantic_rate: _Optional[float] = ..., measured: bool = ..., source: _Optional[str] = ..., semantic_rate_upper: _Optional[float] = ...) -> None: ...
 
 class Match(_message.Message):
     __slots__ = ("recipe", "subject", "matched_recipes")
