@@ -47,7 +47,6 @@ from ._recipes import (
     get_recipe,
     recipe_ids,
 )
-
 from .quality import QualityEstimate, expected_false_matches
 
 __all__ = [
