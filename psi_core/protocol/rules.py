@@ -18,6 +18,7 @@ Subjects with exactly the same keys (the same person submitted twice) count once
 
 from __future__ import annotations
 
+import array
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -152,14 +153,12 @@ class SubjectKeys:
         cls, recipes: Sequence[KeyRecipe], subjects: Iterable[Mapping[str, str]]
     ) -> SubjectKeys:
         positions: list[dict[str, int]] = [{} for _ in recipes]
-        rows: list[list[int]] = []
+        flat = array.array("q")  # 8 bytes per subject and recipe, however many subjects
         for subject in subjects:
-            row = []
             for recipe, seen in zip(recipes, positions, strict=True):
                 key = recipe.key(subject)
-                row.append(-1 if key is None else seen.setdefault(key, len(seen)))
-            rows.append(row)
-        key_index = np.array(rows, dtype=np.int64).reshape(len(rows), len(recipes))
+                flat.append(-1 if key is None else seen.setdefault(key, len(seen)))
+        key_index = np.frombuffer(flat, dtype=np.int64).reshape(-1, len(recipes))
         return cls([r.id for r in recipes], [list(seen) for seen in positions], key_index)
 
     @property
