@@ -248,7 +248,9 @@ class QueryRunner:
         )
         answers = self._custodian.evaluate(header, chunks, timeout=self._timeout(len(keys)))
         if record.mode == "membership":
-            return self._membership(record, answers, sent_sizes, len(keys), query, index, timings)
+            return self._membership(
+                record, answers, sent_sizes, subject_keys, query, index, timings
+            )
         collected = [point for chunk in answers for point in chunk]
         return [self._lookup(query, len(keys), collected, index, timings)]
 
@@ -257,19 +259,20 @@ class QueryRunner:
         record: QueryRecord,
         answers: Iterator[list[bytes]],
         sent_sizes: list[int],
-        total: int,
+        subject_keys: SubjectKeys,
         query: BlindedQuery,
         index: EncryptedIndex,
         timings: _Timings,
     ) -> list[KeyFlags]:
         hits: list[KeyFlags] = []
-        processed = 0
+        processed, total, keyed = 0, len(subject_keys.keys), subject_keys.keyed_subjects
         for number, answer in enumerate(answers):
             if number >= len(sent_sizes):
                 raise PeerError("the custodian answered more chunks than were sent")
             hits.append(self._lookup(query, sent_sizes[number], answer, index, timings))
             processed += sent_sizes[number]
-            self._store.update(record.query_id, processed_count=processed)
+            # Progress in keyed subjects (the unit QueryStatus reports), whatever the recipes.
+            self._store.update(record.query_id, processed_count=processed * keyed // total)
             self._board.bump(record.query_id)
         if len(hits) != len(sent_sizes):
             raise PeerError("the custodian answered fewer chunks than were sent")

@@ -19,6 +19,7 @@ Subjects with exactly the same keys (the same person submitted twice) count once
 from __future__ import annotations
 
 import array
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,21 +162,21 @@ class SubjectKeys:
         key_index = np.frombuffer(flat, dtype=np.int64).reshape(-1, len(recipes))
         return cls([r.id for r in recipes], [list(seen) for seen in positions], key_index)
 
-    @property
+    @functools.cached_property
     def keys(self) -> list[str]:
         """The request's keys in the order the points are sent: segment after segment."""
         return [key for segment in self.segments for key in segment]
 
-    @property
+    @functools.cached_property
     def segment_counts(self) -> tuple[int, ...]:
         return tuple(len(segment) for segment in self.segments)
 
-    @property
+    @functools.cached_property
     def keyed_subjects(self) -> int:
         """Subjects with a key under at least one recipe."""
         return int(np.count_nonzero((self.key_index >= 0).any(axis=1)))
 
-    @property
+    @functools.cached_property
     def charged_subjects(self) -> int:
         """Keyed subjects, those with exactly the same keys counted once: what is charged."""
         keyed = self.key_index[(self.key_index >= 0).any(axis=1)]

@@ -62,7 +62,11 @@ def _submit(deployment, subjects, recipes, rule=None, *, mode=MEMBERSHIP, token=
     if rule is not None:
         header.rule.CopyFrom(RULES[rule])
     status = client.submit(header, [[agency_pb2.Subject(**s) for s in subjects]])
-    *_, final = client.watch(status.query_id)
+    *updates, final = client.watch(status.query_id)
+    # Progress is in keyed subjects, however many keys each subject gave.
+    assert all(u.processed_count <= u.keyed_subject_count for u in [*updates, final])
+    if final.state == agency_pb2.QUERY_STATE_SUCCEEDED:
+        assert final.processed_count == final.keyed_subject_count
     return client, final
 
 
