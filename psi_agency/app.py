@@ -14,6 +14,7 @@ from psi_agency.store import AgencyStore
 from psi_core.index import EncryptedIndex
 from psi_core.policy import AuditLog, TlsMaterial
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import (
     RunningServer,
     create_channel,
@@ -74,6 +75,7 @@ def start_agency(
     evaluate_timeout: Callable[[int], float] = default_evaluate_timeout,
     max_index_bytes: int = DEFAULT_MAX_INDEX_BYTES,
     max_workers: int = 8,
+    metrics: ServiceMetrics | None = None,
 ) -> RunningAgency:
     """Sync the index copy (resuming a partial download), recover unfinished queries, serve.
 
@@ -94,9 +96,15 @@ def start_agency(
             def step(received: int) -> None:
                 if index_progress:
                     index_progress(received, facts.manifest.size_bytes)
+                if sync_progress:
+                    done[0] += received
+                    sync_progress(done[0], facts.manifest.size_bytes)
+
+            done = [0]
 
             return custodian.sync_index(state.index_root, facts, progress=step)
 
+        sync_progress = metrics.progress_callback("index_sync") if metrics else None
         holder = IndexHolder(sync)
         index = holder.for_epoch(custodian.info())
         store = AgencyStore(state.database)
@@ -112,7 +120,11 @@ def start_agency(
             audit=audit,
             board=board,
             evaluate_timeout=evaluate_timeout,
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.index_keys.labels(index.manifest.epoch_id).set(index.manifest.key_count)
+            metrics.report_query_states(store.state_counts)
         servicer = AgencyServicer(
             store=store,
             runner=runner,
@@ -125,6 +137,7 @@ def start_agency(
             [SERVICE_NAME],
             tls=server_tls,
             max_workers=max_workers,
+            call_listeners=[metrics.record_call] if metrics is not None else [],
         )
     except BaseException:
         for close in reversed(closers):

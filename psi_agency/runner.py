@@ -41,9 +41,13 @@ from psi_core.protocol import (
 )
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import custodian_pb2
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.modes import MODE_ENUMS
 
 log = logging.getLogger(__name__)
+
+#: What a query's log line carries: ids, counts and the outcome, never a subject or a key.
+_LOGGED_QUERY_FIELDS = ("query_id", "case_id", "mode", "recipe", "subjects", "matches", "outcome")
 
 
 @dataclass
@@ -90,6 +94,7 @@ class QueryRunner:
         audit: AuditLog,
         board: ProgressBoard,
         evaluate_timeout: Callable[[int], float] = lambda n: 60.0 + n / 1000.0,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._store = store
         self._custodian = custodian
@@ -97,6 +102,7 @@ class QueryRunner:
         self._audit = audit
         self._board = board
         self._timeout = evaluate_timeout
+        self._metrics = metrics
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="query-runner", daemon=True)
 
@@ -153,6 +159,12 @@ class QueryRunner:
         finally:
             self._audit.append(event)
             self._board.bump(query_id)
+            log.info(
+                "query %s ended %s",
+                query_id,
+                event["outcome"],
+                extra={k: event[k] for k in _LOGGED_QUERY_FIELDS if k in event},
+            )
 
     def _execute(self, record: QueryRecord) -> int:
         timings = _Timings()
@@ -201,6 +213,9 @@ class QueryRunner:
             match_count=match_count,
             timings=timings.as_dict(),
         )
+        if self._metrics is not None:
+            for phase, seconds in timings.as_dict().items():
+                self._metrics.phase_seconds.labels(phase.removesuffix("_seconds")).observe(seconds)
         return match_count
 
     def _match(

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from psi_agency.paging import Cursor, PageTokens
 from psi_agency.progress import ProgressBoard
 from psi_agency.quality import quality_message, quality_metadata
 from psi_agency.runner import QueryRunner
@@ -29,7 +30,10 @@ STATE_ENUMS = {
     "SUCCEEDED": agency_pb2.QUERY_STATE_SUCCEEDED,
     "FAILED": agency_pb2.QUERY_STATE_FAILED,
 }
+STATE_NAMES = {enum: name for name, enum in STATE_ENUMS.items() if name != "RECEIVING"}
 MAX_FIELD_CHARS = 256
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1_000
 _WATCH_WAKEUP_SECONDS = 5.0
 _RULE_KINDS = {
     ANY: agency_pb2.MATCH_RULE_KIND_ANY,
@@ -111,7 +115,13 @@ def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
         rule=rule_message(rule),
         rule_id=rule.rule_id,
         quality=quality_message(record.quality),
+        created_at=_rfc3339(record.created_at),
+        updated_at=_rfc3339(record.updated_at),
     )
+
+
+def _rfc3339(stored: str) -> str:
+    return stored.replace("+00:00", "Z")
 
 
 class AgencyServicer(agency_pb2_grpc.AgencyServicer):
@@ -124,6 +134,7 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         custodian_recipes: Callable[[], tuple[str, ...]],
         max_subjects: int = 10_000_000,
         max_batch: int = 100_000,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -131,6 +142,7 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         self._custodian_recipes = custodian_recipes
         self._max_subjects = max_subjects
         self._max_batch = max_batch
+        self._page_tokens = page_tokens or PageTokens()
 
     def _header(
         self, request_iterator: Iterator[agency_pb2.SubmitQueryRequest]
@@ -228,3 +240,30 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
                 subject=agency_pb2.Subject(**subject),
                 matched_recipes=recipes.split(";"),
             )
+
+    @grpc_errors
+    def ListQueries(
+        self, request: agency_pb2.ListQueriesRequest, context: grpc.ServicerContext
+    ) -> Any:
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        if size > MAX_PAGE_SIZE:
+            raise InvalidInputError(f"page_size is at most {MAX_PAGE_SIZE}")
+        state = STATE_NAMES.get(request.state, "") if request.state else ""
+        if request.state and not state:
+            raise InvalidInputError("unknown query state")
+        filters = (state, request.case_id)
+        after = None
+        if request.page_token:
+            cursor = self._page_tokens.open(request.page_token, filters)
+            after = (cursor.created_at, cursor.query_id)
+        records = self._store.list_queries(
+            limit=size + 1, state=state, case_id=request.case_id, after=after
+        )
+        page, more = records[:size], len(records) > size
+        next_token = ""
+        if more:
+            last = page[-1]
+            next_token = self._page_tokens.issue(Cursor(last.created_at, last.query_id), filters)
+        return agency_pb2.ListQueriesResponse(
+            queries=[status_message(r) for r in page], next_page_token=next_token
+        )

@@ -14,11 +14,10 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from psi_core.errors import InvalidInputError, NotFoundError
-from psi_core.io import SUBJECT_COLUMNS
+from psi_core.io import SUBJECT_COLUMNS, utc_timestamp
 from psi_core.policy import SqliteFile
 from psi_core.protocol import MatchRule
 
@@ -75,7 +74,7 @@ _JSON_COLUMNS = ("timings", "quality")
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return utc_timestamp(timespec="milliseconds")
 
 
 def _query_update(query_id: str, fields: dict[str, object]) -> tuple[str, tuple[object, ...]]:
@@ -118,6 +117,12 @@ class QueryRecord:
     @property
     def rule(self) -> MatchRule:
         return MatchRule.from_id(self.recipe)
+
+
+def _record(columns: dict[str, object]) -> QueryRecord:
+    for name in _JSON_COLUMNS:
+        columns[name] = json.loads(str(columns[name]))
+    return QueryRecord(**columns)  # type: ignore[arg-type]
 
 
 class AgencyStore(SqliteFile):
@@ -195,10 +200,45 @@ class AgencyStore(SqliteFile):
             names = [d[0] for d in cursor.description]
         if row is None:
             raise NotFoundError("no query with that id")
-        data = dict(zip(names, row, strict=True))
-        for name in _JSON_COLUMNS:
-            data[name] = json.loads(data[name])
-        return QueryRecord(**data)
+        return _record(dict(zip(names, row, strict=True)))
+
+    def list_queries(
+        self,
+        *,
+        limit: int,
+        state: str = "",
+        case_id: str = "",
+        after: tuple[str, str] | None = None,
+    ) -> list[QueryRecord]:
+        """Up to ``limit`` sealed queries, newest first (``created_at``, then ``query_id``),
+        only in ``state`` / of ``case_id`` when given, strictly older than ``after``."""
+        clauses, values = ["state != ?"], [RECEIVING]
+        if state:
+            clauses.append("state = ?")
+            values.append(state)
+        if case_id:
+            clauses.append("case_id = ?")
+            values.append(case_id)
+        if after is not None:
+            clauses.append("(created_at, query_id) < (?, ?)")
+            values.extend(after)
+        with self._lock:
+            cursor = self._conn.execute(
+                f"SELECT * FROM queries WHERE {' AND '.join(clauses)}"
+                " ORDER BY created_at DESC, query_id DESC LIMIT ?",
+                (*values, limit),
+            )
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        return [_record(dict(zip(names, row, strict=True))) for row in rows]
+
+    def state_counts(self) -> dict[str, int]:
+        """How many queries are in each state (every state named, zero included)."""
+        counts = dict.fromkeys((RECEIVING, QUEUED, RUNNING, SUCCEEDED, FAILED), 0)
+        with self._lock:
+            rows = self._conn.execute("SELECT state, COUNT(*) FROM queries GROUP BY state")
+            counts.update({state: count for state, count in rows})
+        return counts
 
     def unfinished(self) -> list[str]:
         with self._lock:

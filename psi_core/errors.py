@@ -98,3 +98,21 @@ class PeerError(PsiError):
     """The other service is unreachable or answered something that cannot be right."""
 
     status = "UNAVAILABLE"
+
+
+def shown(value: object, limit: int = 64, *, quoted: bool = True) -> str:
+    """A value from an untrusted source (a peer, a file), safe to put in a message or a log.
+
+    At most ``limit`` characters of it are kept. Quoted (the default, for messages): as a
+    Python literal with every non-ASCII or control character escaped, "…" after a cut and
+    "(none)" for nothing. Unquoted (for ids recorded in a log): the bare text with anything
+    but printable ASCII replaced by "?".
+    """
+    text = value if isinstance(value, str) else repr(value)
+    if not quoted:
+        return "".join(ch if " " <= ch <= "~" else "?" for ch in text[:limit])
+    if not text:
+        return "(none)"
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return ascii(text)

@@ -16,7 +16,10 @@ from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
     add_audit_commands,
+    add_logging_arguments,
+    add_metrics_arguments,
     add_tls_arguments,
+    metrics_from_args,
     progress_bar,
     run_cli,
     serve_until_signalled,
@@ -54,9 +57,20 @@ def _build_index(args: argparse.Namespace) -> int:
         raise InvalidInputError("--workers must be at least 1")
     total = count_rows(args.records)
     with (
+        metrics_from_args(args, "build-index") as metrics,
         progress_bar(total, "encrypting records", unit="rec") as bar,
         _executor(args) as (pool, window),
     ):
+        to_metrics = metrics.progress_callback("build") if metrics else None
+        done = 0
+
+        def progress(records: int) -> None:
+            nonlocal done
+            bar.update(records)
+            done += records
+            if to_metrics:
+                to_metrics(done, total)
+
         report = build_index(
             args.records,
             state.index_dir(epoch.epoch_id),
@@ -66,7 +80,8 @@ def _build_index(args: argparse.Namespace) -> int:
             max_in_flight=window,
             batch_rows=args.batch_rows,
             on_error=args.on_error,
-            progress=bar.update,
+            progress=progress,
+            classic_keys=args.classic_keys,
         )
     for error in report.row_errors[:20]:
         print(f"skipped: {error}", file=sys.stderr)
@@ -84,11 +99,14 @@ def _build_index(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     tls = tls_from_args(args, "custodian-server")
-    running = start_custodian(args.state, args.listen, tls=tls, trusted_authorities=args.trust)
-    host = args.listen.rsplit(":", 1)[0]
-    return serve_until_signalled(
-        f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
-    )
+    with metrics_from_args(args, "custodian") as metrics:
+        running = start_custodian(
+            args.state, args.listen, tls=tls, trusted_authorities=args.trust, metrics=metrics
+        )
+        host = args.listen.rsplit(":", 1)[0]
+        return serve_until_signalled(
+            f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
+        )
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -101,12 +119,21 @@ def _info(args: argparse.Namespace) -> int:
         f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
         f"sha256 {manifest.sha256}"
     )
+    print(
+        "classic setup (stock openmined-psi clients): "
+        + (
+            "available; plaintext keys kept in keys/"
+            if manifest.classic_setup_available
+            else "off (no plaintext keys kept; rebuild with --classic-keys to offer it)"
+        )
+    )
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="psi-custodian", description=__doc__)
     root.add_argument("-v", "--verbose", action="store_true")
+    add_logging_arguments(root, root=True)
     commands = root.add_subparsers(title="commands")
 
     init = commands.add_parser("init", help="create a state directory and a key epoch")
@@ -129,6 +156,15 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
     build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    build.add_argument(
+        "--classic-keys",
+        action="store_true",
+        help="also keep every plaintext key string (names, addresses, TINs) in the state "
+        "directory, so that stock openmined-psi clients can use GetClassicSetup; off by "
+        "default (see docs/THREAT_MODEL.md)",
+    )
+    add_metrics_arguments(build)
+    add_logging_arguments(build)
     build.set_defaults(handler=_build_index)
 
     serve = commands.add_parser("serve", help="serve the Custodian API")
@@ -142,6 +178,8 @@ def parser() -> argparse.ArgumentParser:
         help="an authority directory or public key to trust (repeatable)",
     )
     add_tls_arguments(serve)
+    add_metrics_arguments(serve)
+    add_logging_arguments(serve)
     serve.set_defaults(handler=_serve)
 
     info = commands.add_parser("info", help="show the epoch and index")

@@ -18,6 +18,8 @@ from grpc_reflection.v1alpha import reflection
 
 from psi_core.errors import PreconditionError
 from psi_core.policy import TlsMaterial
+from psi_rpc.calls import CallListener, CallObserver, log_call
+from psi_rpc.limits import CallCap, CallCaps
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
@@ -86,17 +88,30 @@ def create_server(
     max_workers: int = 16,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     closers: Sequence[Callable[[], None]] = (),
+    call_listeners: Sequence[CallListener] = (),
+    call_caps: Sequence[CallCap] | None = None,
 ) -> RunningServer:
     """Start a server on ``address`` with ``register`` adding the services.
 
     ``tls=None`` means plaintext, which is accepted only on a loopback address.
-    ``closers`` run when the server is stopped.
+    ``closers`` run when the server is stopped. Every finished call is written to the
+    access log and passed to each of ``call_listeners`` (the metrics). With ``call_caps``
+    (see :mod:`psi_rpc.limits`) each kind of call has its own cap and the pool has a thread
+    for every call the caps admit (``max_workers`` is then ignored); a call beyond them all
+    is refused at once, never queued behind calls that hold their threads.
     """
     refuse_plaintext_off_loopback(address, tls, "serve")
+    interceptors: list[grpc.ServerInterceptor] = [CallObserver([log_call, *call_listeners])]
+    concurrent = max_workers * 4
+    if call_caps is not None:
+        caps = CallCaps(call_caps)
+        interceptors.append(caps)
+        max_workers = concurrent = caps.threads_needed
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=interceptors,
         options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)],
-        maximum_concurrent_rpcs=max_workers * 4,
+        maximum_concurrent_rpcs=concurrent,
     )
     register(server)
     health_servicer = health.HealthServicer()

@@ -6,6 +6,7 @@ certificates.
 from __future__ import annotations
 
 from psi_core.policy.audit import (
+    ADMITTED,
     GENESIS_HASH,
     AuditEntry,
     AuditLog,
@@ -45,6 +46,7 @@ from psi_core.policy.sqlite import (
 )
 
 __all__ = [
+    "ADMITTED",
     "AGENCY_URI_PREFIX",
     "CUSTODIAN_URI_PREFIX",
     "DEFAULT_CLOCK_SKEW",

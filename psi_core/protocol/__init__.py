@@ -29,11 +29,13 @@ from psi_core.protocol.fingerprint import (
     member_mask,
 )
 from psi_core.protocol.openmined import (
+    PROTOBUF_MESSAGE_LIMIT,
     Blinder,
     KeyCipher,
+    classic_hash_range,
     classic_response,
     classic_setup,
-    classic_setup_size_check,
+    classic_setup_size_bound,
     parse_classic_request,
 )
 from psi_core.protocol.rules import (
@@ -57,6 +59,7 @@ __all__ = [
     "INDEX_DTYPE",
     "P256_ORDER",
     "P256_PRIME",
+    "PROTOBUF_MESSAGE_LIMIT",
     "SCALAR_BYTES",
     "BlindedQuery",
     "Blinder",
@@ -72,9 +75,10 @@ __all__ = [
     "SubjectKeys",
     "Unblinder",
     "check_compressed_point",
+    "classic_hash_range",
     "classic_response",
     "classic_setup",
-    "classic_setup_size_check",
+    "classic_setup_size_bound",
     "count_found",
     "distinct_keys",
     "is_strictly_increasing",

@@ -58,6 +58,11 @@ class AgencyStub(object):
                 request_serializer=psi__proto_dot_v1_dot_agency__pb2.ListMatchesRequest.SerializeToString,
                 response_deserializer=psi__proto_dot_v1_dot_agency__pb2.Match.FromString,
                 _registered_method=True)
+        self.ListQueries = channel.unary_unary(
+                '/psi.v1.Agency/ListQueries',
+                request_serializer=psi__proto_dot_v1_dot_agency__pb2.ListQueriesRequest.SerializeToString,
+                response_deserializer=psi__proto_dot_v1_dot_agency__pb2.ListQueriesResponse.FromString,
+                _registered_method=True)
 
 
 class AgencyServicer(object):
@@ -112,6 +117,18 @@ class AgencyServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQueries(self, request, context):
+        """Queries newest first (by when they were submitted), one page at a time, optionally
+        only those in one state or of one case. Pages are stable while new queries arrive: a
+        query submitted after the first page never shifts a later page. Queries still
+        receiving subjects are not listed. INVALID_ARGUMENT for a page_size over 1,000, or a
+        page_token that this service did not issue for the same filters; FAILED_PRECONDITION
+        for a page_token that has expired (list again from the start).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgencyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +151,11 @@ def add_AgencyServicer_to_server(servicer, server):
                     servicer.ListMatches,
                     request_deserializer=psi__proto_dot_v1_dot_agency__pb2.ListMatchesRequest.FromString,
                     response_serializer=psi__proto_dot_v1_dot_agency__pb2.Match.SerializeToString,
+            ),
+            'ListQueries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueries,
+                    request_deserializer=psi__proto_dot_v1_dot_agency__pb2.ListQueriesRequest.FromString,
+                    response_serializer=psi__proto_dot_v1_dot_agency__pb2.ListQueriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -248,6 +270,33 @@ class Agency(object):
             '/psi.v1.Agency/ListMatches',
             psi__proto_dot_v1_dot_agency__pb2.ListMatchesRequest.SerializeToString,
             psi__proto_dot_v1_dot_agency__pb2.Match.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/psi.v1.Agency/ListQueries',
+            psi__proto_dot_v1_dot_agency__pb2.ListQueriesRequest.SerializeToString,
+            psi__proto_dot_v1_dot_agency__pb2.ListQueriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,47 @@
+"""Fault injection for crash tests: named points in the code that do what ``PSI_FAULT`` says.
+
+``PSI_FAULT`` is read from the process's own environment at each point, as a comma-separated
+list of ``point:action``; with it unset (always, in production) a point does nothing. The
+actions are real: ``kill`` sends the process SIGKILL (no handler, no cleanup, like a power
+cut), ``exit`` leaves at once with status 70, ``hang`` blocks the calling thread for ever.
+A test that needs a crash at a precise moment sets it for a process it started, so the
+moment is the code's, not a guess made with a sleep.
+
+Points: ``after_charge`` (the custodian has committed a charge and its "admitted" audit
+entry, and has not answered yet), ``classic_setup`` (inside the child process that builds a
+classic setup, before the work).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from psi_core.errors import shown
+
+__all__ = ["ENV", "point"]
+
+ENV = "PSI_FAULT"
+
+
+def point(name: str) -> None:
+    """Do what ``PSI_FAULT`` asks at the point ``name``, if anything."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    for item in spec.split(","):
+        where, _, action = item.strip().partition(":")
+        if where == name:
+            _act(action)
+
+
+def _act(action: str) -> None:
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "exit":
+        os._exit(70)
+    elif action == "hang":
+        threading.Event().wait()
+    else:
+        raise ValueError(f"{ENV}: unknown action {shown(action, 32)} (kill, exit or hang)")
