@@ -36,6 +36,7 @@ import argparse
 import itertools
 import json
 import math
+import re
 import sys
 import tempfile
 import time
@@ -539,43 +540,51 @@ def _table(entries: Sequence[dict[str, object]]) -> str:
 
 
 def write_plot(path: Path, corpus: Corpus, results: list[dict[str, object]]) -> None:
+    """Precision against recall per rule: all rules, and the high-precision corner enlarged."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 6), dpi=90)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), dpi=80)
     styles = {
         "recipe": ("o", "tab:red"),
         "any": ("^", "tab:blue"),
         "all": ("v", "tab:green"),
         "at_least": ("s", "tab:purple"),
     }
-    for kind, (marker, color) in styles.items():
-        pts = [
-            (r["overall"]["recall"], r["overall"]["precision"])
-            for r in results
-            if r["kind"] == kind
-        ]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.scatter(
-                xs,
-                ys,
-                marker=marker,
-                c=color,
-                s=18 if kind != "recipe" else 40,
-                alpha=0.6,
-                label=kind,
-            )
-    for r in results:
-        if r["kind"] == "recipe":
-            ax.annotate(r["id"], (r["overall"]["recall"], r["overall"]["precision"]), fontsize=7)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title(f"Precision against recall per rule: {corpus.name} ({corpus.profile})")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
+    for ax, zoom in zip(axes, (False, True), strict=True):
+        for kind, (marker, color) in styles.items():
+            pts = [
+                (r["overall"]["recall"], r["overall"]["precision"])
+                for r in results
+                if r["kind"] == kind and (not zoom or r["overall"]["precision"] >= 0.99)
+            ]
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                size = 40 if kind == "recipe" else 16
+                ax.scatter(xs, ys, marker=marker, c=color, s=size, alpha=0.6, label=kind)
+        for r in results:
+            o = r["overall"]
+            if r["kind"] == "recipe" and (not zoom or o["precision"] >= 0.99):
+                ax.annotate(r["id"], (o["recall"], o["precision"]), fontsize=7)
+        if zoom:
+            best = best_rule(results, 0.995)
+            if best is not None:
+                o = best["overall"]
+                ax.annotate(
+                    best["id"], (o["recall"], o["precision"]), fontsize=7,
+                    xytext=(-200, -40), textcoords="offset points",
+                    arrowprops={"arrowstyle": "->", "lw": 0.6},
+                )  # fmt: skip
+            ax.set_ylim(0.99, 1.0005)
+            ax.set_title("precision >= 0.99 enlarged")
+        else:
+            ax.set_title(f"every rule: {corpus.name} ({corpus.profile})")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -625,10 +634,12 @@ def write_quality(
         "notes": corpus.notes,
         "rules": quality_entries(results),
     }
-    path.write_text(
-        json.dumps(document, indent=1, sort_keys=True, default=_json_default) + "\n",
-        encoding="utf-8",
-    )
+    text = json.dumps(document, indent=1, sort_keys=True, default=_json_default)
+    text = _FLAT_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m[1].split(",")) + "]", text)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+_FLAT_LIST = re.compile(r"\[\s+([^\[\]{}]*?)\s+\]")
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, object]:
