@@ -13,7 +13,7 @@ from psi_core.errors import InvalidInputError
 from psi_core.io import read_rows
 from psi_core.policy import AuditLog, AuthorizationLedger, read_claims_unverified
 from psi_core.protocol import BlindedQuery, MatchRule, RequestDigest, SubjectKeys
-from psi_core.recipes import get_recipe
+from psi_core.recipes import expected_false_matches, get_recipe
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc, common_pb2, custodian_pb2, custodian_pb2_grpc
 from tests.factories import as_subjects, make_records, write_subjects
 
@@ -107,7 +107,10 @@ def test_each_rule_matches_exactly_and_names_the_recipes_that_matched(deployment
         status.false_positive_bound.expected_false_matches
     )
     assert status.quality.expected_false_matches >= status.quality.cryptographic_bound > 0
-    assert status.quality.source
+    shipped = expected_false_matches(status.rule_id, status.keyed_subject_count)
+    assert shipped is not None and status.quality.measured
+    assert status.quality.semantic_expected == pytest.approx(shipped.expected)
+    assert f"corpus {shipped.corpus}, profile {shipped.profile}" in status.quality.source
 
 
 def test_a_multi_key_query_is_charged_once_per_subject(deployment):
