@@ -76,12 +76,17 @@ def _run(args: Sequence[str], *, capture: bool = False) -> str:
 
 _QUALITY = re.compile(r"precision ([0-9.]+), recall ([0-9.]+) \((\d+) true, (\d+) false")
 
-#: Multi-key rules the demo tries beside each recipe alone: (recipes, rule).
+#: Multi-key rules the demo tries beside each recipe alone: (recipes, rule). The last is
+#: the best rule of the linkage report on the synthetic realistic profile (docs/LINKAGE.md).
 DEMO_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("name_address_v1", "name_dob_v1", "tin_v1"), "any"),
     (("name_address_v1", "name_dob_v1", "tin_v1"), "at-least-2"),
     (("name_dob_v1", "tin_v1"), "any"),
-    (("name_address_v1", "name_dob_v1"), "all"),
+    (("house_dob_v1", "sound_dob_v1", "tin_v1", "tin_v2"), "at-least-2"),
+)
+#: The index holds the default recipes and every recipe a demo rule names.
+DEMO_INDEX_RECIPES = tuple(
+    dict.fromkeys([*DEFAULT_RECIPE_IDS, *(r for recipes, _ in DEMO_RULES for r in recipes)])
 )
 
 
@@ -244,6 +249,7 @@ def run_demo(settings: DemoSettings) -> int:
                     str(files["population"]),
                     "--workers",
                     str(settings.workers),
+                    *(arg for recipe in DEMO_INDEX_RECIPES for arg in ("--recipe", recipe)),
                 ]
             )
         with clock.phase(
