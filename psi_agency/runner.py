@@ -4,8 +4,8 @@ For each query: compute each stored subject's key under every recipe of the quer
 the distinct keys of each recipe with a fresh scalar, stream them to the custodian in
 chunks (recipe after recipe), unblind the answers, look the fingerprints up in the local
 copy of the index, apply the query's rule (``psi_core.protocol.rules``) and store the
-result with its expected false matches. Any
-failure marks the query FAILED with a status name and a message; nothing is half-stored.
+result with its expected false matches. Any failure marks the query FAILED with a status
+name and a message; nothing is half-stored.
 
 On start, queries that were queued or running when the service stopped are run again.
 A query that had already sent points is re-run with its stored scalar, so it sends the
