@@ -198,7 +198,7 @@ class QueryRunner:
                 f"the query has {len(keys)} distinct keys; the custodian accepts at most "
                 f"{facts.max_subjects_per_query} per query: split it"
             )
-        found = self._match(record, subject_keys, facts, index, timings)
+        subject_keys, found = self._match(record, subject_keys, facts, index, timings)
 
         if record.mode == "membership":
             hits = subject_keys.hits(found)
@@ -225,15 +225,19 @@ class QueryRunner:
         facts: CustodianFacts,
         index: EncryptedIndex,
         timings: _Timings,
-    ) -> list[KeyFlags]:
-        """For each key (in point order, chunk by chunk): whether b·H(x) is in the index."""
-        keys = subject_keys.keys
-        if not keys:
-            return []
+    ) -> tuple[SubjectKeys, list[KeyFlags]]:
+        """The keys in the order they were sent, and for each (chunk by chunk) whether
+        b·H(x) is in the index."""
+        if not subject_keys.keys:
+            return subject_keys, []
         step = facts.max_points_per_chunk
         sent_sizes: list[int] = []
         stored_scalar = self._store.blinding_key(record.query_id)
         query = BlindedQuery(stored_scalar)
+        began = time.perf_counter()
+        subject_keys = subject_keys.in_secret_order(query.scalar)
+        keys = subject_keys.keys
+        timings.blind += time.perf_counter() - began
 
         def blinded_chunks() -> Iterator[list[bytes]]:
             for start in range(0, len(keys), step):
@@ -263,11 +267,12 @@ class QueryRunner:
         )
         answers = self._custodian.evaluate(header, chunks, timeout=self._timeout(len(keys)))
         if record.mode == "membership":
-            return self._membership(
+            found = self._membership(
                 record, answers, sent_sizes, subject_keys, query, index, timings
             )
+            return subject_keys, found
         collected = [point for chunk in answers for point in chunk]
-        return [self._lookup(query, len(keys), collected, index, timings)]
+        return subject_keys, [self._lookup(query, len(keys), collected, index, timings)]
 
     def _membership(
         self,

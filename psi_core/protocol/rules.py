@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import array
 import functools
+import hashlib
+import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -181,6 +183,29 @@ class SubjectKeys:
         """Keyed subjects, those with exactly the same keys counted once: what is charged."""
         keyed = self.key_index[(self.key_index >= 0).any(axis=1)]
         return len(np.unique(keyed, axis=0)) if len(keyed) else 0
+
+    def in_secret_order(self, secret: bytes) -> SubjectKeys:
+        """The same keys, each segment sorted by HMAC-SHA256 under ``secret`` (the query's
+        blinding scalar, so a replay sends the very same order).
+
+        Otherwise the n-th point of every segment would tend to come from the same subject,
+        and the custodian could line up a subject's keys across recipes, which tells it how
+        the agency's list is filled in. In secret order the positions are independent.
+        """
+        order_key = hashlib.sha256(b"psi-multikey-order|" + secret).digest()
+        segments, columns = [], []
+        for column, segment in enumerate(self.segments):
+            rank = sorted(
+                range(len(segment)),
+                key=lambda i, seg=segment: hmac.digest(order_key, seg[i].encode(), "sha256"),
+            )
+            new_position = np.empty(len(segment) + 1, dtype=np.int64)
+            new_position[rank] = np.arange(len(segment), dtype=np.int64)
+            new_position[-1] = -1
+            segments.append([segment[i] for i in rank])
+            columns.append(new_position[self.key_index[:, column]])
+        key_index = np.stack(columns, axis=1) if columns else self.key_index
+        return SubjectKeys(self.recipes, segments, key_index.reshape(self.key_index.shape))
 
     def declaration(self) -> KeyDeclaration:
         """What the request header declares (recipes that gave no key are left out)."""

@@ -132,3 +132,36 @@ def test_the_ledger_names_the_whole_declaration():
     assert KeyDeclaration((("a", 3),), 3).ledger_recipe() == "a"
     assert KeyDeclaration((("a", 3),), 4).ledger_recipe() == "a=3;subjects=4"
     KeyDeclaration((("a", 3),), 4).check(point_count=3, mode="cardinality")
+
+
+def test_secret_order_unlinks_a_subjects_keys_and_keeps_the_answer():
+    """Each segment is permuted under the secret (the same secret, the same order, so a
+    replay sends the same points); a subject's keys no longer share a position across
+    recipes, and hits read through the permuted keys name the same subjects and recipes."""
+    subjects = as_subjects(make_records(60, seed=4))
+    keys = SubjectKeys.build(RECIPES, subjects)
+    assert (keys.key_index[:, 0] == keys.key_index[:, 1]).all()
+    ordered = keys.in_secret_order(b"\x01" * 32)
+    assert ordered.keys == keys.in_secret_order(b"\x01" * 32).keys
+    assert ordered.keys != keys.in_secret_order(b"\x02" * 32).keys
+    assert [sorted(s) for s in ordered.segments] == [sorted(s) for s in keys.segments]
+    assert np.count_nonzero(ordered.key_index[:, 0] == ordered.key_index[:, 1]) < 10
+    for row in range(len(subjects)):
+        for column, segment in enumerate(ordered.segments):
+            assert (
+                segment[ordered.key_index[row, column]]
+                == keys.segments[column][keys.key_index[row, column]]
+            )
+    found_keys = {key for key in keys.keys if key.startswith("tin_v1") and key[-1] in "13579"}
+    found_keys |= set(keys.segments[0][:7])
+    rule = MatchRule.of(["tin_v1", "name_dob_v1"], "any")
+    plain = keys.hits([np.array([k in found_keys for k in keys.keys])])
+    secret = ordered.hits([np.array([k in found_keys for k in ordered.keys])])
+    assert plain.matched(rule) == secret.matched(rule)
+    assert [plain.recipes_of(i) for i in range(60)] == [secret.recipes_of(i) for i in range(60)]
+
+
+def test_secret_order_keeps_subjects_without_a_key():
+    keys = SubjectKeys.build(RECIPES, _subjects()).in_secret_order(b"k")
+    assert keys.key_index[3].tolist() == [-1, -1]
+    assert keys.keyed_subjects == 5 and keys.charged_subjects == 4
