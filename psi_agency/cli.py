@@ -17,6 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from psi_agency.app import AgencyState, start_agency
 from psi_agency.client import AgencyClient
 from psi_agency.quality import describe
+from psi_agency.retry import RetryPolicy
 from psi_agency.service import rule_message
 from psi_core.errors import RowError
 from psi_core.io import SUBJECT_COLUMNS, RowWriter, read_rows
@@ -64,6 +65,11 @@ def _serve(args: argparse.Namespace) -> int:
             custodian_server_name=args.custodian_server_name,
             index_progress=index_progress,
             metrics=metrics,
+            retry=RetryPolicy(
+                attempts=args.retry_attempts,
+                first_wait=args.retry_first_wait,
+                max_wait=args.retry_max_wait,
+            ),
         )
         if bar is not None:
             bar.close()
@@ -142,17 +148,27 @@ def _query(args: argparse.Namespace) -> int:
 
 def _follow(client: AgencyClient, status: agency_pb2.QueryStatus) -> agency_pb2.QueryStatus:
     """Watch a query to its end with a progress bar; return its final state."""
+    waiting = ""
     with progress_bar(status.subject_count, "matching", unit="subj") as bar:
         for update in client.watch(status.query_id):
             bar.n = update.processed_count
             bar.refresh()
+            if update.waiting_reason and update.waiting_reason != waiting:
+                bar.write(_waiting_line(update), file=sys.stderr)
+            waiting = update.waiting_reason
             status = update
     return status
 
 
+def _waiting_line(status: agency_pb2.QueryStatus) -> str:
+    """Why a queued query waits, as the CLI prints it."""
+    return f"query {status.query_id} waits after attempt {status.attempts}: {status.waiting_reason}"
+
+
 def _failed(status: agency_pb2.QueryStatus) -> int:
+    tries = f" after {status.attempts} attempts" if status.attempts > 1 else ""
     print(
-        f"query {status.query_id} failed ({status.error_code}): {status.error_message}",
+        f"query {status.query_id} failed ({status.error_code}){tries}: {status.error_message}",
         file=sys.stderr,
     )
     return EXIT_ERROR
@@ -213,6 +229,8 @@ def _queries_show(args: argparse.Namespace) -> int:
         print_summary(status)
     else:
         _print_statuses([status], "text")
+        if status.waiting_reason:
+            print(_waiting_line(status))
         if status.error_message:
             print(f"error ({status.error_code}): {status.error_message}")
     return 0
@@ -312,6 +330,25 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default="127.0.0.1:50052")
     serve.add_argument("--custodian", required=True, help="address of the custodian service")
     serve.add_argument("--custodian-server-name", help="TLS name to expect for the custodian")
+    defaults = RetryPolicy()
+    serve.add_argument(
+        "--retry-attempts",
+        type=int,
+        default=defaults.attempts,
+        help="tries per query while the custodian is unreachable (default %(default)s)",
+    )
+    serve.add_argument(
+        "--retry-first-wait",
+        type=float,
+        default=defaults.first_wait,
+        help="seconds before the second try; each later wait is 3x longer (default %(default)s)",
+    )
+    serve.add_argument(
+        "--retry-max-wait",
+        type=float,
+        default=defaults.max_wait,
+        help="longest wait between tries, in seconds (default %(default)s)",
+    )
     add_tls_arguments(serve)
     add_metrics_arguments(serve)
     add_logging_arguments(serve)

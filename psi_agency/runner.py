@@ -6,6 +6,9 @@ chunks (recipe after recipe), unblind the answers, look the fingerprints up in t
 copy of the index, apply the query's rule (``psi_core.protocol.rules``) and store the
 result with its expected false matches. Any failure marks the query FAILED with a status
 name and a message; nothing is half-stored.
+A custodian that is unreachable or too slow is tried again with backoff (``retry``); the
+query waits QUEUED meanwhile, saying why. Stopping leaves queued queries queued, gives
+the one in flight a deadline, then cancels its calls and leaves it resumable.
 
 On start, queries that were queued or running when the service stopped are run again.
 A query that had already sent points is re-run with its stored scalar, so it sends the
@@ -25,8 +28,9 @@ from dataclasses import dataclass, field
 from psi_agency.custodian_client import CustodianClient, CustodianFacts
 from psi_agency.progress import ProgressBoard
 from psi_agency.quality import estimate_quality
-from psi_agency.store import FAILED, RUNNING, AgencyStore, QueryRecord
-from psi_core.errors import PeerError, PreconditionError, PsiError
+from psi_agency.retry import RetryPolicy, retry_unreachable
+from psi_agency.store import FAILED, QUEUED, RUNNING, AgencyStore, QueryRecord
+from psi_core.errors import PeerError, PreconditionError, PsiError, UnreachableError
 from psi_core.index import EncryptedIndex
 from psi_core.policy import AuditLog
 from psi_core.protocol import (
@@ -69,6 +73,31 @@ class _Timings:
         }
 
 
+def _bounded_cardinality_answer(
+    answers: Iterable[list[bytes]], sent: int, per_chunk: int
+) -> list[bytes]:
+    """The cardinality answer, refused the moment it holds more points than were sent or
+    a chunk over the custodian's own announced chunk size, so a hostile custodian cannot
+    make the agency buffer more than ``sent`` points."""
+    collected: list[bytes] = []
+    for chunk in answers:
+        if len(chunk) > per_chunk:
+            raise PeerError(
+                f"the custodian sent an answer chunk of {len(chunk)} points, over the "
+                f"{per_chunk} it announced; the query is void"
+            )
+        if len(collected) + len(chunk) > sent:
+            raise PeerError(
+                f"the custodian answered more than the {sent} points sent; the query is void"
+            )
+        collected.extend(chunk)
+    return collected
+
+
+class _Interrupted(Exception):
+    """The runner is stopping: the query goes back to QUEUED, its scalar kept."""
+
+
 class IndexHolder:
     """The local index copy for the custodian's current epoch, synced on demand."""
 
@@ -94,6 +123,7 @@ class QueryRunner:
         audit: AuditLog,
         board: ProgressBoard,
         evaluate_timeout: Callable[[int], float] = lambda n: 60.0 + n / 1000.0,
+        retry: RetryPolicy | None = None,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self._store = store
@@ -102,6 +132,8 @@ class QueryRunner:
         self._audit = audit
         self._board = board
         self._timeout = evaluate_timeout
+        self._retry = retry or RetryPolicy()
+        self._stopping = threading.Event()
         self._metrics = metrics
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="query-runner", daemon=True)
@@ -111,25 +143,59 @@ class QueryRunner:
             self._queue.put(query_id)
         self._thread.start()
 
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
     def submit(self, query_id: str) -> None:
         self._queue.put(query_id)
 
+    # -- stopping ------------------------------------------------------------------------
+
+    def stop(self, drain_seconds: float = 10.0, cancel_seconds: float = 5.0) -> bool:
+        """Stop within about ``drain_seconds + cancel_seconds``; True if the runner ended.
+
+        Queued queries are left QUEUED (the next start runs them). The query in flight
+        may finish for ``drain_seconds``; then its calls to the custodian are cancelled
+        and it goes back to QUEUED with its blinding scalar kept, so the next start
+        re-runs it as a replay the custodian does not charge again if it had answered.
+        """
+        self._stopping.set()
+        self._queue.put(None)
+        if self._thread.ident is None:
+            return True
+        self._thread.join(max(drain_seconds, 0.0))
+        if self._thread.is_alive():
+            cancelled = self._custodian.cancel_calls()
+            log.info("stopping: cancelled %d call(s) to the custodian", cancelled)
+            self._thread.join(max(cancel_seconds, 0.0))
+        if self._thread.is_alive():
+            log.warning("the query runner did not stop in time; its query resumes on restart")
+            return False
+        return True
+
+    def _wait_or_stop(self, seconds: float) -> None:
+        """The retry wait, cut short by a stop."""
+        if self._stopping.wait(seconds):
+            raise _Interrupted
+
+    def _requeue(self, query_id: str) -> None:
+        self._store.update(
+            query_id,
+            state=QUEUED,
+            processed_count=0,
+            waiting_reason="the agency stopped while the query ran; it runs again on restart",
+        )
+
+    # -- running -------------------------------------------------------------------------
+
     def _loop(self) -> None:
-        while (query_id := self._queue.get()) is not None:
+        while (query_id := self._queue.get()) is not None and not self._stopping.is_set():
             try:
                 self.run(query_id)
             except Exception:
                 log.exception("query %s could not be run or recorded", query_id)
 
     def run(self, query_id: str) -> None:
-        """Run one query to SUCCEEDED or FAILED; never raises."""
+        """Run one query to SUCCEEDED or FAILED (or back to QUEUED when the runner is
+        stopped meanwhile); never raises."""
         record = self._store.get(query_id)
-        self._store.update(query_id, state=RUNNING, processed_count=0, match_count=0)
-        self._board.bump(query_id)
         event: dict[str, object] = {
             "kind": "query",
             "query_id": query_id,
@@ -140,13 +206,17 @@ class QueryRunner:
             "subjects": record.subject_count,
         }
         try:
-            event["matches"] = self._execute(record)
+            event["matches"] = self._with_retries(record)
             event["outcome"] = "OK"
-        except PsiError as exc:
-            event.update(outcome=exc.status, reason=str(exc))
-            self._store.update(
-                query_id, state=FAILED, error_code=exc.status, error_message=str(exc)
-            )
+        except (_Interrupted, PsiError) as exc:
+            if isinstance(exc, _Interrupted) or self._stopping.is_set():
+                event["outcome"] = "INTERRUPTED"
+                self._requeue(query_id)
+            else:
+                event.update(outcome=exc.status, reason=str(exc))
+                self._store.update(
+                    query_id, state=FAILED, error_code=exc.status, error_message=str(exc)
+                )
         except Exception:
             log.exception("query %s failed unexpectedly", query_id)
             event["outcome"] = "INTERNAL"
@@ -165,6 +235,41 @@ class QueryRunner:
                 event["outcome"],
                 extra={k: event[k] for k in _LOGGED_QUERY_FIELDS if k in event},
             )
+
+    # -- retrying ------------------------------------------------------------------------
+
+    def _with_retries(self, record: QueryRecord) -> int:
+        """``_execute`` under the retry policy; the scalar survives between attempts."""
+        query_id = record.query_id
+
+        def attempt(number: int) -> int:
+            if self._stopping.is_set():
+                raise _Interrupted
+            self._store.update(
+                query_id,
+                state=RUNNING,
+                processed_count=0,
+                match_count=0,
+                attempts=number,
+                waiting_reason="",
+            )
+            self._board.bump(query_id)
+            return self._execute(self._store.get(query_id))
+
+        def waiting(failed: int, error: UnreachableError, seconds: float) -> None:
+            reason = f"{error}; attempt {failed + 1} of {self._retry.attempts} in {seconds:.0f} s"
+            self._store.update(query_id, state=QUEUED, processed_count=0, waiting_reason=reason)
+            self._board.bump(query_id)
+
+        try:
+            return retry_unreachable(
+                self._retry, attempt, waiting=waiting, sleep=self._wait_or_stop
+            )
+        except UnreachableError as exc:
+            raise UnreachableError(
+                f"{exc} (gave up after {self._retry.attempts} attempt"
+                f"{'s' if self._retry.attempts > 1 else ''})"
+            ) from exc
 
     def _execute(self, record: QueryRecord) -> int:
         timings = _Timings()
@@ -230,7 +335,7 @@ class QueryRunner:
         b·H(x) is in the index."""
         if not subject_keys.keys:
             return subject_keys, []
-        step = facts.max_points_per_chunk
+        step = facts.points_per_request
         sent_sizes: list[int] = []
         stored_scalar = self._store.blinding_key(record.query_id)
         query = BlindedQuery(stored_scalar)
@@ -271,7 +376,7 @@ class QueryRunner:
                 record, answers, sent_sizes, subject_keys, query, index, timings
             )
             return subject_keys, found
-        collected = [point for chunk in answers for point in chunk]
+        collected = _bounded_cardinality_answer(answers, len(keys), facts.max_points_per_chunk)
         return subject_keys, [self._lookup(query, len(keys), collected, index, timings)]
 
     def _membership(

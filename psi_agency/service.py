@@ -5,6 +5,7 @@ and the query runner.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from psi_agency.progress import ProgressBoard
 from psi_agency.quality import quality_message, quality_metadata
 from psi_agency.runner import QueryRunner
 from psi_agency.store import SUBJECT_FIELDS, SUCCEEDED, TERMINAL_STATES, AgencyStore, QueryRecord
-from psi_core.errors import InvalidInputError, PreconditionError
+from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
 from psi_core.policy import read_claims_unverified
 from psi_core.protocol import ALL, ANY, AT_LEAST, MatchRule
 from psi_core.recipes import get_recipe
@@ -40,6 +41,8 @@ _RULE_KINDS = {
     ALL: agency_pb2.MATCH_RULE_KIND_ALL,
     AT_LEAST: agency_pb2.MATCH_RULE_KIND_AT_LEAST,
 }
+#: Most WatchQuery streams served at once: each holds a server thread while it waits.
+DEFAULT_MAX_WATCHERS = 16
 
 
 def case_id_of(token: bytes) -> str:
@@ -115,6 +118,8 @@ def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
         rule=rule_message(rule),
         rule_id=rule.rule_id,
         quality=quality_message(record.quality),
+        waiting_reason=record.waiting_reason,
+        attempts=record.attempts,
         created_at=_rfc3339(record.created_at),
         updated_at=_rfc3339(record.updated_at),
     )
@@ -134,6 +139,7 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         custodian_recipes: Callable[[], tuple[str, ...]],
         max_subjects: int = 10_000_000,
         max_batch: int = 100_000,
+        max_watchers: int = DEFAULT_MAX_WATCHERS,
         page_tokens: PageTokens | None = None,
     ) -> None:
         self._store = store
@@ -142,6 +148,8 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         self._custodian_recipes = custodian_recipes
         self._max_subjects = max_subjects
         self._max_batch = max_batch
+        self._max_watchers = max_watchers
+        self._watch_slots = threading.BoundedSemaphore(max_watchers)
         self._page_tokens = page_tokens or PageTokens()
 
     def _header(
@@ -214,15 +222,37 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
     def WatchQuery(
         self, request: agency_pb2.GetQueryRequest, context: grpc.ServicerContext
     ) -> Iterator[agency_pb2.QueryStatus]:
-        seen = self._board.version(request.query_id)
-        record = self._store.get(request.query_id)
+        """Capped at ``max_watchers`` streams; a slot is freed as soon as the watcher hangs
+        up (gRPC's callback), not only when the waiting thread notices."""
+        if not self._watch_slots.acquire(blocking=False):
+            raise BudgetExhaustedError(
+                f"{self._max_watchers} WatchQuery streams are open, the most this agency "
+                "serves at once; poll with GetQuery or watch again later"
+            )
+        released = threading.Lock()
+
+        def release() -> None:
+            if released.acquire(blocking=False):
+                self._watch_slots.release()
+                self._board.bump(request.query_id)
+
+        context.add_callback(release)
+        try:
+            yield from self._watch(request.query_id, context)
+        finally:
+            release()
+
+    def _watch(
+        self, query_id: str, context: grpc.ServicerContext
+    ) -> Iterator[agency_pb2.QueryStatus]:
+        seen = self._board.version(query_id)
+        record = self._store.get(query_id)
         while True:
             yield status_message(record)
             if record.state in TERMINAL_STATES or not context.is_active():
                 return
-            current = self._board.wait(request.query_id, seen, _WATCH_WAKEUP_SECONDS)
-            seen = current
-            record = self._store.get(request.query_id)
+            seen = self._board.wait(query_id, seen, _WATCH_WAKEUP_SECONDS)
+            record = self._store.get(query_id)
 
     @grpc_errors
     def ListMatches(

@@ -5,7 +5,9 @@ so a restart finds every accepted query and re-runs the ones that had not finish
 Matches are written in the same transaction that marks the query SUCCEEDED: a query
 is either done with all its matches or not done. A query's blinding scalar is kept only
 while the query is unfinished, so that a re-run after a restart sends the same points
-(and the custodian need not charge it again); it is deleted when the query ends.
+(and the custodian need not charge it again); it is deleted when the query ends. A query
+that waits to be tried again (the custodian was unreachable, or the service stopped while
+it ran) is QUEUED with ``waiting_reason`` saying why and ``attempts`` counting its tries.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ CREATE TABLE IF NOT EXISTS queries (
     error_code TEXT NOT NULL DEFAULT '',
     error_message TEXT NOT NULL DEFAULT '',
     timings TEXT NOT NULL DEFAULT '{{}}',
+    waiting_reason TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
     quality TEXT NOT NULL DEFAULT '{{}}'
 );
 CREATE TABLE IF NOT EXISTS subjects (
@@ -68,8 +72,12 @@ CREATE TABLE IF NOT EXISTS matches (
     PRIMARY KEY (query_id, seq)
 );
 """
-#: Columns added since the first schema, with their definition, for older databases.
-_ADDED_COLUMNS = {"queries": {"quality": "TEXT NOT NULL DEFAULT '{}'"}}
+#: Columns added after the first release, with their definitions, for older databases.
+_ADDED_COLUMNS = {
+    "waiting_reason": "TEXT NOT NULL DEFAULT ''",
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "quality": "TEXT NOT NULL DEFAULT '{}'",
+}
 _JSON_COLUMNS = ("timings", "quality")
 
 
@@ -110,6 +118,8 @@ class QueryRecord:
     error_code: str = ""
     error_message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    waiting_reason: str = ""
+    attempts: int = 0
     #: The expected false matches (``psi_agency.quality.estimate_quality``); empty until
     #: the query has counted its keys.
     quality: dict[str, object] = field(default_factory=dict)
@@ -131,11 +141,14 @@ class AgencyStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._conn.executescript(_SCHEMA)
-        for table, columns in _ADDED_COLUMNS.items():
-            present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
-            for name, definition in columns.items():
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        with self._transaction() as conn:
+            present = {row[1] for row in conn.execute("PRAGMA table_info(queries)")}
+            for name, definition in _ADDED_COLUMNS.items():
                 if name not in present:
-                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+                    conn.execute(f"ALTER TABLE queries ADD COLUMN {name} {definition}")
 
     def begin_query(
         self,

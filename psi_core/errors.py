@@ -19,6 +19,7 @@ must act on them, and never echo a subject, a key string or a curve point.
     ├── NotFoundError              NOT_FOUND
     ├── IntegrityError             DATA_LOSS
     └── PeerError                  UNAVAILABLE (a peer that is down or answers nonsense)
+        └── UnreachableError       (down or too slow: trying again later may succeed)
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ class PeerError(PsiError):
     """The other service is unreachable or answered something that cannot be right."""
 
     status = "UNAVAILABLE"
+
+
+class UnreachableError(PeerError):
+    """The peer could not be reached or did not answer in time (gRPC UNAVAILABLE or
+    DEADLINE_EXCEEDED): unlike an answer that cannot be right, trying again may succeed."""
 
 
 def shown(value: object, limit: int = 64, *, quoted: bool = True) -> str:

@@ -39,7 +39,7 @@ def _init(args: argparse.Namespace) -> int:
 def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]:
     """The shard executor the flags ask for, and how many shards may be in flight."""
     if args.dask_scheduler:
-        with dask_cluster(args.dask_scheduler) as (client, workers):
+        with dask_cluster(args.dask_scheduler, tls_dir=args.dask_tls_dir) as (client, workers):
             yield client, 2 * workers
     elif args.workers > 1:
         with process_pool(args.workers) as pool:
@@ -153,7 +153,17 @@ def parser() -> argparse.ArgumentParser:
         help="repeat for several (default: the three _v1 recipes)",
     )
     build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    build.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
+    build.add_argument(
+        "--dask-scheduler",
+        help="address of a Dask scheduler to shard across: tls://HOST:PORT, or plaintext "
+        "tcp:// on loopback only",
+    )
+    build.add_argument(
+        "--dask-tls-dir",
+        type=Path,
+        help="PKI directory with ca.pem and dask-client.pem/.key for a tls:// scheduler "
+        "(`psi pki init` writes them, with dask-node.pem/.key for the scheduler and workers)",
+    )
     build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
     build.add_argument(

@@ -7,7 +7,6 @@ anywhere but loopback.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from psi_core.errors import PreconditionError
-from psi_core.policy import TlsMaterial
+from psi_core.policy import TlsMaterial, is_loopback
 from psi_rpc.calls import CallListener, CallObserver, log_call
 from psi_rpc.limits import CallCap, CallCaps
 
@@ -38,17 +37,6 @@ class RunningServer:
         self.server.stop(grace).wait()
         for close in self.closers:
             close()
-
-
-def is_loopback(address: str) -> bool:
-    """True when ``address`` ("host:port") names a loopback host."""
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def refuse_plaintext_off_loopback(address: str, tls: TlsMaterial | None, verb: str) -> None:
@@ -141,14 +129,26 @@ def create_channel(
     tls: TlsMaterial | None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     server_name: str | None = None,
+    reconnect_backoff_seconds: tuple[float, float] | None = None,
 ) -> grpc.Channel:
-    """A channel to ``address``: mTLS with ``tls``, else plaintext (loopback only)."""
-    options = channel_options(max_message_bytes)
+    """A channel to ``address``: mTLS with ``tls``, else plaintext (loopback only).
+
+    ``reconnect_backoff_seconds`` (first, longest) bounds how long the channel waits
+    before reconnecting to a peer that was down; gRPC's default grows to 120 s, during
+    which every call fails at once even if the peer is back.
+    """
+    options: list[tuple[str, int | str]] = [*channel_options(max_message_bytes)]
+    if reconnect_backoff_seconds is not None:
+        first, longest = (max(1, int(s * 1000)) for s in reconnect_backoff_seconds)
+        options += [
+            ("grpc.initial_reconnect_backoff_ms", first),
+            ("grpc.max_reconnect_backoff_ms", max(first, longest)),
+        ]
     refuse_plaintext_off_loopback(address, tls, "connect in")
     if tls is None:
         return grpc.insecure_channel(address, options=options)
     if server_name:
-        options = [*options, ("grpc.ssl_target_name_override", server_name)]  # type: ignore[list-item]
+        options.append(("grpc.ssl_target_name_override", server_name))
     credentials = grpc.ssl_channel_credentials(
         root_certificates=tls.root_ca, private_key=tls.private_key, certificate_chain=tls.cert_chain
     )

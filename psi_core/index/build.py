@@ -34,10 +34,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from psi_core.errors import InvalidInputError, RowError
+from psi_core.errors import InvalidInputError, PreconditionError, RowError
 from psi_core.index.encrypted import IndexManifest, write_index
 from psi_core.index.epoch import EpochKey
 from psi_core.io import RECORD_COLUMNS, read_rows, write_file_atomically
+from psi_core.policy import PkiPaths, is_loopback
 from psi_core.protocol import KeyCipher, fingerprint
 from psi_core.recipes import MatchKeyRecipe, get_recipe
 
@@ -100,15 +101,67 @@ class InlineExecutor:
 
 
 @contextlib.contextmanager
-def dask_cluster(address: str) -> Iterator[tuple[Executor, int]]:
+def dask_cluster(address: str, *, tls_dir: Path | None = None) -> Iterator[tuple[Executor, int]]:
     """A Dask client on the scheduler at ``address`` and its worker thread count.
 
+    ``tls://`` needs ``tls_dir``, a PKI in the layout of ``psi_core.policy.identity``: the
+    client presents ``dask-client`` and trusts only ``ca.pem``. Any other scheme is
+    plaintext and refused off loopback before connecting, as the services refuse it.
     This module is the one owner of ``distributed``; the client is an :class:`Executor`.
     """
+    security = _dask_security(address, tls_dir)
     from distributed import Client
 
-    with Client(address) as client:
+    with Client(address, security=security) as client:
         yield client, max(sum(client.nthreads().values()), 1)
+
+
+def _dask_security(address: str, tls_dir: Path | None) -> Any:
+    """Dask ``Security`` for ``address``, or None for plaintext on loopback; refuses the rest."""
+    scheme = address.split("://", 1)[0] if "://" in address else "tcp"
+    if scheme != "tls":
+        if tls_dir is not None:
+            raise PreconditionError(
+                f"--dask-tls-dir needs a tls:// scheduler address, not {address}"
+            )
+        if not is_loopback(address):
+            raise PreconditionError(
+                f"refusing to send index work to the plaintext Dask scheduler {address}: "
+                "plaintext is allowed only on a loopback address; run the cluster with "
+                "TLS and pass tls://HOST:PORT with --dask-tls-dir (see `psi pki init`)"
+            )
+        return None
+    if tls_dir is None:
+        raise PreconditionError(
+            f"the Dask scheduler {address} uses TLS: pass --dask-tls-dir with ca.pem, "
+            "dask-client.pem and dask-client.key (see `psi pki init`)"
+        )
+    paths = PkiPaths.in_dir(tls_dir)
+    for path in (paths.ca_cert, paths.dask_client_cert, paths.dask_client_key):
+        if not path.is_file():
+            raise PreconditionError(f"{path} is missing; `psi pki init` writes it")
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=str(paths.ca_cert),
+        tls_client_cert=str(paths.dask_client_cert),
+        tls_client_key=str(paths.dask_client_key),
+        require_encryption=True,
+    )
+
+
+def _shared_secret(executor: Executor, secret: bytes) -> Any:
+    """What shard tasks are given for the epoch secret.
+
+    On Dask (an executor that can ``scatter``), the secret is sent once to each worker,
+    straight from this process (never through the scheduler), and every task carries only
+    a reference to it, so the key is not in any task's arguments, the scheduler's task
+    graph or its logs. Local pools get the bytes themselves.
+    """
+    scatter = getattr(executor, "scatter", None)
+    if scatter is None:
+        return secret
+    return scatter(secret, broadcast=True, direct=True, hash=False)
 
 
 def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -251,6 +304,7 @@ def build_index(
     recipe_ids = tuple(r.id for r in recipes)
     pending: deque[tuple[int, int, Any]] = deque()
     totals = {"records": 0, "keys": 0, "reused": 0}
+    secret = _shared_secret(executor, epoch.secret)
 
     def finish_oldest() -> None:
         shard, records, future = pending.popleft()
@@ -275,7 +329,7 @@ def build_index(
             if progress:
                 progress(done["records"])
             continue
-        future = executor.submit(encrypt_records, epoch.secret, recipe_ids, rows)
+        future = executor.submit(encrypt_records, secret, recipe_ids, rows)
         pending.append((shard, len(rows), future))
         while pending and (len(pending) >= max_in_flight or pending[0][2].done()):
             finish_oldest()

@@ -137,7 +137,7 @@ class PhaseTimings(_message.Message):
     def __init__(self, blind_seconds: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., unblind_seconds: _Optional[float] = ..., lookup_seconds: _Optional[float] = ...) -> None: ...
 
 class QueryStatus(_message.Message):
-    __slots__ = ("query_id", "state", "mode", "recipe", "subject_count", "keyed_subject_count", "processed_count", "match_count", "false_positive_bound", "epoch_id", "error_code", "error_message", "timings", "case_id", "recipes", "rule", "rule_id", "quality", "created_at", "updated_at")
+    __slots__ = ("query_id", "state", "mode", "recipe", "subject_count", "keyed_subject_count", "processed_count", "match_count", "false_positive_bound", "epoch_id", "error_code", "error_message", "timings", "case_id", "waiting_reason", "attempts", "recipes", "rule", "rule_id", "quality", "created_at", "updated_at")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +152,8 @@ class QueryStatus(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    WAITING_REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     RECIPES_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -172,13 +174,15 @@ class QueryStatus(_message.Message):
     error_message: str
     timings: PhaseTimings
     case_id: str
+    waiting_reason: str
+    attempts: int
     recipes: _containers.RepeatedScalarFieldContainer[str]
     rule: MatchRule
     rule_id: str
     quality: MatchQuality
     created_at: str
     updated_at: str
-    def __init__(self, query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., subject_count: _Optional[int] = ..., keyed_subject_count: _Optional[int] = ..., processed_count: _Optional[int] = ..., match_count: _Optional[int] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., epoch_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., timings: _Optional[_Union[PhaseTimings, _Mapping]] = ..., case_id: _Optional[str] = ..., recipes: _Optional[_Iterable[str]] = ..., rule: _Optional[_Union[MatchRule, _Mapping]] = ..., rule_id: _Optional[str] = ..., quality: _Optional[_Union[MatchQuality, _Mapping]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ...) -> None: ...
+    def __init__(self, query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., subject_count: _Optional[int] = ..., keyed_subject_count: _Optional[int] = ..., processed_count: _Optional[int] = ..., match_count: _Optional[int] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., epoch_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., timings: _Optional[_Union[PhaseTimings, _Mapping]] = ..., case_id: _Optional[str] = ..., waiting_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., rule: _Optional[_Union[MatchRule, _Mapping]] = ..., rule_id: _Optional[str] = ..., quality: _Optional[_Union[MatchQuality, _Mapping]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ...) -> None: ...
 
 class MatchQuality(_message.Message):
     __slots__ = ("expected_false_matches", "cryptographic_bound", "semantic_expected", "semantic_rate", "measured", "source", "semantic_rate_upper")

@@ -82,8 +82,9 @@ class AgencyServicer(object):
         authorization that is not a SignedAuthorization naming a case and token id, a subject
         without subject_id, a repeated subject_id, a field over 256 characters, a batch over
         100,000 subjects, a query over 10,000,000 subjects (service defaults) or no subjects;
-        FAILED_PRECONDITION when the custodian does not hold the recipe; UNAVAILABLE when the
-        custodian cannot be reached to check that. The authorization is
+        FAILED_PRECONDITION when the custodian does not hold the recipe (while the custodian
+        cannot be reached, the recipes it last announced are used and the query waits for it,
+        see QueryStatus.waiting_reason); UNAVAILABLE when it was never reached. The authorization is
         verified and charged by the custodian only when the query runs: a refusal there shows
         up as state FAILED with error_code, not as an error of this call.
         """
@@ -102,7 +103,8 @@ class AgencyServicer(object):
         """A stream of states: the current one at once, then one each time progress changes (and
         at least every few seconds while the query is unfinished, possibly repeating the same
         state). The stream ends after it has sent a SUCCEEDED or FAILED state. NOT_FOUND for an
-        unknown query_id.
+        unknown query_id; RESOURCE_EXHAUSTED when 16 (service default) streams are already
+        open: poll with GetQuery or watch again later.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

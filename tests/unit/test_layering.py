@@ -165,6 +165,7 @@ def test_services_leave_array_arithmetic_to_the_core():
         ("pseudopeople", {"psi_tools/pseudopeople_corpus.py"}),
         ("anyascii", {"psi_core/recipes/_tolerant.py"}),
         ("nicknames", {"psi_core/recipes/_nicknames.py"}),
+        ("tenacity", {"psi_agency/retry.py"}),
     ],
 )  # fmt: skip
 def test_each_foreign_library_has_one_owner(library, owners):
