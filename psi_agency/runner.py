@@ -30,6 +30,7 @@ from psi_agency.progress import ProgressBoard
 from psi_agency.quality import estimate_quality
 from psi_agency.retry import RetryPolicy, retry_unreachable
 from psi_agency.store import FAILED, QUEUED, RUNNING, AgencyStore, QueryRecord
+from psi_core import faults
 from psi_core.errors import PeerError, PreconditionError, PsiError, UnreachableError
 from psi_core.index import EncryptedIndex
 from psi_core.policy import AuditLog
@@ -355,6 +356,7 @@ class QueryRunner:
         chunks: Iterable[list[bytes]]
         if stored_scalar is None:
             self._store.keep_blinding_key(record.query_id, query.scalar)
+            faults.point("query_blinded")
             chunks, replay_of = blinded_chunks(), b""
         else:
             chunks = list(blinded_chunks())
@@ -377,6 +379,7 @@ class QueryRunner:
             )
             return subject_keys, found
         collected = _bounded_cardinality_answer(answers, len(keys), facts.max_points_per_chunk)
+        faults.point("query_collected")
         return subject_keys, [self._lookup(query, len(keys), collected, index, timings)]
 
     def _membership(
@@ -399,6 +402,7 @@ class QueryRunner:
             # Progress in keyed subjects (the unit QueryStatus reports), whatever the recipes.
             self._store.update(record.query_id, processed_count=processed * keyed // total)
             self._board.bump(record.query_id)
+            faults.point("query_answered")
         if len(hits) != len(sent_sizes):
             raise PeerError("the custodian answered fewer chunks than were sent")
         if processed != total:
@@ -408,6 +412,7 @@ class QueryRunner:
                 f"the custodian's answer ended after {processed} of {total} points; "
                 "the query is void"
             )
+        faults.point("query_collected")
         return hits
 
     @staticmethod

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from psi_core import faults
 from psi_core.errors import InvalidInputError, NotFoundError
 from psi_core.io import SUBJECT_COLUMNS, utc_timestamp
 from psi_core.policy import SqliteFile
@@ -310,6 +311,7 @@ class AgencyStore(SqliteFile):
             )
             conn.execute(*_query_update(query_id, {**fields, "state": SUCCEEDED}))
             conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
+            faults.point("query_committing")
 
     def matches(self, query_id: str) -> Iterator[tuple[str, dict[str, str]]]:
         """(recipes that matched ``;``-joined, subject) for every match of a query, in

@@ -340,6 +340,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 with self._reencrypting(mode, len(chunk)):
                     points = self._reencryptor.membership(chunk)
                 yield custodian_pb2.EvaluateResponse(points=points)
+                faults.point("evaluate_answered")
             return
         received = [point for chunk in chunks for point in chunk]
         with self._reencrypting(mode, len(received)):
@@ -347,6 +348,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         step = self._limits.max_points_per_chunk
         for start in range(0, len(answer), step):
             yield custodian_pb2.EvaluateResponse(points=answer[start : start + step])
+            faults.point("evaluate_answered")
 
     @staticmethod
     def _replayed_chunks(chunks: Iterator[list[bytes]], replay_of: RequestKey) -> list[list[bytes]]:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from psi_core import faults
 from psi_core.errors import InvalidInputError, PreconditionError, RowError
 from psi_core.index.encrypted import IndexManifest, write_index
 from psi_core.index.epoch import EpochKey
@@ -251,6 +252,7 @@ def _store_shard(
         write_file_atomically(keys_path, "\n".join(keys).encode("utf-8"), sync_directory=False)
     done = json.dumps({"records": records, "keys": len(keys)}).encode("utf-8")
     write_file_atomically(done_path, done, sync_directory=False)
+    faults.point("shard_stored")
 
 
 def _finished_shard(build_dir: Path, shard: int) -> dict[str, int] | None:

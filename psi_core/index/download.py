@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from psi_core import faults
 from psi_core.errors import IntegrityError, PeerError
 from psi_core.index.encrypted import INDEX_FILE, EncryptedIndex, IndexManifest, write_manifest
 from psi_core.protocol import FINGERPRINT_BYTES, INDEX_DTYPE, is_strictly_increasing
@@ -91,6 +92,7 @@ class IndexDownload:
         with self.partial.open("ab") as handle:
             handle.write(data)
         self._absorb(data)
+        faults.point("download_chunk")
 
     def discard(self) -> None:
         self.partial.unlink(missing_ok=True)
