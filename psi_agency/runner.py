@@ -26,13 +26,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from psi_agency.custodian_client import CustodianClient, CustodianFacts
+from psi_agency.epochs import IndexHolder
 from psi_agency.progress import ProgressBoard
 from psi_agency.quality import estimate_quality
 from psi_agency.retry import RetryPolicy, retry_unreachable
 from psi_agency.store import FAILED, QUEUED, RUNNING, AgencyStore, QueryRecord
 from psi_core import faults
 from psi_core.errors import PeerError, PreconditionError, PsiError, UnreachableError
-from psi_core.index import EncryptedIndex
+from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog
 from psi_core.protocol import (
     BlindedQuery,
@@ -97,21 +98,6 @@ def _bounded_cardinality_answer(
 
 class _Interrupted(Exception):
     """The runner is stopping: the query goes back to QUEUED, its scalar kept."""
-
-
-class IndexHolder:
-    """The local index copy for the custodian's current epoch, synced on demand."""
-
-    def __init__(self, sync: Callable[[CustodianFacts], EncryptedIndex]) -> None:
-        self._sync = sync
-        self._index: EncryptedIndex | None = None
-        self._lock = threading.Lock()
-
-    def for_epoch(self, facts: CustodianFacts) -> EncryptedIndex:
-        with self._lock:
-            if self._index is None or self._index.manifest.sha256 != facts.manifest.sha256:
-                self._index = self._sync(facts)
-            return self._index
 
 
 class QueryRunner:
@@ -277,24 +263,27 @@ class QueryRunner:
         rule = MatchRule.from_id(record.recipe)
         recipes = [get_recipe(recipe_id) for recipe_id in rule.recipes]
         facts = self._custodian.info()
-        missing = [r for r in rule.recipes if r not in facts.manifest.recipes]
+        if self._store.blinding_key(record.query_id) is not None and record.epoch_id:
+            epoch, index = self._index.for_epoch(facts, record.epoch_id)
+        else:
+            epoch, index = self._index.for_new_query(facts)
+        missing = [r for r in rule.recipes if r not in epoch.recipes]
         if missing:
             raise PreconditionError(
                 f"the custodian does not hold recipe {', '.join(missing)}; it holds "
-                f"{', '.join(facts.manifest.recipes)}"
+                f"{', '.join(epoch.recipes)}"
             )
-        index = self._index.for_epoch(facts)
 
         started = time.perf_counter()
         subject_keys = SubjectKeys.build(recipes, self._store.subjects(record.query_id))
         keys = subject_keys.keys
         timings.blind += time.perf_counter() - started
         keyed = subject_keys.keyed_subjects
-        bound = FalsePositiveBound.for_query(facts.manifest.key_count, len(keys))
+        bound = FalsePositiveBound.for_query(index.key_count, len(keys))
         self._store.update(
             record.query_id,
             keyed_count=keyed,
-            epoch_id=facts.manifest.epoch_id,
+            epoch_id=epoch.epoch_id,
             fp_per_subject=bound.per_subject,
             fp_expected=bound.expected_false_matches,
             quality=estimate_quality(rule.rule_id, keyed, bound.expected_false_matches),
@@ -329,7 +318,7 @@ class QueryRunner:
         record: QueryRecord,
         subject_keys: SubjectKeys,
         facts: CustodianFacts,
-        index: EncryptedIndex,
+        index: SegmentedIndex,
         timings: _Timings,
     ) -> tuple[SubjectKeys, list[KeyFlags]]:
         """The keys in the order they were sent, and for each (chunk by chunk) whether
@@ -367,7 +356,7 @@ class QueryRunner:
         header = custodian_pb2.EvaluateHeader(
             authorization=record.authorization,
             mode=MODE_ENUMS[record.mode],
-            epoch_id=facts.manifest.epoch_id,
+            epoch_id=index.epoch_id,
             point_count=len(keys),
             replay_of_sha256=replay_of,
             **_declared_fields(subject_keys.declaration()),
@@ -389,7 +378,7 @@ class QueryRunner:
         sent_sizes: list[int],
         subject_keys: SubjectKeys,
         query: BlindedQuery,
-        index: EncryptedIndex,
+        index: SegmentedIndex,
         timings: _Timings,
     ) -> list[KeyFlags]:
         hits: list[KeyFlags] = []
@@ -420,7 +409,7 @@ class QueryRunner:
         query: BlindedQuery,
         sent: int,
         answer: list[bytes],
-        index: EncryptedIndex,
+        index: SegmentedIndex,
         timings: _Timings,
     ) -> KeyFlags:
         began = time.perf_counter()
