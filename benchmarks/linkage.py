@@ -47,8 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from psi_core.protocol import FINGERPRINT_BITS
-from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES
-from psi_core.recipes.quality import rule_id
+from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES, rule_id
 from psi_tools.synth import (
     generate_population,
     generate_subjects,
@@ -86,7 +85,8 @@ class Corpus:
 def synthetic_corpus(
     population: int, subjects: int, seed: int, profile: str, overlap: float
 ) -> Corpus:
-    """The synthetic population and a subject list drawn from it (``psi synth``)."""
+    """The synthetic population (seed ``seed``) and a subject list drawn from it with seed
+    ``seed + 1`` (as ``psi synth`` does by default: population 1, subjects 2)."""
     records = [row for batch in generate_population(population, seed) for row in batch]
     with tempfile.TemporaryDirectory(prefix="linkage-") as tmp:
         path = Path(tmp) / "population.csv"

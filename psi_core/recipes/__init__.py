@@ -47,7 +47,7 @@ from ._recipes import (
     get_recipe,
     recipe_ids,
 )
-from .quality import QualityEstimate, expected_false_matches
+from .quality import QualityEstimate, expected_false_matches, rule_id
 
 __all__ = [
     "DEFAULT_RECIPE_IDS",
@@ -58,4 +58,5 @@ __all__ = [
     "expected_false_matches",
     "get_recipe",
     "recipe_ids",
+    "rule_id",
 ]

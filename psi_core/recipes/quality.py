@@ -16,7 +16,7 @@ one. A rule of one recipe is that recipe's id, whatever its kind.
 
 Usage (what a query result shows)::
 
-    from psi_core.recipes.quality import expected_false_matches, rule_id
+    from psi_core.recipes import expected_false_matches, rule_id
 
     estimate = expected_false_matches(rule_id("any", ["tin_v1", "name_dob_v1"]), 1200)
     if estimate is not None:

@@ -162,10 +162,10 @@ def test_services_leave_array_arithmetic_to_the_core():
         ("tqdm", {"psi_rpc/cli.py"}),
         ("distributed", {"psi_core/index/build.py"}),
         ("dask", {"psi_core/index/build.py"}),
+        ("tenacity", {"psi_agency/retry.py"}),
         ("pseudopeople", {"psi_tools/pseudopeople_corpus.py"}),
         ("anyascii", {"psi_core/recipes/_tolerant.py"}),
         ("nicknames", {"psi_core/recipes/_nicknames.py"}),
-        ("tenacity", {"psi_agency/retry.py"}),
     ],
 )  # fmt: skip
 def test_each_foreign_library_has_one_owner(library, owners):

@@ -358,3 +358,41 @@ def test_pseudopeople_adapter_helpers():
     assert pp.iso_date("04/12/1980", "m/d/y") == "1980-04-12"
     assert pp.iso_date("04121980", "mdy") == "1980-04-12"
     assert pp.iso_date("02301980", "mdy") == "02301980"
+
+
+def test_synth_subjects_cli_defaults_to_the_realistic_profile(population, tmp_path, capsys):
+    from psi_tools import cli
+
+    base = ["synth", "subjects", "--population", str(population), "--n", "50", "--seed", "2"]
+    for profile, columns in (("realistic", truth_columns("realistic")), ("formatting", None)):
+        out, truth = tmp_path / f"{profile}.csv", tmp_path / f"{profile}-truth.csv"
+        extra = [] if profile == "realistic" else ["--profile", "formatting"]
+        argv = [*base, "--out", str(out), "--truth", str(truth), *extra]
+        assert cli.main(argv) == 0
+        header = truth.read_text(encoding="utf-8").splitlines()[0].split(",")
+        assert tuple(header) == (columns or TRUTH_COLUMNS)
+        assert profile in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:pandas")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:pseudopeople")
+def test_pseudopeople_corpus_joins_truth_by_simulant():
+    """pseudopeople's own use of pandas raises deprecation warnings: not ours to fix."""
+    pp = pytest.importorskip("psi_tools.pseudopeople_corpus", reason="pseudopeople not installed")
+    corpus = pp.load(seed=0, max_ssa_subjects=200)
+    assert len(corpus.records) == len(corpus.record_truth) > 5_000
+    assert corpus.notes["forms_with_birth_date"] > 0.8 * len(corpus.records)
+    holders = set(corpus.record_truth)
+    sources = Counter(t["source"] for t in corpus.subject_truth)
+    assert sources["ssa"] == 200
+    assert {"acs", "cps", "wic"} <= set(sources)
+    for subject, truth in zip(corpus.subjects, corpus.subject_truth, strict=True):
+        assert (truth["member"] == "1") == (truth["truth_id"] in holders)
+        assert subject["zip"] != "00000"
+        if truth["source"] == "ssa":
+            assert not subject["street"]
+        else:
+            assert not subject["tin"]
+    zips = Counter(r["zip"] for r in corpus.records)
+    assert zips.most_common(1)[0][0] == pp.TOWN_ZIP
+    assert "00000" not in zips

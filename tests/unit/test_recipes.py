@@ -37,8 +37,10 @@ def rec(**overrides: str | None) -> dict[str, str | None]:
 
 
 def _load_vectors() -> list[dict[str, object]]:
+    """Each vector with its record joined in (the file lists each record once)."""
     document = json.loads(VECTORS.read_text(encoding="utf-8"))
-    return document["vectors"]
+    records = document["records"]
+    return [{**v, "record": records[v["name"]]} for v in document["vectors"]]
 
 
 _VECTOR_ROWS = _load_vectors()
