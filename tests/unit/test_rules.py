@@ -7,7 +7,7 @@ import pytest
 
 from psi_core.errors import InvalidInputError, PeerError
 from psi_core.protocol import AT_LEAST, KeyDeclaration, MatchRule, SubjectKeys, count_found
-from psi_core.recipes import get_recipe
+from psi_core.recipes import get_recipe, rule_id
 from tests.factories import as_subjects, make_records
 
 RECIPES = [get_recipe("name_dob_v1"), get_recipe("tin_v1")]
@@ -165,3 +165,20 @@ def test_secret_order_keeps_subjects_without_a_key():
     keys = SubjectKeys.build(RECIPES, _subjects()).in_secret_order(b"k")
     assert keys.key_index[3].tolist() == [-1, -1]
     assert keys.keyed_subjects == 5 and keys.charged_subjects == 4
+
+
+@pytest.mark.parametrize(
+    ("recipes", "kind", "k"),
+    [
+        (["tin_v1"], "any", None),
+        (["tin_v1", "name_dob_v1"], "any", None),
+        (["tin_v1", "name_dob_v1"], "all", None),
+        (["tin_v2", "house_dob_v1", "tin_v1", "sound_dob_v1"], "at_least", 2),
+        (["tin_v2", "house_dob_v1", "tin_v1"], "at_least", 3),
+        (["tin_v2", "house_dob_v1", "tin_v1"], "at_least", 1),
+    ],
+)
+def test_rule_ids_agree_with_the_shipped_quality_data(recipes, kind, k):
+    """A query's rule id is the one the quality data is keyed by, so it finds its figures."""
+    text = kind if k is None else f"at-least-{k}"
+    assert MatchRule.of(recipes, text).rule_id == rule_id(kind, recipes, k)
