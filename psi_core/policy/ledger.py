@@ -80,7 +80,9 @@ class LedgerEntry:
 @dataclass(frozen=True)
 class RequestKey:
     """What makes two requests the same request: the SHA-256 of their points in order,
-    and the count, mode, recipe and key epoch they were answered under."""
+    and the count, mode, recipe and key epoch they were answered under. For a multi-key
+    request ``recipe`` names the whole declaration, keys per recipe and subjects
+    (``psi_core.protocol.KeyDeclaration.ledger_recipe``)."""
 
     sha256: bytes
     point_count: int
@@ -148,7 +150,7 @@ class AuthorizationLedger(SqliteFile):
         subjects: int,
         *,
         replay_of: RequestKey | None = None,
-        declared: RequestKey | None = None,
+        committed: RequestKey | None = None,
         max_replays: int | None = None,
         record: InTransaction | None = None,
     ) -> LedgerEntry:
@@ -161,7 +163,7 @@ class AuthorizationLedger(SqliteFile):
         ``max_replays`` a token gets at most that many (counted in the same transaction;
         one more raises :class:`BudgetExhaustedError`).
 
-        ``declared`` names a request whose every point the caller committed to before
+        ``committed`` names a request whose every point the caller committed to before
         sending any (an Evaluate header's chunk digests, :class:`ChunkCommitment`): if this
         token has been charged for it before, it is an uncharged replay as above; if not, it
         is charged and remembered in the same transaction, so a re-run after a crash on
@@ -189,7 +191,7 @@ class AuthorizationLedger(SqliteFile):
                 (token_id,),
             ).fetchone()
             queries_used, subjects_used = row if row else (0, 0)
-            known = [r for r in (replay_of, declared) if r is not None]
+            known = [r for r in (replay_of, committed) if r is not None]
             if any(self._was_answered(token_id, request) for request in known):
                 self._count(conn, token_id, REPLAY, max_replays, "uncharged replays")
                 entry = _entry(
@@ -225,8 +227,8 @@ class AuthorizationLedger(SqliteFile):
                 (token_id, queries_used, subjects_used, max_queries, max_subjects, now, now),
             )
             entry = _entry(queries_used, subjects_used, max_queries, max_subjects)
-            if declared is not None:
-                self._remember(conn, token_id, declared)
+            if committed is not None:
+                self._remember(conn, token_id, committed)
             if record is not None:
                 record(conn, entry)
         return entry
