@@ -37,11 +37,11 @@ from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog
 from psi_core.protocol import (
     BlindedQuery,
+    ChunkCommitment,
     FalsePositiveBound,
     KeyDeclaration,
     KeyFlags,
     MatchRule,
-    RequestDigest,
     SubjectKeys,
     count_found,
 )
@@ -334,31 +334,24 @@ class QueryRunner:
         keys = subject_keys.keys
         timings.blind += time.perf_counter() - began
 
-        def blinded_chunks() -> Iterator[list[bytes]]:
-            for start in range(0, len(keys), step):
-                began = time.perf_counter()
-                points = query.blind(keys[start : start + step])
-                timings.blind += time.perf_counter() - began
-                sent_sizes.append(len(points))
-                yield points
-
-        chunks: Iterable[list[bytes]]
         if stored_scalar is None:
             self._store.keep_blinding_key(record.query_id, query.scalar)
             faults.point("query_blinded")
-            chunks, replay_of = blinded_chunks(), b""
-        else:
-            chunks = list(blinded_chunks())
-            digest = RequestDigest()
-            for chunk in chunks:
-                digest.update(chunk)
-            replay_of = digest.digest()
+        # Every chunk is blinded before the first is sent, so that the header can commit to
+        # all of them: the custodian then charges this request once, however often a crash
+        # on either side makes it run again with the same scalar (the same chunks).
+        chunks: list[list[bytes]] = []
+        for start in range(0, len(keys), step):
+            began = time.perf_counter()
+            chunks.append(query.blind(keys[start : start + step]))
+            timings.blind += time.perf_counter() - began
+        sent_sizes.extend(len(chunk) for chunk in chunks)
         header = custodian_pb2.EvaluateHeader(
             authorization=record.authorization,
             mode=MODE_ENUMS[record.mode],
             epoch_id=index.epoch_id,
             point_count=len(keys),
-            replay_of_sha256=replay_of,
+            chunk_sha256=ChunkCommitment.of(chunks),
             **_declared_fields(subject_keys.declaration()),
         )
         answers = self._custodian.evaluate(header, chunks, timeout=self._timeout(len(keys)))

@@ -41,6 +41,7 @@ from psi_core.index import (
 )
 from psi_core.policy import DEFAULT_MAX_TOKEN_BYTES, AuditLog, RequestKey, read_claims_unverified
 from psi_core.protocol import (
+    ChunkCommitment,
     FalsePositiveBound,
     KeyDeclaration,
     RequestDigest,
@@ -81,6 +82,14 @@ def _hashed(chunks: Iterable[list[bytes]], digest: RequestDigest) -> Iterator[li
     for chunk in chunks:
         digest.update(chunk)
         yield chunk
+
+
+def _committed(chunks: Iterable[list[bytes]], commitment: ChunkCommitment) -> Iterator[list[bytes]]:
+    """Each chunk, once it is checked against the header's commitment (before it is answered)."""
+    for chunk in chunks:
+        commitment.check(chunk)
+        yield chunk
+    commitment.check_complete()
 
 
 def _request_key(
@@ -362,6 +371,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                     if header.replay_of_sha256
                     else None
                 )
+                commitment = (
+                    ChunkCommitment(header.chunk_sha256, header.point_count)
+                    if header.chunk_sha256
+                    else None
+                )
                 admission = self._policy.admit(
                     AdmissionRequest(
                         kind="evaluate",
@@ -370,6 +384,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                         mode=mode,
                         peer_agency_id=self._peer_identity(context),
                         replay_of=replay_of,
+                        committed=(
+                            _request_key(header, declared, mode, commitment.request_sha256())
+                            if commitment is not None
+                            else None
+                        ),
                         max_replays=limits.max_replays_per_token,
                         audit_event=dict(event),
                     )
@@ -382,6 +401,9 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                     charged=not admission.replayed,
                 )
                 chunks = self._point_chunks(request_iterator, header.point_count)
+                if commitment is not None:
+                    yield from self._answer(served, mode, _committed(chunks, commitment))
+                    return
                 if replay_of is not None and admission.replayed:
                     yield from self._answer(served, mode, self._replayed_chunks(chunks, replay_of))
                     return

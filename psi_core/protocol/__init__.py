@@ -15,6 +15,7 @@ from psi_core.protocol.curve import (
 )
 from psi_core.protocol.dh import (
     BlindedQuery,
+    ChunkCommitment,
     FalsePositiveBound,
     Reencryptor,
     RequestDigest,
@@ -63,6 +64,7 @@ __all__ = [
     "SCALAR_BYTES",
     "BlindedQuery",
     "Blinder",
+    "ChunkCommitment",
     "FalsePositiveBound",
     "Fingerprints",
     "KeyCipher",
