@@ -38,6 +38,8 @@ class AdmissionRequest:
     peer_agency_id: str | None
     charge: bool = True
     replay_of: RequestKey | None = None
+    #: A request committed to chunk by chunk: charged once, then replays are uncharged.
+    committed: RequestKey | None = None
     #: With ``replay_of``: the most uncharged replays the token may have.
     max_replays: int | None = None
     #: For an uncharged request (``charge=False``): count it as a use of this kind, at most
@@ -112,6 +114,7 @@ class AuthorizationPolicy:
                 claims,
                 request.subjects,
                 replay_of=request.replay_of,
+                committed=request.committed,
                 max_replays=request.max_replays,
                 record=record,
             )

@@ -80,7 +80,9 @@ class LedgerEntry:
 @dataclass(frozen=True)
 class RequestKey:
     """What makes two requests the same request: the SHA-256 of their points in order,
-    and the count, mode, recipe and key epoch they were answered under."""
+    and the count, mode, recipe and key epoch they were answered under. For a multi-key
+    request ``recipe`` names the whole declaration, keys per recipe and subjects
+    (``psi_core.protocol.KeyDeclaration.ledger_recipe``)."""
 
     sha256: bytes
     point_count: int
@@ -148,6 +150,7 @@ class AuthorizationLedger(SqliteFile):
         subjects: int,
         *,
         replay_of: RequestKey | None = None,
+        committed: RequestKey | None = None,
         max_replays: int | None = None,
         record: InTransaction | None = None,
     ) -> LedgerEntry:
@@ -159,6 +162,12 @@ class AuthorizationLedger(SqliteFile):
         new query. Uncharged replays still cost the custodian curve work, so with
         ``max_replays`` a token gets at most that many (counted in the same transaction;
         one more raises :class:`BudgetExhaustedError`).
+
+        ``committed`` names a request whose every point the caller committed to before
+        sending any (an Evaluate header's chunk digests, :class:`ChunkCommitment`): if this
+        token has been charged for it before, it is an uncharged replay as above; if not, it
+        is charged and remembered in the same transaction, so a re-run after a crash on
+        either side is never charged twice.
 
         ``record``, if given, runs inside the transaction once the use is recorded (see
         :data:`InTransaction`); if it raises, nothing is recorded.
@@ -182,7 +191,8 @@ class AuthorizationLedger(SqliteFile):
                 (token_id,),
             ).fetchone()
             queries_used, subjects_used = row if row else (0, 0)
-            if replay_of is not None and self._was_answered(token_id, replay_of):
+            known = [r for r in (replay_of, committed) if r is not None]
+            if any(self._was_answered(token_id, request) for request in known):
                 self._count(conn, token_id, REPLAY, max_replays, "uncharged replays")
                 entry = _entry(
                     queries_used, subjects_used, max_queries, max_subjects, replayed=True
@@ -217,6 +227,8 @@ class AuthorizationLedger(SqliteFile):
                 (token_id, queries_used, subjects_used, max_queries, max_subjects, now, now),
             )
             entry = _entry(queries_used, subjects_used, max_queries, max_subjects)
+            if committed is not None:
+                self._remember(conn, token_id, committed)
             if record is not None:
                 record(conn, entry)
         return entry
@@ -307,6 +319,14 @@ class AuthorizationLedger(SqliteFile):
                 raise PreconditionError(
                     f"cannot record an answered request in {self._path}: {exc}"
                 ) from exc
+
+    @staticmethod
+    def _remember(conn: sqlite3.Connection, token_id: str, request: RequestKey) -> None:
+        conn.execute(
+            f"""INSERT OR IGNORE INTO {_ANSWERED} (token_id, request_sha256, point_count,
+                    mode, recipe, epoch_id, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            (token_id, *request.as_row(), _now()),
+        )
 
     def _was_answered(self, token_id: str, request: RequestKey) -> bool:
         row = self._conn.execute(

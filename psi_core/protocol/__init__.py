@@ -1,5 +1,6 @@
-"""The DH-PSI protocol: blinding, re-encryption, unblinding, fingerprints, and the one
-module that owns openmined-psi (with the classic stock-client messages).
+"""The DH-PSI protocol: blinding, re-encryption, unblinding, fingerprints, multi-key
+rules (``rules``), and the one module that owns openmined-psi (with the classic
+stock-client messages).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from psi_core.protocol.curve import (
 )
 from psi_core.protocol.dh import (
     BlindedQuery,
+    ChunkCommitment,
     FalsePositiveBound,
     Reencryptor,
     RequestDigest,
@@ -51,8 +53,22 @@ from psi_core.protocol.openmined import (
     classic_setup_size_bound,
     parse_classic_request,
 )
+from psi_core.protocol.rules import (
+    ALL,
+    ANY,
+    AT_LEAST,
+    KeyDeclaration,
+    KeyFlags,
+    KeyHits,
+    MatchRule,
+    SubjectKeys,
+    count_found,
+)
 
 __all__ = [
+    "ALL",
+    "ANY",
+    "AT_LEAST",
     "AUTO",
     "BACKEND_CHOICES",
     "BACKEND_NAMES",
@@ -69,19 +85,26 @@ __all__ = [
     "BackendUnavailableError",
     "BlindedQuery",
     "Blinder",
+    "ChunkCommitment",
     "CurveBackend",
     "FalsePositiveBound",
     "Fingerprints",
     "KeyCipher",
+    "KeyDeclaration",
+    "KeyFlags",
+    "KeyHits",
+    "MatchRule",
     "Reencryptor",
     "RequestDigest",
     "ScalarKey",
+    "SubjectKeys",
     "Unblinder",
     "check_compressed_point",
     "classic_hash_range",
     "classic_response",
     "classic_setup",
     "classic_setup_size_bound",
+    "count_found",
     "crypto_mb_unavailable_reason",
     "distinct_keys",
     "get_backend",

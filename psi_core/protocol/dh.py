@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from psi_core.errors import MalformedMessageError, PeerError
+from psi_core.errors import InvalidInputError, MalformedMessageError, PeerError
 from psi_core.protocol import fingerprint
 from psi_core.protocol.backend import OPENMINED, CurveBackend, get_backend
 from psi_core.protocol.curve import inverse_scalar, is_valid_scalar, random_scalar
@@ -117,6 +117,55 @@ class RequestDigest:
 
     def digest(self) -> bytes:
         return self._hash.digest()
+
+
+class ChunkCommitment:
+    """An agency's commitment to every chunk of a request before it sends any point.
+
+    One SHA-256 per chunk (over the chunk's 33-byte points concatenated) travels in the
+    Evaluate header. The custodian records the request by :meth:`request_sha256` when it
+    charges it, and checks each chunk against its digest before answering it; so every
+    point it ever answers for this request was committed to, and a re-run with the same
+    scalar (the same chunks) can be recognized and left uncharged even if the first run was
+    cut off in the middle of the answer.
+    """
+
+    DOMAIN = b"psi.v1.ChunkCommitment\x00"
+
+    def __init__(self, digests: Sequence[bytes], point_count: int) -> None:
+        if not digests or len(digests) > point_count:
+            raise InvalidInputError(
+                "a chunk commitment needs one digest per chunk, and at most one per point"
+            )
+        if any(len(d) != 32 for d in digests):
+            raise InvalidInputError("each chunk digest is 32 bytes (SHA-256)")
+        self.digests = list(digests)
+        self._next = 0
+
+    @staticmethod
+    def of(chunks: Sequence[Sequence[bytes]]) -> list[bytes]:
+        """The digests an agency declares for ``chunks``."""
+        return [hashlib.sha256(b"".join(chunk)).digest() for chunk in chunks]
+
+    def request_sha256(self) -> bytes:
+        """What identifies the whole request in the ledger."""
+        return hashlib.sha256(self.DOMAIN + b"".join(self.digests)).digest()
+
+    def check(self, chunk: Sequence[bytes]) -> None:
+        """Raise InvalidInputError unless ``chunk`` is the next committed chunk."""
+        if self._next >= len(self.digests):
+            raise InvalidInputError("more chunks were sent than the header committed to")
+        if hashlib.sha256(b"".join(chunk)).digest() != self.digests[self._next]:
+            raise InvalidInputError(
+                f"chunk {self._next + 1} does not match the digest the header committed to"
+            )
+        self._next += 1
+
+    def check_complete(self) -> None:
+        if self._next != len(self.digests):
+            raise InvalidInputError(
+                f"{self._next} chunks were sent but the header committed to {len(self.digests)}"
+            )
 
 
 def distinct_keys(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray]:

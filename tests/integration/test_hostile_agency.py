@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from psi_core.protocol import BlindedQuery, Blinder, RequestDigest
+from psi_core.protocol import BlindedQuery, Blinder, ChunkCommitment, RequestDigest
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
 from tests.factories import make_records, off_curve_point
@@ -474,3 +474,28 @@ def test_sixteen_concurrent_hostile_and_honest_calls(deployment, stub, info):
         results = list(pool.map(one, range(16)))
     assert results == [True] * 16
     assert _honest_hits(deployment, stub, info, deployment.token())
+
+
+def test_points_other_than_the_committed_chunks_get_no_answer(deployment, stub, info):
+    """A header that commits to some chunks, followed by other points: the call ends with
+    INVALID_ARGUMENT at the first chunk that differs, with no answer for it; the honest
+    chunks sent again under the same commitment are answered without a second charge."""
+    token = deployment.token(max_queries=1)
+    keys = [TIN.key(r) for r in deployment.records[:4]]
+    query = BlindedQuery()
+    chunks = [query.blind(keys[:2]), query.blind(keys[2:])]
+    header = _header(token, info.epoch_id, 4)
+    header.header.chunk_sha256.extend(ChunkCommitment.of(chunks))
+    received: list = []
+
+    def evaluate(requests: list[custodian_pb2.EvaluateRequest]) -> None:
+        for answer in stub.Evaluate(iter(requests), timeout=CALL_TIMEOUT):
+            received.append(list(answer.points))
+
+    error = _status_of(lambda: evaluate([header, _chunk(chunks[0]), _chunk(VALID[:2])]))
+    assert error.code() == INVALID
+    assert "chunk 2 does not match" in error.details()
+    assert len(received) <= 1 and all(len(a) == 2 for a in received)
+    received.clear()
+    evaluate([header, _chunk(chunks[0]), _chunk(chunks[1])])
+    assert [len(a) for a in received] == [2, 2]
