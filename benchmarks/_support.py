@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psi_core.build import encrypt_shard, shard_keys
-from psi_core.epoch import EpochKey
+from psi_core.index import EpochKey, encrypt_shard, shard_keys
+from psi_core.io import RECORD_COLUMNS, SUBJECT_COLUMNS, RowWriter
 from psi_core.recipes import RECIPES
-from psi_core.tabular import RECORD_COLUMNS, SUBJECT_COLUMNS, RowWriter
 from tests.factories import make_records
 
 #: The fixed epoch key of the benchmarks (as OpenMined/PSI's tests fix theirs).

@@ -17,7 +17,7 @@ import os
 import pytest
 
 from benchmarks._support import FIGURES, CpuSnapshot, Figures, fixed_epoch, load_average
-from psi_core.epoch import EpochKey
+from psi_core.index import EpochKey
 
 _LOAD_BEFORE = load_average()
 _CPU_BEFORE = CpuSnapshot.take()

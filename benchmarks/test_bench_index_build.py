@@ -2,7 +2,7 @@
 
 Figures (see benchmarks/README.md for the targets):
 
-* ``build.encrypt_shard/raw_setup``: per key, ``psi_core.build.encrypt_shard`` (b·H(k),
+* ``build.encrypt_shard/raw_setup``: per key, ``psi_core.index.build.encrypt_shard`` (b·H(k),
   fingerprint, sort) over openmined-psi's ``CreateSetupMessage(RAW)`` on the same keys.
 * ``build.pipeline_inline/raw_setup``: per key, the whole ``build_index`` from a CSV (read,
   recipes, encrypt, store shard, merge, write index and manifest) over the same call.
@@ -34,10 +34,10 @@ from benchmarks._support import (
     population,
     warm_worker,
 )
-from psi_core import fingerprint
-from psi_core.build import build_index, encrypt_shard, process_pool, shard_keys
+from psi_core.index import build_index, encrypt_shard, process_pool, shard_keys
+from psi_core.io import RECORD_COLUMNS, read_rows
+from psi_core.protocol import fingerprint
 from psi_core.recipes import RECIPES
-from psi_core.tabular import RECORD_COLUMNS, read_rows
 from tests.factories import write_records
 
 ALL_RECIPES = ("name_address_v1", "name_dob_v1", "tin_v1")

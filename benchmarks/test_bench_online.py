@@ -35,17 +35,16 @@ from benchmarks._support import (
     write_tin_population,
 )
 from psi_agency.client import AgencyClient
-from psi_core.authorization import init_authority
-from psi_core.build import build_index, iter_index_keys, process_pool
-from psi_core.epoch import EpochKey
-from psi_core.index import EncryptedIndex
-from psi_core.pki import init_pki, load_tls_material
+from psi_core.index import EncryptedIndex, EpochKey, build_index, iter_index_keys, process_pool
+from psi_core.policy import load_tls_material
 from psi_core.protocol import BlindedQuery, Reencryptor
 from psi_core.recipes import get_recipe
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianState
 from psi_proto.v1 import agency_pb2
 from psi_rpc.modes import MODE_ENUMS
+from psi_tools.authority import init_authority
+from psi_tools.dev_pki import init_pki
 from tests.integration.conftest import Deployment, tear_down
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,8 @@ from psi_agency.progress import ProgressBoard
 from psi_agency.runner import IndexHolder, QueryRunner
 from psi_agency.service import AgencyServicer
 from psi_agency.store import AgencyStore
-from psi_core.audit import AuditLog
 from psi_core.index import EncryptedIndex
-from psi_core.pki import TlsMaterial
+from psi_core.policy import AuditLog, TlsMaterial
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
 from psi_rpc.server import (
     RunningServer,

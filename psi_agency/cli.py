@@ -9,7 +9,11 @@ from pathlib import Path
 
 from psi_agency.app import AgencyState, start_agency
 from psi_agency.client import AgencyClient
-from psi_core.cli_support import (
+from psi_core.errors import RowError
+from psi_core.io import SUBJECT_COLUMNS, RowWriter, read_rows
+from psi_core.recipes import recipe_ids
+from psi_proto.v1 import agency_pb2
+from psi_rpc.cli import (
     EXIT_ERROR,
     add_audit_commands,
     add_tls_arguments,
@@ -18,13 +22,9 @@ from psi_core.cli_support import (
     serve_until_signalled,
     tls_from_args,
 )
-from psi_core.errors import RowError
-from psi_core.evaluation import members_from_truth, score
-from psi_core.recipes import recipe_ids
-from psi_core.tabular import SUBJECT_COLUMNS, RowWriter, read_rows
-from psi_proto.v1 import agency_pb2
 from psi_rpc.modes import MODE_ENUMS, MODE_NAMES
 from psi_rpc.server import create_channel
+from psi_tools.evaluation import members_from_truth, score
 
 MATCH_COLUMNS = ("subject_id", "recipe", *SUBJECT_COLUMNS[1:])
 _BATCH = 5_000

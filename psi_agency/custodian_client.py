@@ -1,8 +1,8 @@
 """The agency's client of the Custodian service.
 
 Every call has a deadline; every answer is validated before use: the announced index
-facts (``CustodianInfo``) and each index chunk here and in ``psi_core.index_download``,
-the re-encrypted points in ``psi_core.protocol``. gRPC failures become our own errors
+facts (``CustodianInfo``) and each index chunk here and in ``psi_core.index.download``,
+the re-encrypted points in ``psi_core.protocol.dh``. gRPC failures become our own errors
 through ``psi_rpc.status``.
 """
 
@@ -16,8 +16,7 @@ from pathlib import Path
 import grpc
 
 from psi_core.errors import PeerError, PreconditionError, PsiError
-from psi_core.index import EncryptedIndex, IndexManifest, read_manifest
-from psi_core.index_download import IndexDownload
+from psi_core.index import EncryptedIndex, IndexDownload, IndexManifest, read_manifest
 from psi_core.recipes import recipe_ids
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
 from psi_rpc.status import error_from_rpc

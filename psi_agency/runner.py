@@ -25,9 +25,9 @@ import numpy as np
 from psi_agency.custodian_client import CustodianClient, CustodianFacts
 from psi_agency.progress import ProgressBoard
 from psi_agency.store import FAILED, RUNNING, AgencyStore, QueryRecord
-from psi_core.audit import AuditLog
 from psi_core.errors import PeerError, PreconditionError, PsiError
 from psi_core.index import EncryptedIndex
+from psi_core.policy import AuditLog
 from psi_core.protocol import BlindedQuery, FalsePositiveBound, RequestDigest, distinct_keys
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import custodian_pb2

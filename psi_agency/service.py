@@ -13,8 +13,8 @@ import grpc
 from psi_agency.progress import ProgressBoard
 from psi_agency.runner import QueryRunner
 from psi_agency.store import SUBJECT_FIELDS, SUCCEEDED, TERMINAL_STATES, AgencyStore, QueryRecord
-from psi_core.authorization import read_claims_unverified
 from psi_core.errors import InvalidInputError, PreconditionError
+from psi_core.policy import read_claims_unverified
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc, common_pb2
 from psi_rpc.modes import MODE_ENUMS, mode_name

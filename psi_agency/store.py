@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from psi_core.errors import InvalidInputError, NotFoundError
-from psi_core.sqlite import SqliteFile
-from psi_core.tabular import SUBJECT_COLUMNS
+from psi_core.io import SUBJECT_COLUMNS
+from psi_core.policy import SqliteFile
 
 SUBJECT_FIELDS = SUBJECT_COLUMNS
 

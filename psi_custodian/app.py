@@ -7,11 +7,14 @@ from pathlib import Path
 
 import grpc
 
-from psi_core.audit import AuditLog
-from psi_core.authorization import TrustedAuthorities
 from psi_core.index import EncryptedIndex
-from psi_core.ledger import AuthorizationLedger
-from psi_core.pki import TlsMaterial, peer_identity_from_cert_pem
+from psi_core.policy import (
+    AuditLog,
+    AuthorizationLedger,
+    TlsMaterial,
+    TrustedAuthorities,
+    peer_identity_from_cert_pem,
+)
 from psi_custodian.policy import AuthorizationPolicy
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianState

@@ -8,8 +8,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from psi_core.build import Executor, build_index, process_pool
-from psi_core.cli_support import (
+from psi_core.errors import InvalidInputError
+from psi_core.index import Executor, build_index, dask_cluster, process_pool, read_manifest
+from psi_core.io import count_rows
+from psi_core.recipes import get_recipe, recipe_ids
+from psi_custodian.app import start_custodian
+from psi_custodian.state import CustodianState
+from psi_rpc.cli import (
     add_audit_commands,
     add_tls_arguments,
     progress_bar,
@@ -17,12 +22,6 @@ from psi_core.cli_support import (
     serve_until_signalled,
     tls_from_args,
 )
-from psi_core.errors import InvalidInputError
-from psi_core.index import read_manifest
-from psi_core.recipes import get_recipe, recipe_ids
-from psi_core.tabular import count_rows
-from psi_custodian.app import start_custodian
-from psi_custodian.state import CustodianState
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -37,10 +36,7 @@ def _init(args: argparse.Namespace) -> int:
 def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]:
     """The shard executor the flags ask for, and how many shards may be in flight."""
     if args.dask_scheduler:
-        from distributed import Client
-
-        with Client(args.dask_scheduler) as client:
-            workers = max(sum(client.nthreads().values()), 1)
+        with dask_cluster(args.dask_scheduler) as (client, workers):
             yield client, 2 * workers
     elif args.workers > 1:
         with process_pool(args.workers) as pool:

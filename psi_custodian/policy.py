@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from psi_core.authorization import TrustedAuthorities, verify_authorization
-from psi_core.ledger import AuthorizationLedger, RequestKey
+from psi_core.policy import (
+    AuthorizationLedger,
+    RequestKey,
+    TrustedAuthorities,
+    verify_authorization,
+)
 
 
 @dataclass(frozen=True)

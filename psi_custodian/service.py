@@ -15,11 +15,6 @@ from typing import Any
 
 import grpc
 
-from psi_core import openmined
-from psi_core.audit import AuditLog
-from psi_core.authorization import DEFAULT_MAX_TOKEN_BYTES, read_claims_unverified
-from psi_core.build import iter_index_keys
-from psi_core.epoch import EpochKey
 from psi_core.errors import (
     BudgetExhaustedError,
     InvalidInputError,
@@ -27,9 +22,9 @@ from psi_core.errors import (
     PreconditionError,
     PsiError,
 )
-from psi_core.index import EncryptedIndex
-from psi_core.ledger import RequestKey
-from psi_core.protocol import FalsePositiveBound, Reencryptor, RequestDigest
+from psi_core.index import EncryptedIndex, EpochKey, iter_index_keys
+from psi_core.policy import DEFAULT_MAX_TOKEN_BYTES, AuditLog, RequestKey, read_claims_unverified
+from psi_core.protocol import FalsePositiveBound, Reencryptor, RequestDigest, openmined
 from psi_custodian.policy import AdmissionPolicy, AdmissionRequest
 from psi_custodian.state import CustodianConfig
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc

@@ -15,9 +15,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from psi_core.epoch import EpochKey, create_epoch, load_epoch
 from psi_core.errors import PreconditionError
-from psi_core.pki import validate_party_id
+from psi_core.index import EpochKey, create_epoch, load_epoch
+from psi_core.policy import validate_party_id
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from psi_core.errors import PreconditionError
-from psi_core.pki import TlsMaterial
+from psi_core.policy import TlsMaterial
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 

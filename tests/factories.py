@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from psi_core.tabular import RECORD_COLUMNS, SUBJECT_COLUMNS, RowWriter
+from psi_core.io import RECORD_COLUMNS, SUBJECT_COLUMNS, RowWriter
 
 GIVEN = ["José", "Mei", "Priya", "Łukasz", "John", "Aisha", "Minh", "Olga", "Kwame", "Sofía"]
 FAMILY = ["García López", "Wang", "Patel", "Kowalczyk", "Smith", "Okafor", "Nguyễn", "Ivanova"]

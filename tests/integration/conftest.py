@@ -12,13 +12,14 @@ import pytest
 
 from psi_agency.app import RunningAgency, start_agency
 from psi_agency.client import AgencyClient
-from psi_core.authorization import init_authority, issue_authorization
-from psi_core.build import build_index
-from psi_core.pki import PkiPaths, TlsMaterial, init_pki, load_tls_material
+from psi_core.index import build_index
+from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
 from psi_core.recipes import RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
 from psi_rpc.server import RunningServer, create_channel
+from psi_tools.authority import init_authority, issue_authorization
+from psi_tools.dev_pki import init_pki
 from tests.factories import make_records, write_records
 
 POPULATION = 300

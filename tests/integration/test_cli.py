@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from psi_core.tabular import read_rows
+from psi_core.io import read_rows
 from tests.factories import make_records, write_records
 
 pytestmark = pytest.mark.integration
 
 TOOLS = {
-    "psi": "psi_core.cli",
+    "psi": "psi_tools.cli",
     "psi-custodian": "psi_custodian.cli",
     "psi-agency": "psi_agency.cli",
 }

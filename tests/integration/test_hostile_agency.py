@@ -14,8 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from psi_core.openmined import Blinder
-from psi_core.protocol import BlindedQuery, RequestDigest
+from psi_core.protocol import BlindedQuery, Blinder, RequestDigest
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
 from tests.factories import make_records, off_curve_point

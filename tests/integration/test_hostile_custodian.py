@@ -33,14 +33,18 @@ from psi_agency.custodian_client import CustodianClient, CustodianFacts
 from psi_agency.progress import ProgressBoard
 from psi_agency.runner import IndexHolder, QueryRunner
 from psi_agency.store import AgencyStore
-from psi_core.audit import AuditLog
-from psi_core.build import build_index
-from psi_core.epoch import EpochKey, create_epoch
 from psi_core.errors import IntegrityError, PeerError, PreconditionError
-from psi_core.index import INDEX_FILE, EncryptedIndex, IndexManifest
-from psi_core.index_download import PARTIAL_SUFFIX
-from psi_core.openmined import Blinder
-from psi_core.protocol import Reencryptor
+from psi_core.index import (
+    INDEX_FILE,
+    PARTIAL_SUFFIX,
+    EncryptedIndex,
+    EpochKey,
+    IndexManifest,
+    build_index,
+    create_epoch,
+)
+from psi_core.policy import AuditLog
+from psi_core.protocol import Blinder, Reencryptor
 from psi_core.recipes import RECIPES, get_recipe
 from psi_custodian.app import SERVICE_NAME as CUSTODIAN_SERVICE
 from psi_proto.v1 import (

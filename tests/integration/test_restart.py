@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from psi_agency.store import RUNNING, AgencyStore
-from psi_core.audit import AuditLog
+from psi_core.policy import AuditLog
 from psi_core.protocol import BlindedQuery
 from psi_proto.v1 import agency_pb2, common_pb2
 from tests.factories import as_subjects, make_records

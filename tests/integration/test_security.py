@@ -13,16 +13,16 @@ import grpc
 import pytest
 
 from psi_agency.client import AgencyClient
-from psi_core.audit import AuditLog
-from psi_core.authorization import init_authority
 from psi_core.errors import InvalidInputError, PreconditionError
-from psi_core.pki import init_pki, load_tls_material
+from psi_core.policy import AuditLog, load_tls_material
 from psi_core.protocol import BlindedQuery
 from psi_core.recipes import get_recipe
 from psi_custodian.app import start_custodian
 from psi_proto.v1 import agency_pb2, authorization_pb2, custodian_pb2, custodian_pb2_grpc
 from psi_rpc.modes import MODE_ENUMS
 from psi_rpc.server import create_channel, create_server
+from psi_tools.authority import init_authority
+from psi_tools.dev_pki import init_pki
 from tests.factories import as_subjects
 from tests.integration.conftest import Deployment, make_deployment, tear_down
 

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from psi_agency.custodian_client import CustodianClient
-from psi_core.audit import AuditLog
+from psi_core.policy import AuditLog
 from psi_core.protocol import BlindedQuery
 from psi_core.recipes import get_recipe
 from psi_custodian.state import CustodianLimits

@@ -1,4 +1,4 @@
-"""Tests of the hash-chained audit log (psi_core.audit)."""
+"""Tests of the hash-chained audit log (psi_core.policy.audit)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from psi_core import audit as audit_module
-from psi_core.audit import GENESIS_HASH, AuditLog, canonical_event_json, entry_hash
 from psi_core.errors import InvalidInputError, PreconditionError
+from psi_core.policy import GENESIS_HASH, AuditLog, canonical_event_json, entry_hash
+from psi_core.policy import audit as audit_module
 
 THREADS = 16
 SUBJECT_NAMES = ("Jose Garcia", "Zoë Ñúñez", "S-000123")

@@ -16,25 +16,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from psi_core.authorization import (
-    SIGNATURE_DOMAIN,
-    AuthorityPaths,
-    AuthorizationClaims,
-    TrustedAuthorities,
-    init_authority,
-    issue_authorization,
-    key_id,
-    parse_duration,
-    read_claims_unverified,
-    verify_authorization,
-)
 from psi_core.errors import (
     AuthenticationError,
     InvalidInputError,
     PermissionDeniedError,
     PreconditionError,
 )
+from psi_core.policy import (
+    SIGNATURE_DOMAIN,
+    AuthorityPaths,
+    AuthorizationClaims,
+    TrustedAuthorities,
+    key_id,
+    read_claims_unverified,
+    verify_authorization,
+)
 from psi_proto.v1 import authorization_pb2
+from psi_tools.authority import init_authority, issue_authorization, parse_duration
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 SKEW = dt.timedelta(seconds=60)

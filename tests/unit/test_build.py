@@ -6,11 +6,17 @@ import distributed
 import numpy as np
 import pytest
 
-from psi_core import fingerprint
-from psi_core.build import build_index, encrypt_shard, iter_index_keys, process_pool, shard_keys
-from psi_core.epoch import create_epoch
 from psi_core.errors import RowError
-from psi_core.index import EncryptedIndex
+from psi_core.index import (
+    EncryptedIndex,
+    build_index,
+    create_epoch,
+    encrypt_shard,
+    iter_index_keys,
+    process_pool,
+    shard_keys,
+)
+from psi_core.protocol import fingerprint
 from psi_core.recipes import RECIPES, get_recipe
 from tests.factories import make_records, write_records
 

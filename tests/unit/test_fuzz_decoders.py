@@ -23,10 +23,6 @@ from hypothesis import strategies as st
 
 from psi_agency.custodian_client import _check_info
 from psi_agency.service import AgencyServicer, case_id_of, subject_row
-from psi_core import openmined
-from psi_core.audit import AuditLog
-from psi_core.authorization import TrustedAuthorities, verify_authorization
-from psi_core.epoch import EpochKey
 from psi_core.errors import (
     AuthenticationError,
     BudgetExhaustedError,
@@ -37,10 +33,9 @@ from psi_core.errors import (
     PermissionDeniedError,
     PreconditionError,
 )
-from psi_core.index import EncryptedIndex, IndexManifest, write_index
-from psi_core.index_download import IndexDownload
-from psi_core.openmined import Blinder
-from psi_core.protocol import BlindedQuery, Reencryptor
+from psi_core.index import EncryptedIndex, EpochKey, IndexDownload, IndexManifest, write_index
+from psi_core.policy import AuditLog, TrustedAuthorities, verify_authorization
+from psi_core.protocol import BlindedQuery, Blinder, Reencryptor, openmined
 from psi_core.recipes import recipe_ids
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianConfig, CustodianLimits

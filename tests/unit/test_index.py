@@ -8,10 +8,15 @@ import stat
 import numpy as np
 import pytest
 
-from psi_core.epoch import create_epoch, load_epoch
 from psi_core.errors import IntegrityError, PeerError, PreconditionError
-from psi_core.index import EncryptedIndex, read_manifest, write_index
-from psi_core.index_download import IndexDownload
+from psi_core.index import (
+    EncryptedIndex,
+    IndexDownload,
+    create_epoch,
+    load_epoch,
+    read_manifest,
+    write_index,
+)
 
 VALUES = np.array([3, 10, 2**63 + 5, 2**64 - 1], dtype="<u8")
 

@@ -1,4 +1,4 @@
-"""Tests of the per-token authorization ledger (psi_core.ledger)."""
+"""Tests of the per-token authorization ledger (psi_core.policy.ledger)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from psi_core.audit import AuditLog
 from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
-from psi_core.ledger import AuthorizationLedger, LedgerEntry, RequestKey
+from psi_core.policy import AuditLog, AuthorizationLedger, LedgerEntry, RequestKey
 from psi_proto.v1 import authorization_pb2
 
 THREADS = 16

@@ -7,10 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from psi_core.curve import P256_PRIME, Unblinder, check_compressed_point
 from psi_core.errors import MalformedMessageError, PreconditionError
-from psi_core.openmined import (
+from psi_core.protocol import (
+    P256_PRIME,
     KeyCipher,
+    Unblinder,
+    check_compressed_point,
     classic_response,
     classic_setup,
     classic_setup_size_check,

@@ -1,4 +1,4 @@
-"""Tests of the development PKI (psi_core.pki)."""
+"""Tests of the development PKI (psi_core.policy.identity)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,8 @@ from cryptography.x509.verification import (
 )
 
 from psi_core.errors import AuthenticationError, InvalidInputError, PreconditionError
-from psi_core.pki import (
-    ROLES,
-    PkiPaths,
-    init_pki,
-    load_tls_material,
-    peer_identity_from_cert_pem,
-)
+from psi_core.policy import ROLES, PkiPaths, load_tls_material, peer_identity_from_cert_pem
+from psi_tools.dev_pki import init_pki
 
 SERVER_ROLES = ("custodian-server", "agency-server")
 CLIENT_ROLES = ("agency-client", "case-client")

@@ -7,15 +7,15 @@ import random
 import numpy as np
 import pytest
 
-from psi_core import fingerprint
-from psi_core.build import encrypt_shard
 from psi_core.errors import PeerError
+from psi_core.index import encrypt_shard
 from psi_core.protocol import (
     BlindedQuery,
     FalsePositiveBound,
     Reencryptor,
     RequestDigest,
     distinct_keys,
+    fingerprint,
 )
 
 SECRET = bytes(range(1, 33))

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from psi_core.errors import InvalidInputError, NotFoundError, RowError
+from psi_core.io import RECORD_COLUMNS, SUBJECT_COLUMNS, TRUTH_COLUMNS, RowWriter, read_rows
 from psi_core.recipes import RECIPES
-from psi_core.synth import (
+from psi_tools.synth import (
     NEAR_MISS_SHARE,
     ORIGINS,
     generate_population,
@@ -20,15 +21,8 @@ from psi_core.synth import (
     write_population,
     write_subjects,
 )
-from psi_core.synth._addresses import CITIES
-from psi_core.synth._text import strip_accents
-from psi_core.tabular import (
-    RECORD_COLUMNS,
-    SUBJECT_COLUMNS,
-    TRUTH_COLUMNS,
-    RowWriter,
-    read_rows,
-)
+from psi_tools.synth._addresses import CITIES
+from psi_tools.synth._text import strip_accents
 
 POPULATION = 20_000
 SUBJECTS = 4_000

@@ -11,15 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from psi_core import tabular
 from psi_core.errors import InvalidInputError, NotFoundError, RowError
-from psi_core.tabular import (
+from psi_core.io import (
     RECORD_COLUMNS,
     SUBJECT_COLUMNS,
     TRUTH_COLUMNS,
     RowWriter,
     count_rows,
     read_rows,
+    tabular,
 )
 
 HEADER = ",".join(RECORD_COLUMNS)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from psi_core.errors import IntegrityError, PeerError
-from psi_core.fingerprint import FINGERPRINT_BYTES, INDEX_DTYPE, is_strictly_increasing
-from psi_core.index import INDEX_FILE, EncryptedIndex, IndexManifest, write_manifest
+from psi_core.index.encrypted import INDEX_FILE, EncryptedIndex, IndexManifest, write_manifest
+from psi_core.protocol import FINGERPRINT_BYTES, INDEX_DTYPE, is_strictly_increasing
 
 PARTIAL_SUFFIX = ".partial"
 

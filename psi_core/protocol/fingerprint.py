@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from psi_core.curve import COMPRESSED_POINT_BYTES
+from psi_core.protocol.curve import COMPRESSED_POINT_BYTES
 
 FINGERPRINT_BITS = 64
 FINGERPRINT_BYTES = 8

@@ -7,7 +7,7 @@ fields it should not, and it reports every failure as a bare ``RuntimeError``. S
 
 * every object here is owned by one thread; callers that serve many threads keep one per
   thread (``ThreadLocalCipher``);
-* every input is validated before the call (points via ``psi_core.curve``, sizes and
+* every input is validated before the call (points via ``psi_core.protocol.curve``, sizes and
   parameters here);
 * library errors are turned into our own (``psi_core.errors``).
 """
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import private_set_intersection.python as _psi
 
-from psi_core.curve import check_compressed_points, is_valid_scalar
 from psi_core.errors import MalformedMessageError, PreconditionError
+from psi_core.protocol.curve import check_compressed_points, is_valid_scalar
 
 #: protobuf refuses to parse or build messages of 2 GiB or more.
 PROTOBUF_MESSAGE_LIMIT = 2**31 - 1

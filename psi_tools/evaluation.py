@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from psi_core.tabular import TRUTH_COLUMNS, read_rows
+from psi_core.io import TRUTH_COLUMNS, read_rows
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A fraction ``overlap`` of the subjects are population members (sampled without
 replacement); the rest are people from a separate generator stream, a share of them
 *near misses* that carry a member's name together with that member's date of birth
 (different address), that member's address (different date of birth), or neither. Every
-subject then passes through :func:`psi_core.synth._variation.vary`.
+subject then passes through :func:`psi_tools.synth._variation.vary`.
 
 The population file is streamed once; memory grows with ``n`` (about 150 bytes a subject,
 held in Arrow tables), never with the population.
@@ -23,15 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from psi_core.errors import InvalidInputError
-from psi_core.synth._population import (
-    BLOCK_ROWS,
-    STREAM_OUTSIDERS,
-    check_count,
-    population_columns,
-)
-from psi_core.synth._report import SynthReport
-from psi_core.synth._variation import DECISIONS, vary
-from psi_core.tabular import (
+from psi_core.io import (
     DEFAULT_BATCH_ROWS,
     RECORD_COLUMNS,
     SUBJECT_COLUMNS,
@@ -40,6 +32,14 @@ from psi_core.tabular import (
     count_rows,
     read_rows,
 )
+from psi_tools.synth._population import (
+    BLOCK_ROWS,
+    STREAM_OUTSIDERS,
+    check_count,
+    population_columns,
+)
+from psi_tools.synth._report import SynthReport
+from psi_tools.synth._variation import DECISIONS, vary
 
 NEAR_MISS_SHARE: Final = 0.25
 """Share of non-members that are near misses of a population member."""
@@ -313,7 +313,7 @@ def write_subjects(
     """Write :func:`generate_subjects`'s output to ``out_path`` and ``truth_path``.
 
     Each file is CSV or Parquet by its suffix and appears only once complete (see
-    :class:`~psi_core.tabular.RowWriter`): on any error neither is left behind. The three
+    :class:`~psi_core.io.tabular.RowWriter`): on any error neither is left behind. The three
     paths must name three different files (:class:`ValueError` otherwise), so the
     population is never overwritten.
     ``progress``, if given, is called with the number of subject rows just written.

@@ -2,7 +2,7 @@
 
 One row per token id in the table ``authorization_ledger`` of a SQLite file that may hold
 other tables too (the audit log, for one). Every :meth:`AuthorizationLedger.charge` runs in
-one ``BEGIN IMMEDIATE`` transaction (:class:`psi_core.sqlite.SqliteFile`), so the check of
+one ``BEGIN IMMEDIATE`` transaction (:class:`psi_core.policy.sqlite.SqliteFile`), so the check of
 the remaining budget and the record of the use are one atomic step across threads *and*
 processes sharing the file, and a charge that returned survives a crash.
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
-from psi_core.sqlite import SqliteFile
+from psi_core.policy.sqlite import SqliteFile
 
 __all__ = ["AuthorizationLedger", "LedgerEntry", "RequestKey", "TokenBudget"]
 
@@ -47,7 +47,7 @@ _COLUMNS = (
 
 class TokenBudget(Protocol):
     """What the ledger reads from verified claims
-    (:class:`psi_core.authorization.AuthorizationClaims` or the protobuf message)."""
+    (:class:`psi_core.policy.authorization.AuthorizationClaims` or the protobuf message)."""
 
     @property
     def token_id(self) -> str: ...

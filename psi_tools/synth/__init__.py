@@ -8,10 +8,10 @@ pure functions of their arguments: the same seed gives the same bytes.
 
 from __future__ import annotations
 
-from psi_core.synth._names import ORIGIN_WEIGHTS, ORIGINS, NameTable
-from psi_core.synth._population import generate_population, write_population
-from psi_core.synth._report import SynthReport
-from psi_core.synth._subjects import (
+from psi_tools.synth._names import ORIGIN_WEIGHTS, ORIGINS, NameTable
+from psi_tools.synth._population import generate_population, write_population
+from psi_tools.synth._report import SynthReport
+from psi_tools.synth._subjects import (
     NEAR_MISS_SHARE,
     SubjectBatch,
     SubjectPlan,

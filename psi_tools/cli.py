@@ -7,13 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from psi_core.authorization import init_authority, issue_authorization, parse_duration
-from psi_core.cli_support import progress_bar, run_cli
-from psi_core.pki import init_pki
+from psi_rpc.cli import progress_bar, run_cli
+from psi_tools.authority import init_authority, issue_authorization, parse_duration
+from psi_tools.dev_pki import init_pki
 
 
 def _synth_population(args: argparse.Namespace) -> int:
-    from psi_core.synth import write_population
+    from psi_tools.synth import write_population
 
     with progress_bar(args.n, "generating population", unit="rec") as bar:
         report = write_population(args.n, args.seed, args.out, progress=bar.update)
@@ -22,7 +22,7 @@ def _synth_population(args: argparse.Namespace) -> int:
 
 
 def _synth_subjects(args: argparse.Namespace) -> int:
-    from psi_core.synth import write_subjects
+    from psi_tools.synth import write_subjects
 
     with progress_bar(None, "drawing subjects", unit="rec") as bar:
         report = write_subjects(
@@ -79,7 +79,7 @@ def _authority_issue(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from psi_core.demo import DemoSettings, run_demo
+    from psi_tools.demo import DemoSettings, run_demo
 
     return run_demo(
         DemoSettings(

@@ -6,7 +6,7 @@ Layout of an index directory::
     manifest.json      IndexManifest (epoch, recipes, counts, SHA-256 of the file)
 
 The file reveals K (how many keys) and nothing else to anyone without b. Both parties
-keep it memory-mapped; lookups are vectorized (``psi_core.fingerprint.member_mask``).
+keep it memory-mapped; lookups are vectorized (``psi_core.protocol.fingerprint.member_mask``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from psi_core.errors import IntegrityError, PreconditionError
-from psi_core.fingerprint import (
+from psi_core.protocol import (
     FINGERPRINT_BITS,
     FINGERPRINT_BYTES,
     INDEX_DTYPE,

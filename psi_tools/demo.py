@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from psi_core.audit import AuditLog
 from psi_core.errors import PeerError, PreconditionError
+from psi_core.policy import AuditLog
 from psi_core.recipes import recipe_ids
 
 _READY_TIMEOUT = 300.0
@@ -40,7 +40,7 @@ class DemoSettings:
 
 def _tool(name: str) -> list[str]:
     modules = {
-        "psi": "psi_core.cli",
+        "psi": "psi_tools.cli",
         "psi-custodian": "psi_custodian.cli",
         "psi-agency": "psi_agency.cli",
     }

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from psi_core.errors import InvalidInputError, PreconditionError
-from psi_core.sqlite import SqliteFile
+from psi_core.policy.sqlite import SqliteFile
 
 __all__ = [
     "GENESIS_HASH",

@@ -7,7 +7,7 @@ openmined server object per process), or on a Dask distributed cluster (one per 
 thread). The reading process only reads. Each finished shard
 is written to the build directory at once, so an interrupted build resumes where it
 stopped and recomputes nothing that was finished. When every shard is done they are
-merged into one sorted, duplicate-free index (``psi_core.index``).
+merged into one sorted, duplicate-free index (``psi_core.index.encrypted``).
 
 The custodian also keeps each shard's plaintext key strings (its own data) so that it can
 serve openmined-psi's classic setup to stock clients.
@@ -16,6 +16,7 @@ serve openmined-psi's classic setup to stock clients.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import os
@@ -30,13 +31,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from psi_core import fingerprint
-from psi_core.epoch import EpochKey
 from psi_core.errors import InvalidInputError, RowError
-from psi_core.index import IndexManifest, write_index
-from psi_core.openmined import KeyCipher
+from psi_core.index.encrypted import IndexManifest, write_index
+from psi_core.index.epoch import EpochKey
+from psi_core.io import RECORD_COLUMNS, read_rows
+from psi_core.protocol import KeyCipher, fingerprint
 from psi_core.recipes import MatchKeyRecipe, get_recipe
-from psi_core.tabular import RECORD_COLUMNS, read_rows
 
 KEYS_DIR = "keys"
 BUILD_DIR = "build"
@@ -94,6 +94,18 @@ class InlineExecutor:
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> _InlineFuture:
         return _InlineFuture(fn(*args))
+
+
+@contextlib.contextmanager
+def dask_cluster(address: str) -> Iterator[tuple[Executor, int]]:
+    """A Dask client on the scheduler at ``address`` and its worker thread count.
+
+    This module is the one owner of ``distributed``; the client is an :class:`Executor`.
+    """
+    from distributed import Client
+
+    with Client(address) as client:
+        yield client, max(sum(client.nthreads().values()), 1)
 
 
 def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from psi_core.audit import AuditLog
 from psi_core.errors import PsiError
-from psi_core.pki import TlsMaterial, load_tls_material
+from psi_core.policy import AuditLog, TlsMaterial, load_tls_material
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

@@ -15,9 +15,9 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-from psi_core.synth import _addresses as addr
-from psi_core.synth._names import ORIGINS
-from psi_core.synth._text import strip_accents
+from psi_tools.synth import _addresses as addr
+from psi_tools.synth._names import ORIGINS
+from psi_tools.synth._text import strip_accents
 
 DECISIONS: Final = 20
 """How many uniform draws in ``[0, 1)`` :func:`vary` takes per row."""

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from psi_core import fingerprint
-from psi_core.curve import Unblinder
 from psi_core.errors import MalformedMessageError, PeerError
-from psi_core.fingerprint import FINGERPRINT_BITS
-from psi_core.openmined import Blinder, ThreadLocalCipher
+from psi_core.protocol import fingerprint
+from psi_core.protocol.curve import Unblinder
+from psi_core.protocol.fingerprint import FINGERPRINT_BITS
+from psi_core.protocol.openmined import Blinder, ThreadLocalCipher
 
 
 @dataclass(frozen=True)

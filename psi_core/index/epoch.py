@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from psi_core.curve import P256_ORDER, SCALAR_BYTES, is_valid_scalar
 from psi_core.errors import IntegrityError, PreconditionError
+from psi_core.protocol import P256_ORDER, SCALAR_BYTES, is_valid_scalar
 
 KEY_FILE = "epoch.key"
 META_FILE = "epoch.json"

@@ -23,11 +23,12 @@ from typing import Final
 
 import numpy as np
 
-from psi_core.synth import _addresses as addr
-from psi_core.synth._names import ORIGIN_WEIGHTS, ORIGINS
-from psi_core.synth._report import SynthReport
-from psi_core.synth._text import strip_accents
-from psi_core.synth._tins import (
+from psi_core.io import DEFAULT_BATCH_ROWS, RECORD_COLUMNS, RowWriter
+from psi_tools.synth import _addresses as addr
+from psi_tools.synth._names import ORIGIN_WEIGHTS, ORIGINS
+from psi_tools.synth._report import SynthReport
+from psi_tools.synth._text import strip_accents
+from psi_tools.synth._tins import (
     ITIN_SPACE,
     SSN_SPACE,
     TinPermutation,
@@ -35,7 +36,6 @@ from psi_core.synth._tins import (
     ssn_parts,
     tin_keys,
 )
-from psi_core.tabular import DEFAULT_BATCH_ROWS, RECORD_COLUMNS, RowWriter
 
 BLOCK_ROWS: Final = 4096
 """Rows per generator block; part of the output's definition, so never change it."""
@@ -157,7 +157,7 @@ def person_block(seed: int, stream: int, block: int) -> Columns:
     """Generate block ``block`` of a stream: :data:`BLOCK_ROWS` people, column-wise.
 
     Returns :data:`RECORD_FIELDS` (no ``record_id``) as lists of ``str``. TINs are unique
-    within a stream (see :mod:`psi_core.synth._tins`) but not across streams.
+    within a stream (see :mod:`psi_tools.synth._tins`) but not across streams.
     """
     rng = np.random.default_rng([seed, _PURPOSE_ROWS, stream, block])
     rows = BLOCK_ROWS
@@ -381,7 +381,7 @@ def write_population(
     """Write :func:`generate_population`'s rows to ``out_path`` (CSV or Parquet by suffix).
 
     Memory is bounded by ``batch_rows`` whatever ``n``; the file appears only once
-    complete (see :class:`~psi_core.tabular.RowWriter`), and its bytes do not depend on
+    complete (see :class:`~psi_core.io.tabular.RowWriter`), and its bytes do not depend on
     ``batch_rows``. ``progress``, if given, is called with the number of rows just written.
     """
     check_count("n", n)

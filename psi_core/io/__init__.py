@@ -1,0 +1,31 @@
+"""Streaming record files (CSV, Parquet) and whole-file atomic writes."""
+
+from __future__ import annotations
+
+from psi_core.io.atomic import (
+    write_file_atomically,
+)
+from psi_core.io.tabular import (
+    DEFAULT_BATCH_ROWS,
+    RECORD_COLUMNS,
+    SUBJECT_COLUMNS,
+    TRUTH_COLUMNS,
+    OnError,
+    RowWriter,
+    count_rows,
+    file_format,
+    read_rows,
+)
+
+__all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "RECORD_COLUMNS",
+    "SUBJECT_COLUMNS",
+    "TRUTH_COLUMNS",
+    "OnError",
+    "RowWriter",
+    "count_rows",
+    "file_format",
+    "read_rows",
+    "write_file_atomically",
+]

@@ -1,0 +1,63 @@
+"""The DH-PSI protocol: blinding, re-encryption, unblinding, fingerprints, and the one
+module that owns openmined-psi (with the classic stock-client messages).
+"""
+
+from __future__ import annotations
+
+from psi_core.protocol.curve import (
+    P256_ORDER,
+    P256_PRIME,
+    SCALAR_BYTES,
+    Unblinder,
+    check_compressed_point,
+    is_valid_scalar,
+)
+from psi_core.protocol.dh import (
+    BlindedQuery,
+    FalsePositiveBound,
+    Reencryptor,
+    RequestDigest,
+    distinct_keys,
+)
+from psi_core.protocol.fingerprint import (
+    FINGERPRINT_BITS,
+    FINGERPRINT_BYTES,
+    INDEX_DTYPE,
+    Fingerprints,
+    is_strictly_increasing,
+    member_mask,
+)
+from psi_core.protocol.openmined import (
+    Blinder,
+    KeyCipher,
+    classic_response,
+    classic_setup,
+    classic_setup_size_check,
+    parse_classic_request,
+)
+
+__all__ = [
+    "FINGERPRINT_BITS",
+    "FINGERPRINT_BYTES",
+    "INDEX_DTYPE",
+    "P256_ORDER",
+    "P256_PRIME",
+    "SCALAR_BYTES",
+    "BlindedQuery",
+    "Blinder",
+    "FalsePositiveBound",
+    "Fingerprints",
+    "KeyCipher",
+    "Reencryptor",
+    "RequestDigest",
+    "Unblinder",
+    "check_compressed_point",
+    "classic_response",
+    "classic_setup",
+    "classic_setup_size_check",
+    "distinct_keys",
+    "is_strictly_increasing",
+    "is_valid_scalar",
+    "member_mask",
+    "parse_classic_request",
+]
