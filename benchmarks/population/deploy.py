@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from psi_agency.app import start_agency
 from psi_agency.client import AgencyClient
-from psi_core.authorization import init_authority, issue_authorization
-from psi_core.build import build_index, iter_index_keys, process_pool
-from psi_core.index import EncryptedIndex
-from psi_core.openmined import PROTOBUF_MESSAGE_LIMIT
-from psi_core.pki import init_pki, load_tls_material
+from psi_core.index import EncryptedIndex, build_index, iter_index_keys, process_pool
+from psi_core.policy import load_tls_material
 from psi_core.protocol import BlindedQuery, Reencryptor
+from psi_core.protocol.openmined import PROTOBUF_MESSAGE_LIMIT
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
 from psi_rpc.modes import MODE_ENUMS
 from psi_rpc.server import create_channel
+from psi_tools.authority import init_authority, issue_authorization
+from psi_tools.dev_pki import init_pki
 
 __all__ = [
     "MODE_ENUMS",
