@@ -27,12 +27,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
 from psi_core.errors import InvalidInputError, RowError
-from psi_core.index.encrypted import IndexManifest, write_index
+from psi_core.index.encrypted import IndexManifest, write_index_stream
 from psi_core.index.epoch import EpochKey
 from psi_core.io import RECORD_COLUMNS, read_rows
 from psi_core.protocol import KeyCipher, fingerprint
@@ -124,6 +124,8 @@ class BuildReport:
     shards_reused: int
     seconds: float
     row_errors: tuple[RowError, ...]
+    #: Time of the external merge of the shards into the index (part of ``seconds``).
+    merge_seconds: float = 0.0
 
     @property
     def records_per_second(self) -> float:
@@ -268,14 +270,21 @@ def build_index(
     while pending:
         finish_oldest()
 
-    parts = [np.load(_shard_paths(build_dir, s)[0]) for s in range(shard_count)]
-    manifest = write_index(
+    merge_started = time.perf_counter()
+    runs = [_shard_paths(build_dir, s)[0] for s in range(shard_count)]
+
+    def merge(handle: BinaryIO) -> tuple[int, str]:
+        result = fingerprint.merge_unique(runs, handle)
+        return result.count, result.sha256
+
+    manifest = write_index_stream(
         index_dir,
-        fingerprint.sorted_unique(parts),
+        merge,
         epoch_id=epoch.epoch_id,
         recipes=recipe_ids,
         record_count=totals["records"],
     )
+    merge_seconds = time.perf_counter() - merge_started
     _publish_keys(build_dir, index_dir / KEYS_DIR, shard_count)
     shutil.rmtree(build_dir)
     return BuildReport(
@@ -286,6 +295,7 @@ def build_index(
         shards_reused=totals["reused"],
         seconds=time.perf_counter() - started,
         row_errors=tuple(row_errors),
+        merge_seconds=merge_seconds,
     )
 
 

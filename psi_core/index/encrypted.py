@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -97,29 +98,53 @@ def write_index(
     recipes: tuple[str, ...],
     record_count: int,
 ) -> IndexManifest:
-    """Write a sorted, duplicate-free fingerprint array and its manifest, atomically.
-
-    The data file is written and fsynced under a temporary name, then renamed; the
-    manifest goes last, so a reader that finds a manifest finds a complete index.
-    """
+    """Write a sorted, duplicate-free fingerprint array and its manifest, atomically."""
     values = np.ascontiguousarray(fingerprints, dtype=INDEX_DTYPE)
     if not is_strictly_increasing(values):
         raise ValueError("index fingerprints must be sorted and unique")
     raw = values.view(np.uint8)
+
+    def fill(handle: BinaryIO) -> tuple[int, str]:
+        handle.write(raw)
+        return int(values.size), hashlib.sha256(raw).hexdigest()
+
+    return write_index_stream(
+        directory, fill, epoch_id=epoch_id, recipes=recipes, record_count=record_count
+    )
+
+
+def write_index_stream(
+    directory: Path,
+    fill: Callable[[BinaryIO], tuple[int, str]],
+    *,
+    epoch_id: str,
+    recipes: tuple[str, ...],
+    record_count: int,
+) -> IndexManifest:
+    """Write an index whose data ``fill`` streams into a file; it returns (count, sha256).
+
+    ``fill`` must write strictly increasing little-endian uint64 (as
+    ``fingerprint.merge_unique`` does). The data file is written and fsynced under a
+    temporary name, then renamed; the manifest goes last, so a reader that finds a
+    manifest finds a complete index.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     data_tmp = directory / (INDEX_FILE + ".tmp")
     with data_tmp.open("wb") as handle:
-        handle.write(raw)
+        count, sha256 = fill(handle)
         handle.flush()
         os.fsync(handle.fileno())
+    if data_tmp.stat().st_size != count * FINGERPRINT_BYTES:
+        data_tmp.unlink()
+        raise ValueError("the index data written does not match its fingerprint count")
     os.replace(data_tmp, directory / INDEX_FILE)
     manifest = IndexManifest(
         epoch_id=epoch_id,
         recipes=tuple(recipes),
         record_count=record_count,
-        key_count=int(values.size),
-        size_bytes=int(values.size) * FINGERPRINT_BYTES,
-        sha256=hashlib.sha256(raw).hexdigest(),
+        key_count=count,
+        size_bytes=count * FINGERPRINT_BYTES,
+        sha256=sha256,
     )
     write_manifest(directory, manifest)
     return manifest
