@@ -54,8 +54,8 @@ def from_x_coordinates(xs: bytes) -> Fingerprints:
 
 #: Fingerprints read from one sorted run at a time by :func:`merge_unique` (32 MiB).
 MERGE_BLOCK = 1 << 22
-#: Fingerprints all runs' blocks may hold together; beyond it blocks shrink (128 MiB).
-MERGE_BUDGET = 1 << 24
+#: Fingerprints all runs' blocks may hold together; beyond it blocks shrink (64 MiB).
+MERGE_BUDGET = 1 << 23
 _MIN_BLOCK = 1 << 12
 
 
@@ -122,13 +122,16 @@ def merge_unique(
 
     Writes strictly increasing little-endian uint64 (the index format) and hashes it as
     it goes. Memory is bounded by the runs' blocks, never by the total: each run is read
-    ``block`` fingerprints at a time (default :func:`merge_block_size`). Each step writes
-    every buffered value up to the smallest last-buffered value among the runs, so the
-    run that held it is used up and refilled, and nothing after the step can be smaller
-    (only equal, when a run repeats a value across two blocks, which is dropped).
+    ``block`` fingerprints at a time (default :func:`merge_block_size`). Each step takes,
+    as a threshold, the smallest of the runs' values an eighth of a block ahead (or their last
+    buffered value), and writes every buffered value up to it: so the batch written is at
+    most an eighth of what is held, the run that gave the threshold advances by an eighth
+    of a block or is used up, and nothing after the step can be smaller (only equal, when a run
+    repeats a value across two blocks, which is dropped).
     ``on_write`` gets the count written at each step.
     """
     size = block if block is not None else merge_block_size(len(paths))
+    window = max(1, size // 8)
     runs = [_Run(Path(p), size) for p in paths]
     digest = hashlib.sha256()
     count = 0
@@ -138,7 +141,7 @@ def merge_unique(
         active = [run for run in runs if run.refill()]
         while active:
             held = sum(run.values.size for run in active)
-            threshold = min(run.values[-1] for run in active)
+            threshold = min(run.values[min(window, run.values.size) - 1] for run in active)
             parts = []
             for run in active:
                 cut = int(np.searchsorted(run.values, threshold, side="right"))
@@ -150,7 +153,7 @@ def merge_unique(
             if batch.size:
                 last = batch[-1]
             peak = max(peak, held + batch.size)
-            raw = batch.astype(INDEX_DTYPE, copy=False).tobytes()
+            raw = memoryview(np.ascontiguousarray(batch, dtype=INDEX_DTYPE)).cast("B")
             out.write(raw)
             digest.update(raw)
             count += int(batch.size)
