@@ -9,8 +9,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from psi_core.errors import InvalidInputError
-from psi_core.index import Executor, build_index, dask_cluster, process_pool, read_manifest
-from psi_core.io import count_rows
+from psi_core.index import (
+    Executor,
+    build_index,
+    dask_cluster,
+    dask_local,
+    process_pool,
+    read_manifest,
+)
+from psi_core.io import estimate_rows
 from psi_core.recipes import get_recipe, recipe_ids
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianState
@@ -38,6 +45,9 @@ def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]
     if args.dask_scheduler:
         with dask_cluster(args.dask_scheduler) as (client, workers):
             yield client, 2 * workers
+    elif args.dask_local:
+        with dask_local(args.dask_local) as (client, workers):
+            yield client, 2 * workers
     elif args.workers > 1:
         with process_pool(args.workers) as pool:
             yield pool, 2 * args.workers
@@ -52,9 +62,12 @@ def _build_index(args: argparse.Namespace) -> int:
     recipes = [get_recipe(r) for r in (args.recipe or recipe_ids())]
     if args.workers < 1:
         raise InvalidInputError("--workers must be at least 1")
-    total = count_rows(args.records)
+    if args.dask_local is not None and args.dask_local < 1:
+        raise InvalidInputError("--dask-local must be at least 1")
+    total, exact = estimate_rows(args.records)
+    label = "encrypting records" if exact else "encrypting records (total estimated)"
     with (
-        progress_bar(total, "encrypting records", unit="rec") as bar,
+        progress_bar(total, label, unit="rec") as bar,
         _executor(args) as (pool, window),
     ):
         report = build_index(
@@ -123,7 +136,14 @@ def parser() -> argparse.ArgumentParser:
         "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
     )
     build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    build.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
+    cluster = build.add_mutually_exclusive_group()
+    cluster.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
+    cluster.add_argument(
+        "--dask-local",
+        type=int,
+        metavar="K",
+        help="start a Dask cluster of K worker processes on this machine and shard across it",
+    )
     build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
     build.set_defaults(handler=_build_index)

@@ -108,6 +108,23 @@ def dask_cluster(address: str) -> Iterator[tuple[Executor, int]]:
         yield client, max(sum(client.nthreads().values()), 1)
 
 
+@contextlib.contextmanager
+def dask_local(workers: int) -> Iterator[tuple[Executor, int]]:
+    """A Dask LocalCluster of ``workers`` one-thread worker processes on this machine, and
+    a client on it (the same scheduling as a remote cluster, for trying it out)."""
+    from distributed import Client, LocalCluster
+
+    if workers < 1:
+        raise InvalidInputError("a Dask local cluster needs at least one worker")
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client, workers
+
+
 def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     """A pool of ``workers`` processes started with spawn (no inherited threads or locks)."""
     return concurrent.futures.ProcessPoolExecutor(

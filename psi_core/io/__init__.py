@@ -13,6 +13,7 @@ from psi_core.io.tabular import (
     OnError,
     RowWriter,
     count_rows,
+    estimate_rows,
     file_format,
     read_rows,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "OnError",
     "RowWriter",
     "count_rows",
+    "estimate_rows",
     "file_format",
     "read_rows",
     "write_file_atomically",
