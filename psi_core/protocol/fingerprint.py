@@ -52,6 +52,14 @@ def from_x_coordinates(xs: bytes) -> Fingerprints:
     return _leading_be_u64(flat.reshape(len(xs) // _X_BYTES, _X_BYTES), 0)
 
 
+def sorted_unique(parts: Sequence[Fingerprints]) -> Fingerprints:
+    """Merge fingerprint arrays in memory into one sorted array without duplicates (small
+    inputs; the build uses :func:`merge_unique`)."""
+    if not parts:
+        return np.empty(0, dtype=INDEX_DTYPE)
+    return np.unique(np.concatenate([np.asarray(p, dtype=INDEX_DTYPE) for p in parts]))
+
+
 #: Fingerprints read from one sorted run at a time by :func:`merge_unique` (32 MiB).
 MERGE_BLOCK = 1 << 22
 #: Fingerprints all runs' blocks may hold together; beyond it blocks shrink (64 MiB).
