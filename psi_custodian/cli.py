@@ -67,7 +67,7 @@ def _build_index(args: argparse.Namespace) -> int:
     total, exact = estimate_rows(args.records)
     label = "encrypting records" if exact else "encrypting records (total estimated)"
     with (
-        progress_bar(total, label, unit="rec") as bar,
+        progress_bar(total or None, label, unit="rec") as bar,
         _executor(args) as (pool, window),
     ):
         report = build_index(
