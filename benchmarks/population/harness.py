@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         print(spu_reason, file=sys.stderr)
     grid = [(n_rec, n_sub) for n_rec in sizes for n_sub in clients]
-    total = len(sizes) * 2 + 1 + len(grid)
+    total = len(sizes) * 2 + 2 + len(grid)
     total += len(grid) * sum(
         {"hash-join": 1, "classic": 1, "spu": 0 if spu_reason else 2}[b] for b in args.baselines
     )
@@ -283,6 +283,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"WRONG ANSWER at N={n_rec} n={n_sub}: {done[0]}")
             entries.append(
                 _entry("ours", "online", done[0], done[1], records=n_rec, subjects=n_sub)
+            )
+    serial_at = (
+        (max(states), max([c for c in clients if c <= 10**5] or clients)) if states else None
+    )
+    if serial_at is not None:
+        done = job(
+            f"query N={serial_at[0]:.0e} n={serial_at[1]:.0e} one thread",
+            jobs.online_job,
+            str(work),
+            states[serial_at[0]],
+            serial_at[0],
+            serial_at[1],
+            1,
+        )
+        if done:
+            if not done[0]["correct"]:
+                raise SystemExit(f"WRONG ANSWER (one thread) at {serial_at}: {done[0]}")
+            entries.append(
+                _entry(
+                    "ours",
+                    "online-serial",
+                    done[0],
+                    done[1],
+                    records=serial_at[0],
+                    subjects=serial_at[1],
+                )
             )
     send_limit = jobs.deploy.CustodianLimits().max_message_bytes
     for n_rec, n_sub in grid:

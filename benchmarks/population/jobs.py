@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -83,13 +84,20 @@ def offline_job(records: str, state_dir: str, workers: int, batch_rows: int) -> 
     }
 
 
-def online_job(work: str, state_dir: str, population: int, subjects: int) -> dict[str, Any]:
+def online_job(
+    work: str, state_dir: str, population: int, subjects: int, threads: int | None = None
+) -> dict[str, Any]:
     """One membership query of ``subjects`` through both services over mTLS, via the relay.
+
+    ``threads`` caps the curve threads of both services (``PSI_THREADS``); 1 gives the
+    serial online path, the way it ran before the work was spread over cores.
 
     The agency dials a byte-counting relay in front of the custodian; its start (which
     downloads the index) and the query are measured apart. The matches are checked
     against the plaintext answer.
     """
+    if threads is not None:
+        os.environ["PSI_THREADS"] = str(threads)
     root = Path(work) / f"online-{population}-{subjects}-{uuid.uuid4().hex[:8]}"
     pki = deploy.init_pki(root / "tls")
     authority = root / "authority"
@@ -155,6 +163,7 @@ def online_job(work: str, state_dir: str, population: int, subjects: int) -> dic
         return {
             "population": population,
             "subjects": subjects,
+            "threads": threads,
             "matches": len(found),
             "expected_matches": len(expected),
             "correct": found == expected,
