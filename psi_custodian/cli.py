@@ -1,30 +1,23 @@
-"""psi-custodian: init a state directory, build the encrypted index, serve, audit."""
+"""psi-custodian: init a state directory, build the encrypted index (whole or by segments),
+rotate key epochs, serve, audit."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from psi_core.errors import InvalidInputError
-from psi_core.index import (
-    Executor,
-    build_index,
-    dask_cluster,
-    dask_local,
-    process_pool,
-    read_manifest,
-)
-from psi_core.io import estimate_rows
-from psi_core.recipes import get_recipe, recipe_ids
+from psi_core.index import list_segments, read_manifest
 from psi_custodian.app import start_custodian
+from psi_custodian.rotation import add_rotation_commands
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
     add_audit_commands,
+    add_logging_arguments,
+    add_metrics_arguments,
     add_tls_arguments,
-    progress_bar,
+    metrics_from_args,
     run_cli,
     serve_until_signalled,
     tls_from_args,
@@ -39,87 +32,57 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]:
-    """The shard executor the flags ask for, and how many shards may be in flight."""
-    if args.dask_scheduler:
-        with dask_cluster(args.dask_scheduler) as (client, workers):
-            yield client, 2 * workers
-    elif args.dask_local:
-        with dask_local(args.dask_local) as (client, workers):
-            yield client, 2 * workers
-    elif args.workers > 1:
-        with process_pool(args.workers) as pool:
-            yield pool, 2 * args.workers
-    else:
-        yield None, 1
-
-
-def _build_index(args: argparse.Namespace) -> int:
-    state = CustodianState(args.state)
-    state.config()
-    epoch = state.epoch()
-    recipes = [get_recipe(r) for r in (args.recipe or recipe_ids())]
-    if args.workers < 1:
-        raise InvalidInputError("--workers must be at least 1")
-    if args.dask_local is not None and args.dask_local < 1:
-        raise InvalidInputError("--dask-local must be at least 1")
-    total, exact = estimate_rows(args.records)
-    label = "encrypting records" if exact else "encrypting records (total estimated)"
-    with (
-        progress_bar(total or None, label, unit="rec") as bar,
-        _executor(args) as (pool, window),
-    ):
-        report = build_index(
-            args.records,
-            state.index_dir(epoch.epoch_id),
-            epoch,
-            recipes,
-            executor=pool,
-            max_in_flight=window,
-            batch_rows=args.batch_rows,
-            on_error=args.on_error,
-            progress=bar.update,
-        )
-    for error in report.row_errors[:20]:
-        print(f"skipped: {error}", file=sys.stderr)
-    if len(report.row_errors) > 20:
-        print(f"skipped: ... and {len(report.row_errors) - 20} more rows", file=sys.stderr)
-    manifest = report.manifest
-    print(
-        f"indexed {report.records_read:,} records into {manifest.key_count:,} keys "
-        f"({', '.join(manifest.recipes)}) for epoch {manifest.epoch_id} in {report.seconds:.1f} s: "
-        f"{report.records_per_second:,.0f} records/s, {report.rows_skipped} rows skipped, "
-        f"{report.shards_reused} shards reused; sha256 {manifest.sha256[:16]}…"
-    )
-    return 0
-
-
 def _serve(args: argparse.Namespace) -> int:
     tls = tls_from_args(args, "custodian-server")
-    running = start_custodian(args.state, args.listen, tls=tls, trusted_authorities=args.trust)
-    host = args.listen.rsplit(":", 1)[0]
-    return serve_until_signalled(
-        f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
-    )
+    with metrics_from_args(args, "custodian") as metrics:
+        running = start_custodian(
+            args.state, args.listen, tls=tls, trusted_authorities=args.trust, metrics=metrics
+        )
+        host = args.listen.rsplit(":", 1)[0]
+        return serve_until_signalled(
+            f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
+        )
 
 
 def _info(args: argparse.Namespace) -> int:
     state = CustodianState(args.state)
-    config, epoch = state.config(), state.epoch()
-    manifest = read_manifest(state.index_dir(epoch.epoch_id))
-    print(f"custodian {config.custodian_id}; epoch {epoch.epoch_id} (created {epoch.created_at})")
-    print(
-        f"index: {manifest.record_count:,} records, {manifest.key_count:,} keys, "
-        f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
-        f"sha256 {manifest.sha256}"
-    )
+    config = state.config()
+    print(f"custodian {config.custodian_id}")
+    for record in state.registry().records():
+        if record.state == "retired":
+            continue
+        state.epoch(record.epoch_id)
+        ends = f", served until {record.ends_at}" if record.ends_at else ""
+        print(f"epoch {record.epoch_id}: {record.state} (created {record.created_at}{ends})")
+        if not (state.index_dir(record.epoch_id) / "manifest.json").exists():
+            print("  no index built")
+            continue
+        manifest = read_manifest(state.index_dir(record.epoch_id))
+        print(
+            f"  base: {manifest.record_count:,} records, {manifest.key_count:,} keys, "
+            f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
+            f"sha256 {manifest.sha256}"
+        )
+        print(
+            "  classic setup (stock openmined-psi clients): "
+            + (
+                "available; plaintext keys kept in keys/"
+                if manifest.classic_setup_available
+                else "off (no plaintext keys kept; rebuild with --classic-keys to offer it)"
+            )
+        )
+        for segment in list_segments(state.index_dir(record.epoch_id)):
+            print(
+                f"  segment {segment.seq} ({segment.kind}): {segment.record_count:,} records, "
+                f"{segment.key_count:,} keys, sha256 {segment.sha256[:16]}…"
+            )
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="psi-custodian", description=__doc__)
     root.add_argument("-v", "--verbose", action="store_true")
+    add_logging_arguments(root, root=True)
     commands = root.add_subparsers(title="commands")
 
     init = commands.add_parser("init", help="create a state directory and a key epoch")
@@ -127,26 +90,7 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--custodian-id", default="custodian")
     init.set_defaults(handler=_init)
 
-    build = commands.add_parser("build-index", help="encrypt the records into the index")
-    build.add_argument("--state", type=Path, required=True)
-    build.add_argument(
-        "--records", type=Path, required=True, help="taxpayer records, .csv or .parquet"
-    )
-    build.add_argument(
-        "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
-    )
-    build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    cluster = build.add_mutually_exclusive_group()
-    cluster.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
-    cluster.add_argument(
-        "--dask-local",
-        type=int,
-        metavar="K",
-        help="start a Dask cluster of K worker processes on this machine and shard across it",
-    )
-    build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
-    build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
-    build.set_defaults(handler=_build_index)
+    add_rotation_commands(commands)
 
     serve = commands.add_parser("serve", help="serve the Custodian API")
     serve.add_argument("--state", type=Path, required=True)
@@ -159,9 +103,11 @@ def parser() -> argparse.ArgumentParser:
         help="an authority directory or public key to trust (repeatable)",
     )
     add_tls_arguments(serve)
+    add_metrics_arguments(serve)
+    add_logging_arguments(serve)
     serve.set_defaults(handler=_serve)
 
-    info = commands.add_parser("info", help="show the epoch and index")
+    info = commands.add_parser("info", help="show the epochs and their indexes")
     info.add_argument("--state", type=Path, required=True)
     info.set_defaults(handler=_info)
 

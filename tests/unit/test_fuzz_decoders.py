@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from psi_agency.custodian_client import _check_info
+from psi_agency.custodian_client import MIN_MESSAGE_BYTES, _check_info
 from psi_agency.service import AgencyServicer, case_id_of, subject_row
 from psi_core.errors import (
     AuthenticationError,
@@ -33,13 +33,14 @@ from psi_core.errors import (
     PermissionDeniedError,
     PreconditionError,
 )
-from psi_core.index import EncryptedIndex, EpochKey, IndexDownload, IndexManifest, write_index
+from psi_core.index import EpochKey, IndexDownload, IndexManifest, write_index
 from psi_core.policy import AuditLog, TrustedAuthorities, verify_authorization
 from psi_core.protocol import BlindedQuery, Blinder, Reencryptor, openmined
 from psi_core.recipes import recipe_ids
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianConfig, CustodianLimits
 from psi_proto.v1 import agency_pb2, authorization_pb2, custodian_pb2
+from tests.factories import served_epochs_with_key
 
 FUZZ = settings(max_examples=200, deadline=None)
 
@@ -156,6 +157,8 @@ def test_check_info_raises_only_peer_error(info):
     assert facts.manifest.size_bytes == facts.manifest.key_count * 8
     assert len(facts.manifest.sha256) == 64
     assert facts.max_points_per_chunk >= 1 and facts.max_subjects_per_query >= 1
+    assert 1 <= facts.points_per_request <= facts.max_points_per_chunk
+    assert facts.max_message_bytes >= MIN_MESSAGE_BYTES
 
 
 _HONEST_INFO = custodian_pb2.CustodianInfo(
@@ -166,7 +169,9 @@ _HONEST_INFO = custodian_pb2.CustodianInfo(
     recipes=["tin_v1"],
     index_sha256=b"\x01" * 32,
     index_size_bytes=24,
-    limits=custodian_pb2.PolicyLimits(max_subjects_per_query=10, max_points_per_chunk=4),
+    limits=custodian_pb2.PolicyLimits(
+        max_subjects_per_query=10, max_points_per_chunk=4, max_message_bytes=8 << 20
+    ),
 ).SerializeToString()
 
 
@@ -273,7 +278,7 @@ _REFUSALS = (InvalidInputError, PreconditionError, BudgetExhaustedError)
 def servicer(tmp_path_factory) -> CustodianServicer:
     root = tmp_path_factory.mktemp("fuzz-custodian")
     write_index(
-        root / "index",
+        root / "index" / _EPOCH.epoch_id,
         np.array([1, 2, 3], dtype="<u8"),
         epoch_id=_EPOCH.epoch_id,
         recipes=("tin_v1",),
@@ -284,8 +289,7 @@ def servicer(tmp_path_factory) -> CustodianServicer:
         config=CustodianConfig(
             "custodian", CustodianLimits(max_subjects_per_query=16, max_points_per_chunk=4)
         ),
-        epoch=_EPOCH,
-        index=EncryptedIndex.open(root / "index"),
+        epochs=served_epochs_with_key(root, _EPOCH),
         policy=None,  # type: ignore[arg-type]
         audit=audit,
         peer_identity=lambda context: "agency",
@@ -348,7 +352,7 @@ def test_evaluate_stream_validation_raises_only_refusals(servicer, messages):
     """Any Evaluate stream is refused with our errors or reaches the curve only when valid."""
     stream = iter(messages)
     try:
-        header = servicer._read_header(stream)
+        header, _ = servicer._read_header(stream)
         for chunk in servicer._point_chunks(stream, header.point_count):
             answer = _REENCRYPTOR.membership(chunk)
             assert len(answer) == len(chunk)
