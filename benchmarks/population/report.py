@@ -296,7 +296,7 @@ def headline(results: dict[str, Any]) -> list[str]:
         s = t["offline_scaling"]
         lines.append(
             f"| build speed-up with {s['workers']} workers at N = {s['records']:,} "
-            f"(target >= {s['target']:.2f}) | {s['speedup']:.2f} ({_met(s)}"
+            f"(target >= {s['target']:.2f}) | {s['speedup']:.3f} ({_met(s)}"
             + ("" if s.get("clean", True) else "; other processes were busy: not conclusive")
             + ") |"
         )
