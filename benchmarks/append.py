@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks._support import fixed_epoch, load_average, population
 from psi_core.index import ADD, REMOVE, SegmentedIndex, build_index, build_segment
-from psi_core.recipes import RECIPES
+from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES
 from tests.factories import write_records
 
 
@@ -35,7 +35,7 @@ def _timed(action) -> float:  # type: ignore[no-untyped-def]
 
 def run(n: int, fraction: float, rounds: int, work: Path) -> dict[str, object]:
     epoch = fixed_epoch()
-    recipes = list(RECIPES.values())
+    recipes = [RECIPES[r] for r in DEFAULT_RECIPE_IDS]
     extra = max(int(n * fraction), 1)
     rows = population(n + extra, seed=7)
     base_file = write_records(work / "base.parquet", rows[:n])

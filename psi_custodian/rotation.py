@@ -30,7 +30,7 @@ from psi_core.index import (
 )
 from psi_core.io import estimate_rows
 from psi_core.policy import AuditLog
-from psi_core.recipes import get_recipe, recipe_ids
+from psi_core.recipes import DEFAULT_RECIPE_IDS, get_recipe, recipe_ids
 from psi_custodian.app import epoch_event
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
@@ -128,7 +128,7 @@ def _build(args: argparse.Namespace, state: CustodianState, epoch_id: str) -> in
             "progress": progress,
         }
         if kind == "base":
-            recipes = [get_recipe(r) for r in (args.recipe or recipe_ids())]
+            recipes = [get_recipe(r) for r in (args.recipe or DEFAULT_RECIPE_IDS)]
             report = build_index(
                 records,
                 index_dir,
@@ -265,7 +265,10 @@ def _epoch_retire_expired(args: argparse.Namespace) -> int:
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
+        "--recipe",
+        action="append",
+        choices=recipe_ids(),
+        help="repeat for several (default: the three _v1 recipes)",
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument(

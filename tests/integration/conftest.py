@@ -15,7 +15,7 @@ from psi_agency.app import RunningAgency, start_agency
 from psi_agency.client import AgencyClient
 from psi_core.index import Clock, EncryptedIndex, build_index, utc_now, write_index
 from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
-from psi_core.recipes import RECIPES
+from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
 from psi_proto.v1 import common_pb2, custodian_pb2
@@ -114,7 +114,7 @@ def prepare_custodian(
         write_records(root / "records.parquet", records),
         state.index_dir(epoch.epoch_id),
         epoch,
-        [RECIPES[r] for r in recipes or RECIPES],
+        [RECIPES[r] for r in recipes or DEFAULT_RECIPE_IDS],
         batch_rows=100,
         classic_keys=classic_keys,
     )
