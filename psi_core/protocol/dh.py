@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from psi_core.errors import InvalidInputError, MalformedMessageError, PeerError
-from psi_core.protocol import fingerprint
+from psi_core.protocol import fingerprint, parallel
 from psi_core.protocol.curve import Unblinder
 from psi_core.protocol.fingerprint import FINGERPRINT_BITS
 from psi_core.protocol.openmined import Blinder, ThreadLocalCipher
@@ -46,12 +46,18 @@ class Reencryptor:
         self._ciphers = ThreadLocalCipher(secret)
 
     def membership(self, points: Sequence[bytes]) -> list[bytes]:
-        """b·P for each P, in request order."""
-        return self._ciphers.get(reveal_intersection=True).reencrypt(points)
+        """b·P for each P, in request order (slices in parallel, one cipher per thread)."""
+        return parallel.map_slices(self._membership_slice, points)
 
     def cardinality(self, points: Sequence[bytes]) -> list[bytes]:
         """b·P for each P, sorted, so no answer can be tied to the request position."""
-        return sorted(self._ciphers.get(reveal_intersection=False).reencrypt(points))
+        return sorted(parallel.map_slices(self._cardinality_slice, points))
+
+    def _membership_slice(self, points: Sequence[bytes]) -> list[bytes]:
+        return self._ciphers.get(reveal_intersection=True).reencrypt(points)
+
+    def _cardinality_slice(self, points: Sequence[bytes]) -> list[bytes]:
+        return self._ciphers.get(reveal_intersection=False).reencrypt(points)
 
 
 class BlindedQuery:
@@ -66,6 +72,8 @@ class BlindedQuery:
         blinder = Blinder(scalar)
         self._blinder = blinder
         self._unblinder = Unblinder(blinder.scalar)
+        chosen = blinder.scalar
+        self._blinders = parallel.ThreadLocal(lambda: Blinder(chosen))
 
     @property
     def scalar(self) -> bytes:
@@ -73,8 +81,17 @@ class BlindedQuery:
         return self._blinder.scalar
 
     def blind(self, keys: Sequence[str]) -> list[bytes]:
-        """a·H(x) for each key, in order. Keys must be distinct (see ``distinct_keys``)."""
-        return self._blinder.blind(keys)
+        """a·H(x) for each key, in order. Keys must be distinct (see ``distinct_keys``).
+
+        Slices run in parallel, each thread with its own library client holding a.
+        """
+        return parallel.map_slices(self._blind_slice, keys)
+
+    def _blind_slice(self, keys: Sequence[str]) -> list[bytes]:
+        return self._blinders.get().blind(keys)
+
+    def _unblind_slice(self, points: Sequence[bytes]) -> list[bytes]:
+        return [self._unblinder.unblind(points)]
 
     def fingerprints(self, sent: int, answer: Sequence[bytes]) -> fingerprint.Fingerprints:
         """Fingerprints of b·H(x) from the custodian's answer to ``sent`` distinct points.
@@ -89,7 +106,8 @@ class BlindedQuery:
         if len(set(answer)) != len(answer):
             raise PeerError("the custodian's answer repeats points; the query is void")
         try:
-            return fingerprint.from_x_coordinates(self._unblinder.unblind(answer))
+            xs = b"".join(parallel.map_slices(self._unblind_slice, answer))
+            return fingerprint.from_x_coordinates(xs)
         except MalformedMessageError as exc:
             raise PeerError(f"the custodian's answer is malformed: {exc}") from exc
 
