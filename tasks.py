@@ -3,7 +3,10 @@
 
     python3 tasks.py demo     # end-to-end demo on synthetic data (both services, mTLS)
     python3 tasks.py test     # lint, stub drift check and the whole test suite
-    python3 tasks.py bench    # benchmarks (pytest-benchmark), figures printed and saved
+    python3 tasks.py bench    # benchmarks (pytest-benchmark), figures printed, JSON saved
+                              # under benchmarks/results/
+    python3 tasks.py population  # population-scale harness (python -m benchmarks.population)
+    python3 tasks.py anchors  # create .venv-anchors with SecretFlow spu (a baseline)
     python3 tasks.py proto    # regenerate psi_proto/ from proto/
 
 Extra arguments after the task go to the underlying command.
@@ -52,6 +55,20 @@ def ensure_environment() -> None:
     STAMP.write_text(digest + "\n")
 
 
+ANCHORS = ROOT / ".venv-anchors"
+
+
+def ensure_anchors() -> None:
+    """A separate environment for SecretFlow's ``spu`` (it pins numpy<2): the harness runs
+    its PSI from there as a baseline. Optional; the harness skips it when absent."""
+    python = ANCHORS / "bin" / "python"
+    if not python.exists():
+        venv.EnvBuilder(with_pip=True).create(ANCHORS)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "spu==0.9.5"], check=True)
+    print(f"spu installed in {ANCHORS}")
+
+
 def run(*command: str) -> None:
     completed = subprocess.run(command, cwd=ROOT, check=False)
     if completed.returncode != 0:
@@ -59,7 +76,7 @@ def run(*command: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in {"demo", "test", "bench", "proto"}:
+    if not argv or argv[0] not in {"demo", "test", "bench", "proto", "population", "anchors"}:
         print(__doc__)
         sys.exit(2)
     task, extra = argv[0], argv[1:]
@@ -80,8 +97,13 @@ def main(argv: list[str]) -> None:
             "benchmarks",
             "--benchmark-enable",
             "--benchmark-autosave",
+            f"--benchmark-json={ROOT / 'benchmarks' / 'results' / 'bench-latest.json'}",
             *extra,
         )
+    elif task == "population":
+        run(python, "-m", "benchmarks.population", *extra)
+    elif task == "anchors":
+        ensure_anchors()
     elif task == "proto":
         run(python, "scripts/gen_proto.py")
 

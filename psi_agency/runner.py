@@ -367,7 +367,7 @@ class QueryRunner:
             chunk_sha256=ChunkCommitment.of(chunks),
             **_declared_fields(subject_keys.declaration()),
         )
-        answers = self._custodian.evaluate(header, chunks, timeout=self._timeout(len(keys)))
+        answers = self._custodian.evaluate(header, iter(chunks), timeout=self._timeout(len(keys)))
         if record.mode == "membership":
             found = self._membership(
                 record, answers, sent_sizes, subject_keys, query, index, timings

@@ -23,11 +23,12 @@ from psi_core.index import (
     build_segment,
     compact,
     dask_cluster,
+    dask_local,
     parse_duration,
     process_pool,
     read_manifest,
 )
-from psi_core.io import count_rows
+from psi_core.io import estimate_rows
 from psi_core.policy import AuditLog
 from psi_core.protocol import select_backend
 from psi_core.recipes import DEFAULT_RECIPE_IDS, get_recipe, recipe_ids
@@ -55,8 +56,15 @@ def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]
     """The shard executor the flags ask for, and how many shards may be in flight."""
     if args.workers < 1:
         raise InvalidInputError("--workers must be at least 1")
+    if args.dask_scheduler and getattr(args, "dask_local", None):
+        raise InvalidInputError("--dask-scheduler and --dask-local exclude each other")
     if args.dask_scheduler:
         with dask_cluster(args.dask_scheduler, tls_dir=args.dask_tls_dir) as (client, workers):
+            yield client, 2 * workers
+    elif getattr(args, "dask_local", None) is not None:
+        if args.dask_local < 1:
+            raise InvalidInputError("--dask-local must be at least 1")
+        with dask_local(args.dask_local) as (client, workers):
             yield client, 2 * workers
     elif args.workers > 1:
         with process_pool(args.workers) as pool:
@@ -94,11 +102,15 @@ def _build(args: argparse.Namespace, state: CustodianState, epoch_id: str) -> in
             "a segment uses the base index's recipes and classic-key choice; "
             "drop --recipe and --classic-keys"
         )
-    total = count_rows(records)
+    total, exact = estimate_rows(records)
     what = {"base": "indexed", ADD: "appended", REMOVE: "removed"}[kind]
     with (
         metrics_from_args(args, "build-index") as metrics,
-        progress_bar(total, f"encrypting records ({kind})", unit="rec") as bar,
+        progress_bar(
+            total or None,
+            f"encrypting records ({kind}{'' if exact else ', total estimated'})",
+            unit="rec",
+        ) as bar,
         _executor(args) as (pool, window),
     ):
         to_metrics = metrics.progress_callback("build") if metrics else None
@@ -267,6 +279,12 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         "--dask-scheduler",
         help="address of a Dask scheduler to shard across: tls://HOST:PORT, or plaintext "
         "tcp:// on loopback only",
+    )
+    parser.add_argument(
+        "--dask-local",
+        type=int,
+        metavar="K",
+        help="start a Dask cluster of K worker processes on this machine and shard across it",
     )
     parser.add_argument(
         "--dask-tls-dir",

@@ -30,13 +30,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
 from psi_core import faults
 from psi_core.errors import InvalidInputError, PreconditionError, RowError
-from psi_core.index.encrypted import IndexManifest, write_index
+from psi_core.index.encrypted import IndexManifest, write_index_stream
 from psi_core.index.epoch import EpochKey
 from psi_core.io import RECORD_COLUMNS, read_rows, write_file_atomically
 from psi_core.policy import PkiPaths, is_loopback
@@ -177,6 +177,23 @@ def _shared_secret(executor: Executor, secret: bytes) -> Any:
     return scatter(secret, broadcast=True, direct=True, hash=False)
 
 
+@contextlib.contextmanager
+def dask_local(workers: int) -> Iterator[tuple[Executor, int]]:
+    """A Dask LocalCluster of ``workers`` one-thread worker processes on this machine, and
+    a client on it (the same scheduling as a remote cluster, for trying it out)."""
+    from distributed import Client, LocalCluster
+
+    if workers < 1:
+        raise InvalidInputError("a Dask local cluster needs at least one worker")
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client, workers
+
+
 def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     """A pool of ``workers`` processes started with spawn (no inherited threads or locks)."""
     return concurrent.futures.ProcessPoolExecutor(
@@ -194,6 +211,8 @@ class BuildReport:
     seconds: float
     row_errors: tuple[RowError, ...]
     backend: str = OPENMINED
+    #: Time of the external merge of the shards into the index (part of ``seconds``).
+    merge_seconds: float = 0.0
 
     @property
     def records_per_second(self) -> float:
@@ -355,16 +374,23 @@ def build_index(
     while pending:
         finish_oldest()
 
-    parts = [np.load(_shard_paths(build_dir, s)[0]) for s in range(shard_count)]
+    merge_started = time.perf_counter()
+    runs = [_shard_paths(build_dir, s)[0] for s in range(shard_count)]
+
+    def merge(handle: BinaryIO) -> tuple[int, str]:
+        result = fingerprint.merge_unique(runs, handle)
+        return result.count, result.sha256
+
     counts = _publish_keys(build_dir, index_dir / KEYS_DIR, shard_count, recipe_ids, classic_keys)
-    manifest = write_index(
+    manifest = write_index_stream(
         index_dir,
-        fingerprint.sorted_unique(parts),
+        merge,
         epoch_id=epoch.epoch_id,
         recipes=recipe_ids,
         record_count=totals["records"],
         classic_keys=counts,
     )
+    merge_seconds = time.perf_counter() - merge_started
     shutil.rmtree(build_dir)
     return BuildReport(
         manifest=manifest,
@@ -375,6 +401,7 @@ def build_index(
         seconds=time.perf_counter() - started,
         row_errors=tuple(row_errors),
         backend=backend,
+        merge_seconds=merge_seconds,
     )
 
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from psi_core.errors import IntegrityError, PreconditionError
-from psi_core.io.atomic import write_file_atomically
+from psi_core.io.atomic import stream_file_atomically, write_file_atomically
 from psi_core.io.jsonfile import read_json_object
 from psi_core.protocol import (
     FINGERPRINT_BITS,
@@ -173,6 +174,40 @@ def write_index(
         key_count=int(values.size),
         size_bytes=int(values.size) * FINGERPRINT_BYTES,
         sha256=hashlib.sha256(raw).hexdigest(),
+        classic_keys=classic_keys,
+    )
+    write_manifest(directory, manifest)
+    return manifest
+
+
+def write_index_stream(
+    directory: Path,
+    fill: Callable[[BinaryIO], tuple[int, str]],
+    *,
+    epoch_id: str,
+    recipes: tuple[str, ...],
+    record_count: int,
+    classic_keys: tuple[tuple[str, int], ...] | None = None,
+) -> IndexManifest:
+    """Write an index whose data ``fill`` streams into the file; it returns (count, sha256).
+
+    ``fill`` must write strictly increasing little-endian uint64 (as
+    ``fingerprint.merge_unique`` does), so the data never has to be in memory at once. The
+    data file is written atomically (as :func:`write_index`), the manifest last.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / INDEX_FILE
+    count, sha256 = stream_file_atomically(path, fill, 0o644)
+    if path.stat().st_size != count * FINGERPRINT_BYTES:
+        path.unlink()
+        raise ValueError("the index data written does not match its fingerprint count")
+    manifest = IndexManifest(
+        epoch_id=epoch_id,
+        recipes=tuple(recipes),
+        record_count=record_count,
+        key_count=count,
+        size_bytes=count * FINGERPRINT_BYTES,
+        sha256=sha256,
         classic_keys=classic_keys,
     )
     write_manifest(directory, manifest)

@@ -15,6 +15,7 @@ from psi_core.io.tabular import (
     OnError,
     RowWriter,
     count_rows,
+    estimate_rows,
     file_format,
     read_rows,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "OnError",
     "RowWriter",
     "count_rows",
+    "estimate_rows",
     "file_format",
     "read_json_object",
     "read_rows",

@@ -5,9 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
-__all__ = ["utc_timestamp", "write_file_atomically"]
+__all__ = ["stream_file_atomically", "utc_timestamp", "write_file_atomically"]
+
+T = TypeVar("T")
 
 
 def write_file_atomically(
@@ -20,11 +24,24 @@ def write_file_atomically(
     ``sync_directory`` the directory is fsynced after it, so that the new name survives a
     crash too. An existing file at ``path`` is replaced.
     """
+    stream_file_atomically(path, lambda fh: fh.write(data), mode, sync_directory=sync_directory)
+
+
+def stream_file_atomically(
+    path: Path,
+    fill: Callable[[BinaryIO], T],
+    mode: int = 0o644,
+    *,
+    sync_directory: bool = True,
+) -> T:
+    """As :func:`write_file_atomically`, for data that ``fill`` writes to the open file a
+    piece at a time (never all in memory); returns what ``fill`` returns. If ``fill``
+    raises, nothing is left behind."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            result = fill(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -37,6 +54,7 @@ def write_file_atomically(
             os.fsync(directory)
         finally:
             os.close(directory)
+    return result
 
 
 def utc_timestamp(moment: dt.datetime | None = None, *, timespec: str = "microseconds") -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from psi_core.errors import InvalidInputError, MalformedMessageError, PeerError
-from psi_core.protocol import fingerprint
+from psi_core.protocol import fingerprint, parallel
 from psi_core.protocol.backend import OPENMINED, CurveBackend, get_backend
 from psi_core.protocol.curve import inverse_scalar, is_valid_scalar, random_scalar
 from psi_core.protocol.fingerprint import FINGERPRINT_BITS
@@ -50,12 +50,13 @@ class Reencryptor:
         self._key = self.backend.key(secret)
 
     def membership(self, points: Sequence[bytes]) -> list[bytes]:
-        """b·P for each P, in request order (MalformedMessageError on a bad point)."""
-        return self._key.multiply(points)
+        """b·P for each P, in request order (MalformedMessageError on a bad point); slices
+        run in parallel on the shared pool (key objects are thread-safe)."""
+        return parallel.map_slices(self._key.multiply, points)
 
     def cardinality(self, points: Sequence[bytes]) -> list[bytes]:
         """b·P for each P, sorted, so no answer can be tied to the request position."""
-        return sorted(self._key.multiply(points))
+        return sorted(parallel.map_slices(self._key.multiply, points))
 
 
 class BlindedQuery:
@@ -80,8 +81,14 @@ class BlindedQuery:
         return self._scalar
 
     def blind(self, keys: Sequence[str]) -> list[bytes]:
-        """a·H(x) for each key, in order. Keys must be distinct (see ``distinct_keys``)."""
-        return self._blinder.hash_to_points(keys)
+        """a·H(x) for each key, in order. Keys must be distinct (see ``distinct_keys``).
+
+        Slices run in parallel on the shared pool (key objects are thread-safe).
+        """
+        return parallel.map_slices(self._blinder.hash_to_points, keys)
+
+    def _unblind_slice(self, points: Sequence[bytes]) -> list[bytes]:
+        return [self._unblinder.multiply_x(points)]
 
     def fingerprints(self, sent: int, answer: Sequence[bytes]) -> fingerprint.Fingerprints:
         """Fingerprints of b·H(x) from the custodian's answer to ``sent`` distinct points.
@@ -96,7 +103,8 @@ class BlindedQuery:
         if len(set(answer)) != len(answer):
             raise PeerError("the custodian's answer repeats points; the query is void")
         try:
-            return fingerprint.from_x_coordinates(self._unblinder.multiply_x(answer))
+            xs = b"".join(parallel.map_slices(self._unblind_slice, answer))
+            return fingerprint.from_x_coordinates(xs)
         except MalformedMessageError as exc:
             raise PeerError(f"the custodian's answer is malformed: {exc}") from exc
 

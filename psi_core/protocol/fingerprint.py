@@ -8,7 +8,12 @@ falsely matches with probability at most K / 2^64.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -48,10 +53,125 @@ def from_x_coordinates(xs: bytes) -> Fingerprints:
 
 
 def sorted_unique(parts: Sequence[Fingerprints]) -> Fingerprints:
-    """Merge fingerprint arrays into one sorted array without duplicates."""
+    """Merge fingerprint arrays in memory into one sorted array without duplicates (small
+    inputs; the build uses :func:`merge_unique`)."""
     if not parts:
         return np.empty(0, dtype=INDEX_DTYPE)
     return np.unique(np.concatenate([np.asarray(p, dtype=INDEX_DTYPE) for p in parts]))
+
+
+#: Fingerprints read from one sorted run at a time by :func:`merge_unique` (32 MiB).
+MERGE_BLOCK = 1 << 22
+#: Fingerprints all runs' blocks may hold together; beyond it blocks shrink (64 MiB).
+MERGE_BUDGET = 1 << 23
+_MIN_BLOCK = 1 << 12
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What :func:`merge_unique` wrote: count, SHA-256 (hex) of the bytes, and the most
+    fingerprints it held in memory at once (blocks plus the batch being written)."""
+
+    count: int
+    sha256: str
+    peak_held: int
+
+
+class _Run:
+    """One sorted ``.npy`` run, read ``block`` fingerprints at a time with positional reads."""
+
+    def __init__(self, path: Path, block: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            self._offset = handle.tell()
+        if fortran or len(shape) != 1 or np.dtype(dtype) != INDEX_DTYPE:
+            os.close(self._fd)
+            raise ValueError(f"{path} is not a 1-d little-endian uint64 array")
+        self._remaining = int(shape[0])
+        self._block = block
+        self.values: Fingerprints = np.empty(0, dtype=INDEX_DTYPE)
+
+    def refill(self) -> bool:
+        """Read the next block into ``values``; False when the run is exhausted."""
+        count = min(self._block, self._remaining)
+        if count == 0:
+            self.values = np.empty(0, dtype=INDEX_DTYPE)
+            return False
+        raw = os.pread(self._fd, count * FINGERPRINT_BYTES, self._offset)
+        if len(raw) != count * FINGERPRINT_BYTES:
+            raise ValueError("a sorted run ended early")
+        self._offset += len(raw)
+        self._remaining -= count
+        self.values = np.frombuffer(raw, dtype=INDEX_DTYPE)
+        return True
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def merge_block_size(runs: int, block: int = MERGE_BLOCK, budget: int = MERGE_BUDGET) -> int:
+    """Per-run block: at most ``block``, and all runs together at most about ``budget``."""
+    return max(_MIN_BLOCK, min(block, budget // max(runs, 1)))
+
+
+def merge_unique(
+    paths: Sequence[Path],
+    out: BinaryIO,
+    *,
+    block: int | None = None,
+    on_write: Callable[[int], None] | None = None,
+) -> MergeResult:
+    """External k-way merge of sorted ``.npy`` runs into ``out``, without duplicates.
+
+    Writes strictly increasing little-endian uint64 (the index format) and hashes it as
+    it goes. Memory is bounded by the runs' blocks, never by the total: each run is read
+    ``block`` fingerprints at a time (default :func:`merge_block_size`). Each step takes,
+    as a threshold, the smallest of the runs' values an eighth of a block ahead (or their last
+    buffered value), and writes every buffered value up to it: so the batch written is at
+    most an eighth of what is held, the run that gave the threshold advances by an eighth
+    of a block or is used up, and nothing after the step can be smaller (only equal, when a run
+    repeats a value across two blocks, which is dropped).
+    ``on_write`` gets the count written at each step.
+    """
+    size = block if block is not None else merge_block_size(len(paths))
+    window = max(1, size // 8)
+    runs = [_Run(Path(p), size) for p in paths]
+    digest = hashlib.sha256()
+    count = 0
+    peak = 0
+    last = np.uint64(0)
+    try:
+        active = [run for run in runs if run.refill()]
+        while active:
+            held = sum(run.values.size for run in active)
+            threshold = min(run.values[min(window, run.values.size) - 1] for run in active)
+            parts = []
+            for run in active:
+                cut = int(np.searchsorted(run.values, threshold, side="right"))
+                parts.append(run.values[:cut])
+                run.values = run.values[cut:]
+            batch = np.unique(np.concatenate(parts))
+            if count and batch.size and batch[0] == last:
+                batch = batch[1:]
+            if batch.size:
+                last = batch[-1]
+            peak = max(peak, held + batch.size)
+            raw = memoryview(np.ascontiguousarray(batch, dtype=INDEX_DTYPE)).cast("B")
+            out.write(raw)
+            digest.update(raw)
+            count += int(batch.size)
+            if on_write:
+                on_write(int(batch.size))
+            active = [run for run in active if run.values.size or run.refill()]
+    finally:
+        for run in runs:
+            run.close()
+    return MergeResult(count=count, sha256=digest.hexdigest(), peak_held=peak)
 
 
 def member_mask(index: Fingerprints, probes: Fingerprints) -> npt.NDArray[np.bool_]:

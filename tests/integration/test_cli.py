@@ -234,3 +234,30 @@ def test_build_index_on_either_backend_gives_the_same_index(tmp_path):
         assert f"curve backend {backend}" in result.stdout
         digests.append(result.stdout.split("sha256 ")[1][:16])
     assert digests[0] == digests[1]
+
+
+def test_build_index_on_a_dask_local_cluster_equals_the_process_pool_build(tmp_path):
+    """`build-index --dask-local 2` (a real 2-worker LocalCluster) writes the byte-identical
+    index of `--workers 2` under the same epoch key."""
+    import shutil
+
+    records = write_records(tmp_path / "r.csv", make_records(400, seed=3))
+    assert run("psi-custodian", "init", "--state", tmp_path / "pool").returncode == 0
+    shutil.copytree(tmp_path / "pool", tmp_path / "dask")
+    built = {}
+    for state, flags in (("pool", ("--workers", "2")), ("dask", ("--dask-local", "2"))):
+        result = run(
+            "psi-custodian",
+            "build-index",
+            "--state",
+            tmp_path / state,
+            "--records",
+            records,
+            "--batch-rows",
+            "100",
+            *flags,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        (index,) = (tmp_path / state).rglob("fingerprints.u64")
+        built[state] = index.read_bytes()
+    assert built["pool"] and built["pool"] == built["dask"]

@@ -18,6 +18,7 @@ from psi_core.io import (
     TRUTH_COLUMNS,
     RowWriter,
     count_rows,
+    estimate_rows,
     read_rows,
     tabular,
 )
@@ -136,6 +137,19 @@ def test_batches_are_full_ordered_and_deterministic(tmp_path, suffix):
     assert [len(b) for b in first] == [97] * 103 + [16]
     assert list(itertools.chain.from_iterable(first)) == rows
     assert count_rows(path) == 10_007
+
+
+@pytest.mark.parametrize("rows", [0, 5, 60_000])
+def test_estimate_rows_reads_parquet_metadata_and_samples_csv(tmp_path, rows):
+    """Parquet counts are exact; a CSV's is the size over the first MiB's line length."""
+    data = [record(i) for i in range(rows)]
+    for suffix in (".parquet", ".csv"):
+        path = tmp_path / f"r{suffix}"
+        with RowWriter(path, RECORD_COLUMNS) as writer:
+            writer.write_rows(data)
+        estimate, exact = estimate_rows(path)
+        assert exact == (suffix == ".parquet")
+        assert estimate == pytest.approx(rows, rel=0.02, abs=1), suffix
 
 
 def test_skipped_rows_do_not_shift_batch_boundaries_between_reads(tmp_path):

@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.population.harness import main
+
+sys.exit(main())
