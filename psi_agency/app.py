@@ -15,7 +15,7 @@ from psi_agency.service import DEFAULT_MAX_WATCHERS, AgencyServicer
 from psi_agency.store import AgencyStore
 from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog, TlsMaterial
-from psi_core.protocol import OPENMINED, CurveBackend, select_backend
+from psi_core.protocol import CurveBackend, default_backend, select_backend
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
 from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import (
@@ -94,7 +94,7 @@ def start_agency(
     max_watchers: int = DEFAULT_MAX_WATCHERS,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     retry: RetryPolicy | None = None,
-    backend: str = OPENMINED,
+    backend: str | None = None,
     metrics: ServiceMetrics | None = None,
 ) -> RunningAgency:
     """Sync the index copy (resuming a partial download), recover unfinished queries, serve.
@@ -110,7 +110,7 @@ def start_agency(
     starts.
     ``backend`` is a curve backend name or "auto".
     """
-    curve = select_backend(backend)
+    curve = select_backend(backend) if backend else default_backend()
     refuse_plaintext_off_loopback(address, server_tls, "serve")
     state = AgencyState(state_dir)
     state.root.mkdir(parents=True, exist_ok=True)

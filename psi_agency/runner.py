@@ -36,7 +36,6 @@ from psi_core.errors import PeerError, PreconditionError, PsiError, UnreachableE
 from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog
 from psi_core.protocol import (
-    OPENMINED,
     BlindedQuery,
     ChunkCommitment,
     CurveBackend,
@@ -46,7 +45,7 @@ from psi_core.protocol import (
     MatchRule,
     SubjectKeys,
     count_found,
-    get_backend,
+    default_backend,
 )
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import custodian_pb2
@@ -125,7 +124,7 @@ class QueryRunner:
         self._timeout = evaluate_timeout
         self._retry = retry or RetryPolicy()
         self._stopping = threading.Event()
-        self._backend = backend or get_backend(OPENMINED)
+        self._backend = backend or default_backend()
         self._metrics = metrics
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="query-runner", daemon=True)

@@ -16,7 +16,7 @@ from psi_core.policy import (
     TrustedAuthorities,
     peer_identity_from_cert_pem,
 )
-from psi_core.protocol import OPENMINED, select_backend
+from psi_core.protocol import default_backend, select_backend
 from psi_custodian.policy import AuthorizationPolicy
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianLimits, CustodianState
@@ -93,7 +93,7 @@ def start_custodian(
     max_workers: int = 16,
     clock: Clock = utc_now,
     metrics: ServiceMetrics | None = None,
-    backend: str = OPENMINED,
+    backend: str | None = None,
 ) -> RunningServer:
     """Load the state (epoch keys, verified indexes, ledger, audit log) and start serving.
 
@@ -118,7 +118,7 @@ def start_custodian(
                 with contextlib.suppress(KeyError):
                     metrics.index_keys.remove(record.epoch_id)
 
-        curve = select_backend(backend)
+        curve = select_backend(backend) if backend else default_backend()
         epochs = ServedEpochs(state.registry(clock), on_retired=retired, backend=curve)
         servicer = CustodianServicer(
             config=config,

@@ -41,14 +41,13 @@ from psi_core.index import (
 )
 from psi_core.policy import DEFAULT_MAX_TOKEN_BYTES, AuditLog, RequestKey, read_claims_unverified
 from psi_core.protocol import (
-    OPENMINED,
     ChunkCommitment,
     CurveBackend,
     FalsePositiveBound,
     KeyDeclaration,
     RequestDigest,
     classic_setup_size_bound,
-    get_backend,
+    default_backend,
     openmined,
 )
 from psi_custodian.classic import ClassicJob, build_in_child
@@ -209,7 +208,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         self._policy = policy
         self._audit = audit
         self._peer_identity = peer_identity
-        self._backend = backend or get_backend(OPENMINED)
+        self._backend = backend or default_backend()
         self._metrics = metrics
         self._slots = threading.BoundedSemaphore(self._limits.max_concurrent_evaluations)
         self._slot_wait = slot_wait_seconds

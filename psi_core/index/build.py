@@ -40,7 +40,14 @@ from psi_core.index.encrypted import IndexManifest, write_index_stream
 from psi_core.index.epoch import EpochKey
 from psi_core.io import RECORD_COLUMNS, read_rows, write_file_atomically
 from psi_core.policy import PkiPaths, is_loopback
-from psi_core.protocol import OPENMINED, ScalarKey, fingerprint, get_backend
+from psi_core.protocol import (
+    OPENMINED,
+    ScalarKey,
+    default_backend,
+    fingerprint,
+    get_backend,
+    select_backend,
+)
 from psi_core.recipes import MatchKeyRecipe, get_recipe
 
 KEYS_DIR = "keys"
@@ -64,13 +71,13 @@ def _key_for(secret: bytes, backend: str) -> ScalarKey:
         return key
 
 
-def encrypt_shard(secret: bytes, keys: Sequence[str], backend: str = OPENMINED) -> np.ndarray:
+def encrypt_shard(secret: bytes, keys: Sequence[str], backend: str | None = None) -> np.ndarray:
     """Sorted fingerprints of b·H(k) for each key (duplicates kept; the merge drops them).
 
     ``backend`` is a curve backend's name (see ``psi_core.protocol.backend``); every
     backend gives the same fingerprints.
     """
-    xs = _key_for(secret, backend).hash_to_x(keys)
+    xs = _key_for(secret, backend or default_backend().name).hash_to_x(keys)
     return np.sort(fingerprint.from_x_coordinates(xs))
 
 
@@ -78,7 +85,7 @@ def encrypt_records(
     secret: bytes,
     recipe_ids: Sequence[str],
     rows: Sequence[dict[str, str]],
-    backend: str = OPENMINED,
+    backend: str | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """One shard's work where the worker runs: its distinct keys and their sorted fingerprints.
 
@@ -317,7 +324,7 @@ def build_index(
     on_error: str = "refuse",
     progress: Callable[[int], None] | None = None,
     classic_keys: bool = False,
-    backend: str = OPENMINED,
+    backend: str | None = None,
 ) -> BuildReport:
     """Build (or resume building) the index of ``records_path`` into ``index_dir``.
 
@@ -333,7 +340,7 @@ def build_index(
     """
     if not recipes:
         raise InvalidInputError("at least one recipe is needed to build an index")
-    get_backend(backend)
+    backend = (select_backend(backend) if backend else default_backend()).name
     started = time.perf_counter()
     executor = executor or InlineExecutor()
     build_dir = index_dir / BUILD_DIR

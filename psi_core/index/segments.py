@@ -46,7 +46,7 @@ from psi_core.index.encrypted import (
     write_manifest,
 )
 from psi_core.index.epoch import EpochKey
-from psi_core.protocol import FINGERPRINT_BITS, OPENMINED, Fingerprints, fingerprint
+from psi_core.protocol import FINGERPRINT_BITS, Fingerprints, fingerprint
 from psi_core.recipes import get_recipe
 
 SEGMENTS_DIR = "segments"
@@ -206,7 +206,7 @@ def build_segment(
     batch_rows: int = 20_000,
     on_error: str = "refuse",
     progress: Callable[[int], None] | None = None,
-    backend: str = OPENMINED,
+    backend: str | None = None,
 ) -> BuildReport:
     """Encrypt only the records in ``records_path`` and publish them as the next segment.
 

@@ -16,6 +16,7 @@ from psi_core.protocol.backend import (
     CurveBackend,
     ScalarKey,
     crypto_mb_unavailable_reason,
+    default_backend,
     get_backend,
     select_backend,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "classic_setup_size_bound",
     "count_found",
     "crypto_mb_unavailable_reason",
+    "default_backend",
     "distinct_keys",
     "get_backend",
     "is_strictly_increasing",

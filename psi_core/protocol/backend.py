@@ -14,6 +14,7 @@ agency unblind    x(a⁻¹·Q) for each answer Q                  ``multiply_x``
 Usage (the whole interface)::
 
     backend = select_backend("auto")          # or get_backend("openmined" | "crypto_mb")
+                                              # or default_backend() (PSI_CURVE_BACKEND)
     key = backend.key(scalar)                 # 32-byte big-endian scalar in [1, n-1]
     key.hash_to_points(["recipe|key", ...])   # list of 33-byte compressed points
     key.hash_to_x(keys)                       # bytes: 32-byte x-coordinates, concatenated
@@ -43,6 +44,7 @@ announces its suite (``GetInfo``) and the agency states the one it blinded with
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import Protocol
@@ -61,6 +63,8 @@ CRYPTO_MB = "crypto_mb"
 AUTO = "auto"
 BACKEND_NAMES = (OPENMINED, CRYPTO_MB)
 BACKEND_CHOICES = (AUTO, *BACKEND_NAMES)
+#: Names the backend used wherever a caller names none (library defaults, harnesses).
+ENV_DEFAULT_BACKEND = "PSI_CURVE_BACKEND"
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +202,13 @@ def get_backend(name: str) -> CurveBackend:
     if name == CRYPTO_MB:
         return CryptoMbBackend()
     raise ValueError(f"unknown curve backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+
+
+def default_backend() -> CurveBackend:
+    """The backend for callers that name none: ``PSI_CURVE_BACKEND`` (a name or "auto")
+    when set, else the openmined reference. The command-line tools name one (``--backend``,
+    default auto)."""
+    return select_backend(os.environ.get(ENV_DEFAULT_BACKEND) or OPENMINED)
 
 
 def select_backend(choice: str = AUTO) -> CurveBackend:

@@ -20,7 +20,7 @@ import numpy as np
 
 from psi_core.errors import InvalidInputError, MalformedMessageError, PeerError
 from psi_core.protocol import fingerprint, parallel
-from psi_core.protocol.backend import OPENMINED, CurveBackend, get_backend
+from psi_core.protocol.backend import CurveBackend, default_backend
 from psi_core.protocol.curve import inverse_scalar, is_valid_scalar, random_scalar
 from psi_core.protocol.fingerprint import FINGERPRINT_BITS
 
@@ -46,7 +46,7 @@ class Reencryptor:
     """
 
     def __init__(self, secret: bytes, backend: CurveBackend | None = None) -> None:
-        self.backend = backend or get_backend(OPENMINED)
+        self.backend = backend or default_backend()
         self._key = self.backend.key(secret)
 
     def membership(self, points: Sequence[bytes]) -> list[bytes]:
@@ -71,7 +71,7 @@ class BlindedQuery:
         if scalar is not None and not is_valid_scalar(scalar):
             raise ValueError("a blinding key must be 32 bytes encoding a scalar in [1, n-1]")
         self._scalar = bytes(scalar) if scalar is not None else random_scalar()
-        self.backend = backend or get_backend(OPENMINED)
+        self.backend = backend or default_backend()
         self._blinder = self.backend.key(self._scalar)
         self._unblinder = self.backend.key(inverse_scalar(self._scalar))
 

@@ -30,6 +30,7 @@ from psi_core.protocol import (
     BlindedQuery,
     Reencryptor,
     crypto_mb_unavailable_reason,
+    default_backend,
     get_backend,
     p256,
     select_backend,
@@ -341,3 +342,18 @@ def test_an_unavailable_backend_fails_the_build_before_any_work(tmp_path, monkey
     with pytest.raises(BackendUnavailableError, match="simulated"):
         _build(tmp_path, "never", records, CRYPTO_MB)
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("", OPENMINED), ("openmined", OPENMINED)])
+def test_default_backend_follows_the_environment(monkeypatch, setting, expected):
+    """PSI_CURVE_BACKEND picks the backend of callers that name none (openmined if unset)."""
+    monkeypatch.setenv("PSI_CURVE_BACKEND", setting)
+    assert default_backend().name == expected
+    assert BlindedQuery().backend.name == expected
+
+
+@needs_crypto_mb
+def test_default_backend_can_be_crypto_mb(monkeypatch):
+    monkeypatch.setenv("PSI_CURVE_BACKEND", "crypto_mb")
+    assert default_backend().name == CRYPTO_MB
+    assert Reencryptor(SECRET).backend.name == CRYPTO_MB
