@@ -681,7 +681,9 @@ class RowWriter:
         self._path = Path(path)
         self._format = file_format(self._path)
         if self._format == "xlsx":
-            raise InvalidInputError(f"{self._path}: files are written as .csv or .parquet only")
+            raise InvalidInputError(
+                f"{self._path}: unknown file type '.xlsx' for writing; use .csv, .parquet or .pq"
+            )
         directory = self._path.parent
         if not directory.is_dir():
             raise NotFoundError(f"{directory}: directory does not exist")
