@@ -4,7 +4,8 @@ A recipe (``MatchKeyRecipe``) is identified by a versioned id such as ``name_add
 ``recipe.key(record)`` gives ``"<id>|<field>|..."`` or None when the record lacks what the
 recipe needs, and ``recipe.why_no_key(record)`` then says why (a code of
 ``NO_KEY_REASONS``, such as ``no_zip`` or ``tin_not_nine_digits``). Both parties must run
-the same code: the custodian builds its index with it and the agency its queries, so a recipe's output never changes under the same id.
+the same code: the custodian builds its index with it and the agency its queries, so a
+recipe's output never changes under the same id.
 
 ========================  ==========================================================
 recipe                    key string
