@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -156,7 +157,13 @@ class QueryRunner:
         index = self._index.for_epoch(facts)
 
         started = time.perf_counter()
-        subject_keys = [recipe.key(subject) for subject in self._store.subjects(record.query_id)]
+        subject_keys: list[str | None] = []
+        no_key: Counter[str] = Counter()
+        for subject in self._store.subjects(record.query_id):
+            key = recipe.key(subject)
+            subject_keys.append(key)
+            if key is None:
+                no_key[recipe.why_no_key(subject) or "incomplete"] += 1
         keys, key_of_subject = distinct_keys(subject_keys)
         timings.blind += time.perf_counter() - started
         keyed = int(np.count_nonzero(key_of_subject >= 0))
@@ -164,6 +171,7 @@ class QueryRunner:
         self._store.update(
             record.query_id,
             keyed_count=keyed,
+            no_key_counts={recipe.id: dict(no_key)} if no_key else {},
             epoch_id=facts.manifest.epoch_id,
             fp_per_subject=bound.per_subject,
             fp_expected=bound.expected_false_matches,

@@ -73,6 +73,11 @@ def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
         error_message=record.error_message,
         timings=agency_pb2.PhaseTimings(**timings),
         case_id=record.case_id,
+        no_key_counts=[
+            agency_pb2.NoKeyCount(recipe=recipe, reason=reason, count=count)
+            for recipe, reasons in sorted(record.no_key_counts.items())
+            for reason, count in sorted(reasons.items())
+        ],
     )
 
 
@@ -129,9 +134,16 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
             requested_by=header.requested_by,
         )
         count = 0
+        declared: int | None = None
         try:
             for message in request_iterator:
-                if message.WhichOneof("kind") != "batch":
+                kind = message.WhichOneof("kind")
+                if declared is not None:
+                    raise InvalidInputError("nothing may follow the SubmitEnd message")
+                if kind == "end":
+                    declared = message.end.subject_count
+                    continue
+                if kind != "batch":
                     raise InvalidInputError("only SubjectBatch messages may follow the header")
                 batch = [subject_row(s) for s in message.batch.subjects]
                 if len(batch) > self._max_batch:
@@ -142,6 +154,16 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
                 count += len(batch)
             if count == 0:
                 raise InvalidInputError("the query holds no subjects")
+            if declared is None or not context.is_active():
+                raise InvalidInputError(
+                    "the subject stream ended without its SubmitEnd message (the client "
+                    "stopped or cancelled); nothing of the query was kept"
+                )
+            if declared != count:
+                raise InvalidInputError(
+                    f"the SubmitEnd message declares {declared} subjects but {count} arrived; "
+                    "nothing of the query was kept"
+                )
             record = self._store.seal_query(query_id, count)
         except BaseException:
             self._store.discard_query(query_id)

@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS queries (
     fp_expected REAL NOT NULL DEFAULT 0,
     error_code TEXT NOT NULL DEFAULT '',
     error_message TEXT NOT NULL DEFAULT '',
-    timings TEXT NOT NULL DEFAULT '{{}}'
+    timings TEXT NOT NULL DEFAULT '{{}}',
+    no_key_counts TEXT NOT NULL DEFAULT '{{}}'
 );
 CREATE TABLE IF NOT EXISTS subjects (
     query_id TEXT NOT NULL,
@@ -69,6 +70,9 @@ CREATE TABLE IF NOT EXISTS matches (
 """
 
 
+_JSON_COLUMNS = ("timings", "no_key_counts")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -76,8 +80,9 @@ def _now() -> str:
 def _query_update(query_id: str, fields: dict[str, object]) -> tuple[str, tuple[object, ...]]:
     """An UPDATE of ``queries`` setting ``fields`` (``timings`` as a dict) and updated_at."""
     values = dict(fields, updated_at=_now())
-    if "timings" in values:
-        values["timings"] = json.dumps(values["timings"])
+    for name in _JSON_COLUMNS:
+        if name in values:
+            values[name] = json.dumps(values[name], sort_keys=True)
     assignments = ", ".join(f"{name} = ?" for name in values)
     return f"UPDATE queries SET {assignments} WHERE query_id = ?", (*values.values(), query_id)
 
@@ -103,6 +108,8 @@ class QueryRecord:
     error_code: str = ""
     error_message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    no_key_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per recipe, per reason code: subjects that gave no key."""
 
 
 class AgencyStore(SqliteFile):
@@ -111,6 +118,11 @@ class AgencyStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(queries)")}
+        if "no_key_counts" not in columns:
+            self._conn.execute(
+                "ALTER TABLE queries ADD COLUMN no_key_counts TEXT NOT NULL DEFAULT '{}'"
+            )
 
     def begin_query(
         self,
@@ -176,7 +188,8 @@ class AgencyStore(SqliteFile):
         if row is None:
             raise NotFoundError("no query with that id")
         data = dict(zip(names, row, strict=True))
-        data["timings"] = json.loads(data["timings"])
+        for name in _JSON_COLUMNS:
+            data[name] = json.loads(data[name])
         return QueryRecord(**data)
 
     def unfinished(self) -> list[str]:
@@ -188,8 +201,8 @@ class AgencyStore(SqliteFile):
         return [r[0] for r in rows]
 
     def update(self, query_id: str, **fields: object) -> None:
-        """Set columns of a query (``timings`` as a dict); a query that ends (FAILED)
-        loses its blinding key in the same transaction."""
+        """Set columns of a query (``timings`` and ``no_key_counts`` as dicts); a query
+        that ends (FAILED) loses its blinding key in the same transaction."""
         with self._transaction() as conn:
             conn.execute(*_query_update(query_id, fields))
             if fields.get("state") in TERMINAL_STATES:
