@@ -9,14 +9,16 @@ from pathlib import Path
 
 from psi_agency.app import AgencyState, start_agency
 from psi_agency.client import AgencyClient
-from psi_core.errors import RowError
-from psi_core.io import SUBJECT_COLUMNS, RowWriter, read_rows
-from psi_core.recipes import recipe_ids
+from psi_core.errors import InputFileError, RowError
+from psi_core.io import SUBJECT_COLUMNS, ColumnPlan, InputFile, RowWriter
+from psi_core.recipes import NO_KEY_REASONS, get_recipe, recipe_ids
 from psi_proto.v1 import agency_pb2
 from psi_rpc.cli import (
     EXIT_ERROR,
     add_audit_commands,
+    add_input_arguments,
     add_tls_arguments,
+    input_options,
     progress_bar,
     run_cli,
     serve_until_signalled,
@@ -59,27 +61,62 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _subject_batches(
-    path: Path, on_error: str, errors: list[RowError]
+    source: InputFile, plan: ColumnPlan, on_error: str, errors: list[RowError]
 ) -> Iterator[list[agency_pb2.Subject]]:
-    for rows in read_rows(
-        path, SUBJECT_COLUMNS, batch_rows=_BATCH, on_error=on_error, errors=errors
-    ):
+    """The file's subjects in batches; a file without one is an input file error."""
+    sent = 0
+    for rows in source.read_rows(plan, batch_rows=_BATCH, on_error=on_error, errors=errors):
+        sent += len(rows)
         yield [agency_pb2.Subject(**row) for row in rows]
+    if not sent:
+        raise InputFileError(source.name, "no subject rows to query (only a header)")
+
+
+def _recipe_ids(args: argparse.Namespace) -> list[str]:
+    chosen = args.recipe
+    return [chosen] if isinstance(chosen, str) else list(chosen)
+
+
+def needed_columns(recipes: Sequence[str]) -> dict[str, str]:
+    """Our columns the recipes read, each with the words saying which recipes read it."""
+    readers: dict[str, list[str]] = {}
+    for recipe_id in recipes:
+        for column in get_recipe(recipe_id).required:
+            readers.setdefault(column, []).append(recipe_id)
+    return {column: f"read by {', '.join(ids)}" for column, ids in readers.items()}
+
+
+def _read_token(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(str(path), "no such file") from None
+    except OSError as exc:
+        raise InputFileError(str(path), f"cannot be read ({exc.strerror})") from None
 
 
 def _query(args: argparse.Namespace) -> int:
-    channel = create_channel(args.server, tls=tls_from_args(args, "case-client"))
-    client = AgencyClient(channel)
+    with InputFile(args.subjects, input_options(args)) as source:
+        plan = source.plan(SUBJECT_COLUMNS, needed_columns(_recipe_ids(args)))
+        print(source.describe(plan), flush=True)
+        return _run_query(args, source, plan)
+
+
+def _run_query(args: argparse.Namespace, source: InputFile, plan: ColumnPlan) -> int:
     header = agency_pb2.QueryHeader(
-        authorization=args.authorization.read_bytes(),
+        authorization=_read_token(args.authorization),
         mode=MODE_ENUMS[args.mode],
         recipe=args.recipe,
         requested_by=args.requested_by,
     )
+    channel = create_channel(args.server, tls=tls_from_args(args, "case-client"))
+    client = AgencyClient(channel)
     row_errors: list[RowError] = []
-    status = client.submit(header, _subject_batches(args.subjects, args.on_error, row_errors))
-    for error in row_errors:
-        print(f"skipped: {error}", file=sys.stderr)
+    try:
+        status = client.submit(header, _subject_batches(source, plan, args.on_error, row_errors))
+    finally:
+        for error in row_errors:
+            print(f"skipped: {error}", file=sys.stderr)
     with progress_bar(status.subject_count, "matching", unit="subj") as bar:
         for update in client.watch(status.query_id):
             bar.n = update.processed_count
@@ -134,10 +171,28 @@ def print_summary(status: agency_pb2.QueryStatus) -> None:
         f"{bound.per_subject:.2e} per subject, "
         f"{bound.expected_false_matches:.2e} expected in this query"
     )
+    for line in no_key_lines(status):
+        print(line)
     print(
         f"time: blind {t.blind_seconds:.3f} s, custodian {t.evaluate_seconds:.3f} s, "
         f"unblind {t.unblind_seconds:.3f} s, lookup {t.lookup_seconds:.4f} s"
     )
+
+
+def no_key_lines(status: agency_pb2.QueryStatus) -> list[str]:
+    """One line per recipe saying how many subjects gave no key, and why."""
+    by_recipe: dict[str, list[agency_pb2.NoKeyCount]] = {}
+    for entry in status.no_key_counts:
+        by_recipe.setdefault(entry.recipe, []).append(entry)
+    lines = []
+    for recipe, entries in by_recipe.items():
+        entries.sort(key=lambda e: (-e.count, e.reason))
+        total = sum(e.count for e in entries)
+        reasons = ", ".join(
+            f"{e.count:,} {NO_KEY_REASONS.get(e.reason, e.reason)} [{e.reason}]" for e in entries
+        )
+        lines.append(f"no key for {recipe}: {total:,} subjects ({reasons})")
+    return lines
 
 
 def parser() -> argparse.ArgumentParser:
@@ -155,7 +210,9 @@ def parser() -> argparse.ArgumentParser:
 
     query = commands.add_parser("query", help="submit a query to an agency service and wait")
     query.add_argument("--server", required=True, help="address of the agency service")
-    query.add_argument("--subjects", type=Path, required=True, help=".csv or .parquet")
+    query.add_argument(
+        "--subjects", type=Path, required=True, help=".csv, .xlsx or .parquet subject list"
+    )
     query.add_argument("--mode", choices=tuple(MODE_ENUMS), default="membership")
     query.add_argument("--recipe", choices=recipe_ids(), default="name_address_v1")
     query.add_argument("--authorization", type=Path, required=True, help="signed token file")
@@ -163,6 +220,7 @@ def parser() -> argparse.ArgumentParser:
     query.add_argument("--truth", type=Path, help="synthetic truth file: report precision/recall")
     query.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
     query.add_argument("--requested-by", default="psi-agency query")
+    add_input_arguments(query)
     add_tls_arguments(query)
     query.set_defaults(handler=_query)
 

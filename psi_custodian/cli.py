@@ -8,15 +8,24 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from psi_core.errors import InvalidInputError
-from psi_core.index import Executor, build_index, dask_cluster, process_pool, read_manifest
-from psi_core.io import count_rows
-from psi_core.recipes import get_recipe, recipe_ids
+from psi_core.errors import InputFileError, InvalidInputError
+from psi_core.index import (
+    EpochKey,
+    Executor,
+    build_index,
+    dask_cluster,
+    process_pool,
+    read_manifest,
+)
+from psi_core.io import RECORD_COLUMNS, InputFile
+from psi_core.recipes import MatchKeyRecipe, get_recipe, recipe_ids
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
     add_audit_commands,
+    add_input_arguments,
     add_tls_arguments,
+    input_options,
     progress_bar,
     run_cli,
     serve_until_signalled,
@@ -52,7 +61,28 @@ def _build_index(args: argparse.Namespace) -> int:
     recipes = [get_recipe(r) for r in (args.recipe or recipe_ids())]
     if args.workers < 1:
         raise InvalidInputError("--workers must be at least 1")
-    total = count_rows(args.records)
+    with InputFile(args.records, input_options(args)) as source:
+        needed = {c: f"read by {r.id}" for r in reversed(recipes) for c in r.required}
+        try:
+            plan = source.plan(RECORD_COLUMNS, needed)
+        except InputFileError as exc:
+            if args.recipe or exc.line != 1:
+                raise
+            raise InputFileError(
+                exc.path, f"{exc.reason}; or build only some recipes with --recipe", line=1
+            ) from None
+        print(source.describe(plan), flush=True)
+        return _build_from(args, state, epoch, recipes, source)
+
+
+def _build_from(
+    args: argparse.Namespace,
+    state: CustodianState,
+    epoch: EpochKey,
+    recipes: list[MatchKeyRecipe],
+    source: InputFile,
+) -> int:
+    total = source.count_rows()
     with (
         progress_bar(total, "encrypting records", unit="rec") as bar,
         _executor(args) as (pool, window),
@@ -67,6 +97,7 @@ def _build_index(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             on_error=args.on_error,
             progress=bar.update,
+            source=source,
         )
     for error in report.row_errors[:20]:
         print(f"skipped: {error}", file=sys.stderr)
@@ -117,7 +148,7 @@ def parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build-index", help="encrypt the records into the index")
     build.add_argument("--state", type=Path, required=True)
     build.add_argument(
-        "--records", type=Path, required=True, help="taxpayer records, .csv or .parquet"
+        "--records", type=Path, required=True, help="taxpayer records, .csv, .xlsx or .parquet"
     )
     build.add_argument(
         "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
@@ -126,6 +157,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
     build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    add_input_arguments(build)
     build.set_defaults(handler=_build_index)
 
     serve = commands.add_parser("serve", help="serve the Custodian API")

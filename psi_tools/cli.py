@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from psi_rpc.cli import progress_bar, run_cli
+from psi_rpc.cli import add_input_arguments, input_options, progress_bar, run_cli
 from psi_tools.authority import init_authority, issue_authorization, parse_duration
 from psi_tools.dev_pki import init_pki
 
@@ -22,8 +22,12 @@ def _synth_population(args: argparse.Namespace) -> int:
 
 
 def _synth_subjects(args: argparse.Namespace) -> int:
-    from psi_tools.synth import write_subjects
+    from psi_core.io import RECORD_COLUMNS, InputFile
+    from psi_tools.synth import POPULATION_NEEDS, write_subjects
 
+    options = input_options(args)
+    with InputFile(args.population, options) as source:
+        print(source.describe(source.plan(RECORD_COLUMNS, POPULATION_NEEDS)), flush=True)
     with progress_bar(None, "drawing subjects", unit="rec") as bar:
         report = write_subjects(
             args.population,
@@ -33,6 +37,7 @@ def _synth_subjects(args: argparse.Namespace) -> int:
             args.out,
             args.truth,
             progress=bar.update,
+            options=options,
         )
     print(
         f"wrote {report.rows:,} subjects to {args.out} ({report.members:,} in the population, "
@@ -114,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     subjects.add_argument("--seed", type=int, default=2)
     subjects.add_argument("--out", type=Path, required=True)
     subjects.add_argument("--truth", type=Path, required=True)
+    add_input_arguments(subjects)
     subjects.set_defaults(handler=_synth_subjects)
 
     pki = commands.add_parser("pki", help="development PKI")

@@ -34,7 +34,7 @@ import numpy as np
 from psi_core.errors import InvalidInputError, RowError
 from psi_core.index.encrypted import IndexManifest, write_index
 from psi_core.index.epoch import EpochKey
-from psi_core.io import RECORD_COLUMNS, read_rows
+from psi_core.io import RECORD_COLUMNS, InputFile
 from psi_core.protocol import KeyCipher, fingerprint
 from psi_core.recipes import MatchKeyRecipe, get_recipe
 
@@ -218,6 +218,7 @@ def build_index(
     batch_rows: int = 20_000,
     on_error: str = "refuse",
     progress: Callable[[int], None] | None = None,
+    source: InputFile | None = None,
 ) -> BuildReport:
     """Build (or resume building) the index of ``records_path`` into ``index_dir``.
 
@@ -226,9 +227,15 @@ def build_index(
     ``on_error`` is "refuse" (the first unreadable row stops the build with its line
     number) or "skip" (bad rows are reported in the result and left out).
     ``progress`` is called with the number of records each finished shard held.
+    ``source`` is ``records_path`` already opened with the caller's reading options; by
+    default it is opened here. Either way only ``record_id`` and the columns the recipes
+    read must be in the file; the others read as empty.
     """
     if not recipes:
         raise InvalidInputError("at least one recipe is needed to build an index")
+    opened = source or InputFile(records_path)
+    needed = {c: f"read by {r.id}" for r in reversed(recipes) for c in r.required}
+    plan = opened.plan(RECORD_COLUMNS, needed)
     started = time.perf_counter()
     executor = executor or InlineExecutor()
     build_dir = index_dir / BUILD_DIR
@@ -247,9 +254,7 @@ def build_index(
         if progress:
             progress(records)
 
-    rows_iter = read_rows(
-        records_path, RECORD_COLUMNS, batch_rows=batch_rows, on_error=on_error, errors=row_errors
-    )
+    rows_iter = opened.read_rows(plan, batch_rows=batch_rows, on_error=on_error, errors=row_errors)
     shard_count = 0
     for shard, rows in enumerate(rows_iter):
         shard_count = shard + 1
@@ -277,6 +282,8 @@ def build_index(
         record_count=totals["records"],
     )
     _publish_keys(build_dir, index_dir / KEYS_DIR, shard_count)
+    if source is None:
+        opened.close()
     shutil.rmtree(build_dir)
     return BuildReport(
         manifest=manifest,

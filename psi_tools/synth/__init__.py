@@ -13,6 +13,7 @@ from psi_tools.synth._population import generate_population, write_population
 from psi_tools.synth._report import SynthReport
 from psi_tools.synth._subjects import (
     NEAR_MISS_SHARE,
+    POPULATION_NEEDS,
     SubjectBatch,
     SubjectPlan,
     generate_subjects,
@@ -24,6 +25,7 @@ __all__ = [
     "NEAR_MISS_SHARE",
     "ORIGINS",
     "ORIGIN_WEIGHTS",
+    "POPULATION_NEEDS",
     "NameTable",
     "SubjectBatch",
     "SubjectPlan",
