@@ -148,6 +148,7 @@ def test_services_use_psi_tools_only_for_truth_scoring():
         ),
         ("pyarrow", {"psi_core/io/tabular.py", "psi_tools/synth/_subjects.py"}),
         ("tqdm", {"psi_rpc/cli.py"}),
+        ("openpyxl", {"psi_core/io/xlsx.py"}),
         ("distributed", {"psi_core/index/build.py"}),
         ("dask", {"psi_core/index/build.py"}),
     ],
