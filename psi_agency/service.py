@@ -81,6 +81,18 @@ def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
     )
 
 
+def _until_cancelled(
+    requests: Iterator[agency_pb2.SubmitQueryRequest],
+) -> Iterator[agency_pb2.SubmitQueryRequest]:
+    """The stream's messages; a client's cancel (grpc raises a bare RpcError) is a refusal."""
+    try:
+        yield from requests
+    except grpc.RpcError:
+        raise InvalidInputError(
+            "the client cancelled the submission; nothing of the query was kept"
+        ) from None
+
+
 class AgencyServicer(agency_pb2_grpc.AgencyServicer):
     def __init__(
         self,
@@ -136,7 +148,7 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         count = 0
         declared: int | None = None
         try:
-            for message in request_iterator:
+            for message in _until_cancelled(request_iterator):
                 kind = message.WhichOneof("kind")
                 if declared is not None:
                     raise InvalidInputError("nothing may follow the SubmitEnd message")

@@ -340,7 +340,7 @@ class InputFile:
         encoding = self._check_encoding()
         self._sniff(explicit=encoding is not None)
         if encoding is not None:
-            self.encoding = encoding
+            self.encoding = f"{self.options.encoding} (transcoded to UTF-8)"
             self._copy = _transcode(self.name, encoding)
             self._cleanup = weakref.finalize(self, _remove, self._copy)
             self._path = self._copy
@@ -431,9 +431,8 @@ class InputFile:
         """One line saying how the file is read and which of our columns it gives."""
         if self.format == "csv":
             delimiter = _DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))
-            how = f"CSV, {self.encoding}, delimiter {delimiter}"
-            if self.delimiter_detected:
-                how += " (detected)"
+            found = "detected" if self.delimiter_detected else "given"
+            how = f"CSV, {self.encoding}, {found} delimiter {delimiter}"
         elif self.format == "xlsx":
             how = f"workbook, sheet {self.sheet!r}"
         else:
