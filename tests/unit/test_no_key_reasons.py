@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from psi_agency.store import AgencyStore
 from psi_core.recipes import NO_KEY_REASONS, RECIPES, MatchKeyRecipe, get_recipe
 from tests.factories import make_records
 
@@ -75,3 +77,32 @@ def test_a_recipe_without_its_own_checks_names_its_first_empty_column():
     assert recipe.why_no_key({**GOOD, "given_name": ""}) == "no_name"
     assert recipe.why_no_key(GOOD) == "incomplete"
     assert all(text and code.islower() for code, text in NO_KEY_REASONS.items())
+
+
+def test_the_agency_store_keeps_no_key_counts_and_upgrades_an_older_database(tmp_path):
+    """no_key_counts survive a reopen; a database made before the column gets it, empty."""
+    path = tmp_path / "agency.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE queries (query_id TEXT PRIMARY KEY, state TEXT NOT NULL,"
+            " mode TEXT NOT NULL, recipe TEXT NOT NULL, authorization BLOB NOT NULL,"
+            " case_id TEXT NOT NULL, requested_by TEXT NOT NULL, created_at TEXT NOT NULL,"
+            " updated_at TEXT NOT NULL, subject_count INTEGER NOT NULL,"
+            " keyed_count INTEGER NOT NULL DEFAULT 0, processed_count INTEGER NOT NULL DEFAULT 0,"
+            " match_count INTEGER NOT NULL DEFAULT 0, epoch_id TEXT NOT NULL DEFAULT '',"
+            " fp_per_subject REAL NOT NULL DEFAULT 0, fp_expected REAL NOT NULL DEFAULT 0,"
+            " error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '',"
+            " timings TEXT NOT NULL DEFAULT '{}')"
+        )
+        db.execute(
+            "INSERT INTO queries (query_id, state, mode, recipe, authorization, case_id,"
+            " requested_by, created_at, updated_at, subject_count)"
+            " VALUES ('old', 'SUCCEEDED', 'membership', 'tin_v1', x'00', 'C', '', '', '', 1)"
+        )
+    store = AgencyStore(path)
+    assert store.get("old").no_key_counts == {}
+    store.update("old", no_key_counts={"tin_v1": {"no_tin": 2, "tin_never_issued": 1}})
+    store.close()
+    reopened = AgencyStore(path)
+    assert reopened.get("old").no_key_counts == {"tin_v1": {"no_tin": 2, "tin_never_issued": 1}}
+    reopened.close()
