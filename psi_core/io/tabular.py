@@ -222,7 +222,7 @@ def _lookalike(ours: str, header: Sequence[str], taken: set[int]) -> str | None:
     return None
 
 
-def plan_columns(
+def _plan_columns(
     name: str,
     header: Sequence[str],
     columns: Sequence[str],
@@ -425,7 +425,7 @@ class InputFile:
         unknown = sorted(set(needed) - set(columns))
         if unknown:
             raise ValueError(f"required columns {unknown} are not among the columns")
-        return plan_columns(self.name, self.header, columns, needed, dict(self.options.columns))
+        return _plan_columns(self.name, self.header, columns, needed, dict(self.options.columns))
 
     def describe(self, plan: ColumnPlan) -> str:
         """One line saying how the file is read and which of our columns it gives."""
