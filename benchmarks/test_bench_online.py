@@ -111,6 +111,7 @@ def online(tmp_path_factory) -> Iterator[OnlineEnv]:
                 [get_recipe(RECIPE)],
                 executor=pool,
                 batch_rows=BATCH_ROWS,
+                classic_keys=True,
             )
         secrets = {size: epoch.secret for size, epoch in epochs.items()}
         secrets[CLASSIC] = EPOCH_SECRET

@@ -8,13 +8,16 @@ from pathlib import Path
 
 from psi_agency.custodian_client import DEFAULT_MAX_INDEX_BYTES, CustodianClient, CustodianFacts
 from psi_agency.progress import ProgressBoard
+from psi_agency.retry import RetryPolicy
 from psi_agency.runner import IndexHolder, QueryRunner
-from psi_agency.service import AgencyServicer
+from psi_agency.service import DEFAULT_MAX_WATCHERS, AgencyServicer
 from psi_agency.store import AgencyStore
 from psi_core.index import EncryptedIndex
 from psi_core.policy import AuditLog, TlsMaterial
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     RunningServer,
     create_channel,
     create_server,
@@ -50,9 +53,12 @@ class RunningAgency:
     def port(self) -> int:
         return self.server.port
 
-    def stop(self, grace: float | None = None) -> None:
+    def stop(self, grace: float | None = None, drain_seconds: float = 10.0) -> None:
+        """Stop serving (``grace`` seconds for calls in progress), then stop the runner:
+        the query in flight gets ``drain_seconds`` to finish, then its calls to the
+        custodian are cancelled and it is left QUEUED to resume on the next start."""
         self.server.stop(grace)
-        self.runner.stop()
+        self.runner.stop(drain_seconds=drain_seconds)
         for close in self.closers:
             close()
 
@@ -60,6 +66,12 @@ class RunningAgency:
 def default_evaluate_timeout(points: int) -> float:
     """Deadline for one Evaluate call: a minute plus a millisecond per point."""
     return 60.0 + points / 1000.0
+
+
+def _reconnect_backoff(retry: RetryPolicy) -> tuple[float, float]:
+    """The channel reconnects at least as often as queries are retried, so a retry after
+    the custodian came back finds it (and not a channel still backing off)."""
+    return min(retry.first_wait, 1.0), min(retry.first_wait, 10.0)
 
 
 def start_agency(
@@ -74,29 +86,49 @@ def start_agency(
     evaluate_timeout: Callable[[int], float] = default_evaluate_timeout,
     max_index_bytes: int = DEFAULT_MAX_INDEX_BYTES,
     max_workers: int = 8,
+    max_watchers: int = DEFAULT_MAX_WATCHERS,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    retry: RetryPolicy | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> RunningAgency:
     """Sync the index copy (resuming a partial download), recover unfinished queries, serve.
 
     ``index_progress`` is called with (bytes received, total bytes) while syncing. Nothing
-    is left open when it raises.
+    is left open when it raises. The server has ``max_workers`` threads for calls plus one
+    for each of at most ``max_watchers`` WatchQuery streams, so watchers never take the
+    threads other calls need. ``max_message_bytes`` bounds every message of both the
+    agency's server and its channel to the custodian. ``retry`` says how a query is
+    tried again when the custodian is unreachable (default :class:`RetryPolicy`).
     """
     refuse_plaintext_off_loopback(address, server_tls, "serve")
     state = AgencyState(state_dir)
     state.root.mkdir(parents=True, exist_ok=True)
     channel = create_channel(
-        custodian_address, tls=custodian_tls, server_name=custodian_server_name
+        custodian_address,
+        tls=custodian_tls,
+        server_name=custodian_server_name,
+        max_message_bytes=max_message_bytes,
+        reconnect_backoff_seconds=_reconnect_backoff(retry or RetryPolicy()),
     )
     closers: list[Callable[[], None]] = [channel.close]
     try:
-        custodian = CustodianClient(channel, max_index_bytes=max_index_bytes)
+        custodian = CustodianClient(
+            channel, max_index_bytes=max_index_bytes, max_message_bytes=max_message_bytes
+        )
 
         def sync(facts: CustodianFacts) -> EncryptedIndex:
             def step(received: int) -> None:
                 if index_progress:
                     index_progress(received, facts.manifest.size_bytes)
+                if sync_progress:
+                    done[0] += received
+                    sync_progress(done[0], facts.manifest.size_bytes)
+
+            done = [0]
 
             return custodian.sync_index(state.index_root, facts, progress=step)
 
+        sync_progress = metrics.progress_callback("index_sync") if metrics else None
         holder = IndexHolder(sync)
         index = holder.for_epoch(custodian.info())
         store = AgencyStore(state.database)
@@ -112,19 +144,27 @@ def start_agency(
             audit=audit,
             board=board,
             evaluate_timeout=evaluate_timeout,
+            retry=retry,
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.index_keys.labels(index.manifest.epoch_id).set(index.manifest.key_count)
+            metrics.report_query_states(store.state_counts)
         servicer = AgencyServicer(
             store=store,
             runner=runner,
             board=board,
-            custodian_recipes=lambda: custodian.info().manifest.recipes,
+            custodian_recipes=custodian.recipes,
+            max_watchers=max_watchers,
         )
         server = create_server(
             address,
             lambda s: agency_pb2_grpc.add_AgencyServicer_to_server(servicer, s),
             [SERVICE_NAME],
             tls=server_tls,
-            max_workers=max_workers,
+            max_workers=max_workers + max_watchers,
+            max_message_bytes=max_message_bytes,
+            call_listeners=[metrics.record_call] if metrics is not None else [],
         )
     except BaseException:
         for close in reversed(closers):

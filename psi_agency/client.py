@@ -92,3 +92,21 @@ class AgencyClient:
             )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, _PEER) from exc
+
+    def list_queries(
+        self, *, state: int = 0, case_id: str = "", page_size: int = 100
+    ) -> Iterator[agency_pb2.QueryStatus]:
+        """Every query (newest first) matching the filters, fetched page by page."""
+        token = ""
+        while True:
+            request = agency_pb2.ListQueriesRequest(
+                page_size=page_size, page_token=token, state=state, case_id=case_id
+            )
+            try:
+                page = self._stub.ListQueries(request, timeout=self._timeout)
+            except grpc.RpcError as exc:
+                raise error_from_rpc(exc, _PEER) from exc
+            yield from page.queries
+            if not page.next_page_token:
+                return
+            token = page.next_page_token

@@ -5,15 +5,17 @@ and the query runner.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 
+from psi_agency.paging import Cursor, PageTokens
 from psi_agency.progress import ProgressBoard
 from psi_agency.runner import QueryRunner
 from psi_agency.store import SUBJECT_FIELDS, SUCCEEDED, TERMINAL_STATES, AgencyStore, QueryRecord
-from psi_core.errors import InvalidInputError, PreconditionError
+from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
 from psi_core.policy import read_claims_unverified
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc, common_pb2
@@ -27,8 +29,13 @@ STATE_ENUMS = {
     "SUCCEEDED": agency_pb2.QUERY_STATE_SUCCEEDED,
     "FAILED": agency_pb2.QUERY_STATE_FAILED,
 }
+STATE_NAMES = {enum: name for name, enum in STATE_ENUMS.items() if name != "RECEIVING"}
 MAX_FIELD_CHARS = 256
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1_000
 _WATCH_WAKEUP_SECONDS = 5.0
+#: Most WatchQuery streams served at once: each holds a server thread while it waits.
+DEFAULT_MAX_WATCHERS = 16
 
 
 def case_id_of(token: bytes) -> str:
@@ -73,12 +80,20 @@ def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
         error_message=record.error_message,
         timings=agency_pb2.PhaseTimings(**timings),
         case_id=record.case_id,
+        waiting_reason=record.waiting_reason,
+        attempts=record.attempts,
+        created_at=_rfc3339(record.created_at),
+        updated_at=_rfc3339(record.updated_at),
         no_key_counts=[
             agency_pb2.NoKeyCount(recipe=recipe, reason=reason, count=count)
             for recipe, reasons in sorted(record.no_key_counts.items())
             for reason, count in sorted(reasons.items())
         ],
     )
+
+
+def _rfc3339(stored: str) -> str:
+    return stored.replace("+00:00", "Z")
 
 
 def _until_cancelled(
@@ -103,6 +118,8 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         custodian_recipes: Callable[[], tuple[str, ...]],
         max_subjects: int = 10_000_000,
         max_batch: int = 100_000,
+        max_watchers: int = DEFAULT_MAX_WATCHERS,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -110,6 +127,9 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         self._custodian_recipes = custodian_recipes
         self._max_subjects = max_subjects
         self._max_batch = max_batch
+        self._max_watchers = max_watchers
+        self._watch_slots = threading.BoundedSemaphore(max_watchers)
+        self._page_tokens = page_tokens or PageTokens()
 
     def _header(
         self, request_iterator: Iterator[agency_pb2.SubmitQueryRequest]
@@ -191,15 +211,37 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
     def WatchQuery(
         self, request: agency_pb2.GetQueryRequest, context: grpc.ServicerContext
     ) -> Iterator[agency_pb2.QueryStatus]:
-        seen = self._board.version(request.query_id)
-        record = self._store.get(request.query_id)
+        """Capped at ``max_watchers`` streams; a slot is freed as soon as the watcher hangs
+        up (gRPC's callback), not only when the waiting thread notices."""
+        if not self._watch_slots.acquire(blocking=False):
+            raise BudgetExhaustedError(
+                f"{self._max_watchers} WatchQuery streams are open, the most this agency "
+                "serves at once; poll with GetQuery or watch again later"
+            )
+        released = threading.Lock()
+
+        def release() -> None:
+            if released.acquire(blocking=False):
+                self._watch_slots.release()
+                self._board.bump(request.query_id)
+
+        context.add_callback(release)
+        try:
+            yield from self._watch(request.query_id, context)
+        finally:
+            release()
+
+    def _watch(
+        self, query_id: str, context: grpc.ServicerContext
+    ) -> Iterator[agency_pb2.QueryStatus]:
+        seen = self._board.version(query_id)
+        record = self._store.get(query_id)
         while True:
             yield status_message(record)
             if record.state in TERMINAL_STATES or not context.is_active():
                 return
-            current = self._board.wait(request.query_id, seen, _WATCH_WAKEUP_SECONDS)
-            seen = current
-            record = self._store.get(request.query_id)
+            seen = self._board.wait(query_id, seen, _WATCH_WAKEUP_SECONDS)
+            record = self._store.get(query_id)
 
     @grpc_errors
     def ListMatches(
@@ -212,3 +254,30 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
             raise PreconditionError(f"the query is {record.state}; matches exist once it SUCCEEDED")
         for recipe, subject in self._store.matches(request.query_id):
             yield agency_pb2.Match(recipe=recipe, subject=agency_pb2.Subject(**subject))
+
+    @grpc_errors
+    def ListQueries(
+        self, request: agency_pb2.ListQueriesRequest, context: grpc.ServicerContext
+    ) -> Any:
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        if size > MAX_PAGE_SIZE:
+            raise InvalidInputError(f"page_size is at most {MAX_PAGE_SIZE}")
+        state = STATE_NAMES.get(request.state, "") if request.state else ""
+        if request.state and not state:
+            raise InvalidInputError("unknown query state")
+        filters = (state, request.case_id)
+        after = None
+        if request.page_token:
+            cursor = self._page_tokens.open(request.page_token, filters)
+            after = (cursor.created_at, cursor.query_id)
+        records = self._store.list_queries(
+            limit=size + 1, state=state, case_id=request.case_id, after=after
+        )
+        page, more = records[:size], len(records) > size
+        next_token = ""
+        if more:
+            last = page[-1]
+            next_token = self._page_tokens.issue(Cursor(last.created_at, last.query_id), filters)
+        return agency_pb2.ListQueriesResponse(
+            queries=[status_message(r) for r in page], next_page_token=next_token
+        )

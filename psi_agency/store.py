@@ -5,7 +5,9 @@ so a restart finds every accepted query and re-runs the ones that had not finish
 Matches are written in the same transaction that marks the query SUCCEEDED: a query
 is either done with all its matches or not done. A query's blinding scalar is kept only
 while the query is unfinished, so that a re-run after a restart sends the same points
-(and the custodian need not charge it again); it is deleted when the query ends.
+(and the custodian need not charge it again); it is deleted when the query ends. A query
+that waits to be tried again (the custodian was unreachable, or the service stopped while
+it ran) is QUEUED with ``waiting_reason`` saying why and ``attempts`` counting its tries.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
+from psi_core import faults
 from psi_core.errors import InvalidInputError, NotFoundError
-from psi_core.io import SUBJECT_COLUMNS
+from psi_core.io import SUBJECT_COLUMNS, utc_timestamp
 from psi_core.policy import SqliteFile
 
 SUBJECT_FIELDS = SUBJECT_COLUMNS
@@ -48,6 +50,8 @@ CREATE TABLE IF NOT EXISTS queries (
     error_code TEXT NOT NULL DEFAULT '',
     error_message TEXT NOT NULL DEFAULT '',
     timings TEXT NOT NULL DEFAULT '{{}}',
+    waiting_reason TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
     no_key_counts TEXT NOT NULL DEFAULT '{{}}'
 );
 CREATE TABLE IF NOT EXISTS subjects (
@@ -68,13 +72,19 @@ CREATE TABLE IF NOT EXISTS matches (
     PRIMARY KEY (query_id, seq)
 );
 """
+#: Columns added after the first release, with their definitions, for older databases.
+_ADDED_COLUMNS = {
+    "waiting_reason": "TEXT NOT NULL DEFAULT ''",
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "no_key_counts": "TEXT NOT NULL DEFAULT '{}'",
+}
 
 
 _JSON_COLUMNS = ("timings", "no_key_counts")
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return utc_timestamp(timespec="milliseconds")
 
 
 def _query_update(query_id: str, fields: dict[str, object]) -> tuple[str, tuple[object, ...]]:
@@ -108,8 +118,16 @@ class QueryRecord:
     error_code: str = ""
     error_message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    waiting_reason: str = ""
+    attempts: int = 0
     no_key_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per recipe, per reason code: subjects that gave no key."""
+
+
+def _record(columns: dict[str, object]) -> QueryRecord:
+    for name in _JSON_COLUMNS:
+        columns[name] = json.loads(str(columns[name]))
+    return QueryRecord(**columns)  # type: ignore[arg-type]
 
 
 class AgencyStore(SqliteFile):
@@ -118,11 +136,14 @@ class AgencyStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._conn.executescript(_SCHEMA)
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(queries)")}
-        if "no_key_counts" not in columns:
-            self._conn.execute(
-                "ALTER TABLE queries ADD COLUMN no_key_counts TEXT NOT NULL DEFAULT '{}'"
-            )
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        with self._transaction() as conn:
+            present = {row[1] for row in conn.execute("PRAGMA table_info(queries)")}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE queries ADD COLUMN {name} {definition}")
 
     def begin_query(
         self,
@@ -168,6 +189,7 @@ class AgencyStore(SqliteFile):
             conn.execute("DELETE FROM subjects WHERE query_id = ?", (query_id,))
             conn.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
             conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
+            faults.point("query_committing")
             conn.execute("DELETE FROM queries WHERE query_id = ?", (query_id,))
 
     def discard_unsealed(self) -> int:
@@ -187,10 +209,45 @@ class AgencyStore(SqliteFile):
             names = [d[0] for d in cursor.description]
         if row is None:
             raise NotFoundError("no query with that id")
-        data = dict(zip(names, row, strict=True))
-        for name in _JSON_COLUMNS:
-            data[name] = json.loads(data[name])
-        return QueryRecord(**data)
+        return _record(dict(zip(names, row, strict=True)))
+
+    def list_queries(
+        self,
+        *,
+        limit: int,
+        state: str = "",
+        case_id: str = "",
+        after: tuple[str, str] | None = None,
+    ) -> list[QueryRecord]:
+        """Up to ``limit`` sealed queries, newest first (``created_at``, then ``query_id``),
+        only in ``state`` / of ``case_id`` when given, strictly older than ``after``."""
+        clauses, values = ["state != ?"], [RECEIVING]
+        if state:
+            clauses.append("state = ?")
+            values.append(state)
+        if case_id:
+            clauses.append("case_id = ?")
+            values.append(case_id)
+        if after is not None:
+            clauses.append("(created_at, query_id) < (?, ?)")
+            values.extend(after)
+        with self._lock:
+            cursor = self._conn.execute(
+                f"SELECT * FROM queries WHERE {' AND '.join(clauses)}"
+                " ORDER BY created_at DESC, query_id DESC LIMIT ?",
+                (*values, limit),
+            )
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        return [_record(dict(zip(names, row, strict=True))) for row in rows]
+
+    def state_counts(self) -> dict[str, int]:
+        """How many queries are in each state (every state named, zero included)."""
+        counts = dict.fromkeys((RECEIVING, QUEUED, RUNNING, SUCCEEDED, FAILED), 0)
+        with self._lock:
+            rows = self._conn.execute("SELECT state, COUNT(*) FROM queries GROUP BY state")
+            counts.update({state: count for state, count in rows})
+        return counts
 
     def unfinished(self) -> list[str]:
         with self._lock:

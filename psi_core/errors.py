@@ -20,6 +20,7 @@ must act on them, and never echo a subject, a key string or a curve point.
     ├── NotFoundError              NOT_FOUND
     ├── IntegrityError             DATA_LOSS
     └── PeerError                  UNAVAILABLE (a peer that is down or answers nonsense)
+        └── UnreachableError       (down or too slow: trying again later may succeed)
 """
 
 from __future__ import annotations
@@ -119,3 +120,26 @@ class PeerError(PsiError):
     """The other service is unreachable or answered something that cannot be right."""
 
     status = "UNAVAILABLE"
+
+
+class UnreachableError(PeerError):
+    """The peer could not be reached or did not answer in time (gRPC UNAVAILABLE or
+    DEADLINE_EXCEEDED): unlike an answer that cannot be right, trying again may succeed."""
+
+
+def shown(value: object, limit: int = 64, *, quoted: bool = True) -> str:
+    """A value from an untrusted source (a peer, a file), safe to put in a message or a log.
+
+    At most ``limit`` characters of it are kept. Quoted (the default, for messages): as a
+    Python literal with every non-ASCII or control character escaped, "…" after a cut and
+    "(none)" for nothing. Unquoted (for ids recorded in a log): the bare text with anything
+    but printable ASCII replaced by "?".
+    """
+    text = value if isinstance(value, str) else repr(value)
+    if not quoted:
+        return "".join(ch if " " <= ch <= "~" else "?" for ch in text[:limit])
+    if not text:
+        return "(none)"
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return ascii(text)

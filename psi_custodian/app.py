@@ -17,8 +17,10 @@ from psi_core.policy import (
 )
 from psi_custodian.policy import AuthorizationPolicy
 from psi_custodian.service import CustodianServicer
-from psi_custodian.state import CustodianState
+from psi_custodian.state import CustodianLimits, CustodianState
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
+from psi_rpc.limits import CallCap
+from psi_rpc.metrics import MAX_TOKENS, ServiceMetrics, TokenUse
 from psi_rpc.server import (
     RunningServer,
     create_server,
@@ -35,6 +37,40 @@ def peer_agency_id(context: grpc.ServicerContext) -> str | None:
     return peer_identity_from_cert_pem(pem) if pem else None
 
 
+def custodian_call_caps(limits: CustodianLimits) -> list[CallCap]:
+    """How many calls of each kind the custodian serves at once (see psi_rpc.limits)."""
+    method = f"/{SERVICE_NAME}/"
+    return [
+        CallCap("FetchIndex", limits.max_concurrent_fetches, (method + "FetchIndex",)),
+        CallCap("Evaluate", limits.max_concurrent_evaluate_calls, (method + "Evaluate",)),
+        CallCap(
+            "classic",
+            limits.max_concurrent_classic_calls,
+            (method + "GetClassicSetup", method + "ProcessClassicRequest"),
+        ),
+        CallCap(
+            "reflection",
+            limits.max_concurrent_reflection_calls,
+            ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/"),
+        ),
+        CallCap("health", limits.max_concurrent_health_calls, ("/grpc.health.v1.Health/",)),
+        CallCap("other", limits.max_concurrent_other_calls, ("",)),
+    ]
+
+
+def _token_use(ledger: AuthorizationLedger) -> list[TokenUse]:
+    return [
+        TokenUse(
+            token_id=token_id,
+            subjects_used=entry.subjects_used,
+            subjects_limit=entry.subjects_used + entry.subjects_left,
+            queries_used=entry.queries_used,
+            queries_limit=entry.queries_used + entry.queries_left,
+        )
+        for token_id, entry in ledger.newest_tokens(MAX_TOKENS)
+    ]
+
+
 def start_custodian(
     state_dir: Path,
     address: str,
@@ -42,6 +78,7 @@ def start_custodian(
     tls: TlsMaterial | None,
     trusted_authorities: Sequence[Path],
     max_workers: int = 16,
+    metrics: ServiceMetrics | None = None,
 ) -> RunningServer:
     """Load the state (epoch key, verified index, ledger, audit log) and start serving."""
     refuse_plaintext_off_loopback(address, tls, "serve")
@@ -51,18 +88,26 @@ def start_custodian(
     index = EncryptedIndex.open(state.index_dir(epoch.epoch_id))
     trusted = TrustedAuthorities.load(list(trusted_authorities))
     ledger = AuthorizationLedger(state.database)
-    audit = AuditLog(state.database)
+    try:
+        audit = AuditLog(state.database, share=ledger)
+    except BaseException:
+        ledger.close()
+        raise
     try:
         servicer = CustodianServicer(
             config=config,
             epoch=epoch,
             index=index,
             policy=AuthorizationPolicy(
-                custodian_id=config.custodian_id, trusted=trusted, ledger=ledger
+                custodian_id=config.custodian_id, trusted=trusted, ledger=ledger, audit=audit
             ),
             audit=audit,
             peer_identity=peer_agency_id,
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.index_keys.labels(epoch.epoch_id).set(index.manifest.key_count)
+            metrics.report_token_use(lambda: _token_use(ledger))
         return create_server(
             address,
             lambda server: custodian_pb2_grpc.add_CustodianServicer_to_server(servicer, server),
@@ -70,7 +115,9 @@ def start_custodian(
             tls=tls,
             max_workers=max_workers,
             max_message_bytes=config.limits.max_message_bytes,
-            closers=(ledger.close, audit.close),
+            closers=(ledger.close,),
+            call_listeners=[metrics.record_call] if metrics is not None else [],
+            call_caps=custodian_call_caps(config.limits),
         )
     except BaseException:
         ledger.close()

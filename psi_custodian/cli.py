@@ -24,8 +24,11 @@ from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
     add_audit_commands,
     add_input_arguments,
+    add_logging_arguments,
+    add_metrics_arguments,
     add_tls_arguments,
     input_options,
+    metrics_from_args,
     progress_bar,
     run_cli,
     serve_until_signalled,
@@ -45,7 +48,7 @@ def _init(args: argparse.Namespace) -> int:
 def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int]]:
     """The shard executor the flags ask for, and how many shards may be in flight."""
     if args.dask_scheduler:
-        with dask_cluster(args.dask_scheduler) as (client, workers):
+        with dask_cluster(args.dask_scheduler, tls_dir=args.dask_tls_dir) as (client, workers):
             yield client, 2 * workers
     elif args.workers > 1:
         with process_pool(args.workers) as pool:
@@ -84,9 +87,20 @@ def _build_from(
 ) -> int:
     total = source.count_rows()
     with (
+        metrics_from_args(args, "build-index") as metrics,
         progress_bar(total, "encrypting records", unit="rec") as bar,
         _executor(args) as (pool, window),
     ):
+        to_metrics = metrics.progress_callback("build") if metrics else None
+        done = 0
+
+        def progress(records: int) -> None:
+            nonlocal done
+            bar.update(records)
+            done += records
+            if to_metrics:
+                to_metrics(done, total)
+
         report = build_index(
             args.records,
             state.index_dir(epoch.epoch_id),
@@ -96,7 +110,8 @@ def _build_from(
             max_in_flight=window,
             batch_rows=args.batch_rows,
             on_error=args.on_error,
-            progress=bar.update,
+            progress=progress,
+            classic_keys=args.classic_keys,
             source=source,
         )
     for error in report.row_errors[:20]:
@@ -115,11 +130,14 @@ def _build_from(
 
 def _serve(args: argparse.Namespace) -> int:
     tls = tls_from_args(args, "custodian-server")
-    running = start_custodian(args.state, args.listen, tls=tls, trusted_authorities=args.trust)
-    host = args.listen.rsplit(":", 1)[0]
-    return serve_until_signalled(
-        f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
-    )
+    with metrics_from_args(args, "custodian") as metrics:
+        running = start_custodian(
+            args.state, args.listen, tls=tls, trusted_authorities=args.trust, metrics=metrics
+        )
+        host = args.listen.rsplit(":", 1)[0]
+        return serve_until_signalled(
+            f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
+        )
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -132,12 +150,21 @@ def _info(args: argparse.Namespace) -> int:
         f"{manifest.size_bytes:,} bytes, recipes {', '.join(manifest.recipes)}, "
         f"sha256 {manifest.sha256}"
     )
+    print(
+        "classic setup (stock openmined-psi clients): "
+        + (
+            "available; plaintext keys kept in keys/"
+            if manifest.classic_setup_available
+            else "off (no plaintext keys kept; rebuild with --classic-keys to offer it)"
+        )
+    )
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="psi-custodian", description=__doc__)
     root.add_argument("-v", "--verbose", action="store_true")
+    add_logging_arguments(root, root=True)
     commands = root.add_subparsers(title="commands")
 
     init = commands.add_parser("init", help="create a state directory and a key epoch")
@@ -154,10 +181,29 @@ def parser() -> argparse.ArgumentParser:
         "--recipe", action="append", choices=recipe_ids(), help="repeat for several (default: all)"
     )
     build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    build.add_argument("--dask-scheduler", help="address of a Dask scheduler to shard across")
+    build.add_argument(
+        "--dask-scheduler",
+        help="address of a Dask scheduler to shard across: tls://HOST:PORT, or plaintext "
+        "tcp:// on loopback only",
+    )
+    build.add_argument(
+        "--dask-tls-dir",
+        type=Path,
+        help="PKI directory with ca.pem and dask-client.pem/.key for a tls:// scheduler "
+        "(`psi pki init` writes them, with dask-node.pem/.key for the scheduler and workers)",
+    )
     build.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     build.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    build.add_argument(
+        "--classic-keys",
+        action="store_true",
+        help="also keep every plaintext key string (names, addresses, TINs) in the state "
+        "directory, so that stock openmined-psi clients can use GetClassicSetup; off by "
+        "default (see docs/THREAT_MODEL.md)",
+    )
     add_input_arguments(build)
+    add_metrics_arguments(build)
+    add_logging_arguments(build)
     build.set_defaults(handler=_build_index)
 
     serve = commands.add_parser("serve", help="serve the Custodian API")
@@ -171,6 +217,8 @@ def parser() -> argparse.ArgumentParser:
         help="an authority directory or public key to trust (repeatable)",
     )
     add_tls_arguments(serve)
+    add_metrics_arguments(serve)
+    add_logging_arguments(serve)
     serve.set_defaults(handler=_serve)
 
     info = commands.add_parser("info", help="show the epoch and index")

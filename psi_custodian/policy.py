@@ -9,13 +9,18 @@ does the service run openmined-psi.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from psi_core.policy import (
+    ADMITTED,
+    AuditLog,
+    AuthorizationClaims,
     AuthorizationLedger,
+    LedgerEntry,
     RequestKey,
     TrustedAuthorities,
     verify_authorization,
@@ -33,6 +38,14 @@ class AdmissionRequest:
     peer_agency_id: str | None
     charge: bool = True
     replay_of: RequestKey | None = None
+    #: With ``replay_of``: the most uncharged replays the token may have.
+    max_replays: int | None = None
+    #: For an uncharged request (``charge=False``): count it as a use of this kind, at most
+    #: ``limit`` per token (``what``, ``limit``, a label for the refusal).
+    count_use: tuple[str, int, str] | None = None
+    #: The request's audit event so far; once admitted, an "admitted" entry with it is
+    #: written in the very transaction that charges (or counts) the request.
+    audit_event: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,12 +82,17 @@ class AuthorizationPolicy:
         custodian_id: str,
         trusted: TrustedAuthorities,
         ledger: AuthorizationLedger,
+        audit: AuditLog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock_skew: timedelta = timedelta(seconds=60),
     ) -> None:
+        """``audit``, which must share ``ledger``'s connection (``AuditLog(..., share=
+        ledger)``), gets the "admitted" entry of every request that carries an
+        ``audit_event``, in the transaction of its charge."""
         self._custodian_id = custodian_id
         self._trusted = trusted
         self._ledger = ledger
+        self._audit = audit
         self._clock = clock
         self._skew = clock_skew
 
@@ -88,10 +106,21 @@ class AuthorizationPolicy:
             clock_skew=self._skew,
         )
         replayed = False
+        record = self._admitted_entry(request, claims)
         if request.charge:
-            usage = self._ledger.charge(claims, request.subjects, replay_of=request.replay_of)
+            usage = self._ledger.charge(
+                claims,
+                request.subjects,
+                replay_of=request.replay_of,
+                max_replays=request.max_replays,
+                record=record,
+            )
             subjects_left, queries_left = usage.subjects_left, usage.queries_left
             replayed = usage.replayed
+        elif request.count_use is not None:
+            what, limit, label = request.count_use
+            usage = self._ledger.count_use(claims, what, limit, label=label, record=record)
+            subjects_left, queries_left = usage.subjects_left, usage.queries_left
         else:
             usage = self._ledger.usage(claims.token_id)
             subjects_left = usage.subjects_left if usage else claims.max_subjects
@@ -107,3 +136,25 @@ class AuthorizationPolicy:
 
     def record_answered(self, admission: Admission, request: RequestKey) -> None:
         self._ledger.record_answered(admission.token_id, request)
+
+    def _admitted_entry(
+        self, request: AdmissionRequest, claims: AuthorizationClaims
+    ) -> Callable[[sqlite3.Connection, LedgerEntry], None] | None:
+        audit, event = self._audit, request.audit_event
+        if audit is None or event is None:
+            return None
+
+        def record(conn: sqlite3.Connection, entry: LedgerEntry) -> None:
+            audit.append_in(
+                conn,
+                {
+                    **event,
+                    "stage": ADMITTED,
+                    "token_id": claims.token_id,
+                    "case_id": claims.case_id,
+                    "verified": True,
+                    "charged": request.charge and not entry.replayed,
+                },
+            )
+
+        return record

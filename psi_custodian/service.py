@@ -2,12 +2,16 @@
 
 Every handler validates what arrived, asks the admission policy before any curve work,
 writes one audit entry whatever the outcome, and reports failures through
-``psi_rpc.status`` (never a stack trace, key or point).
+``psi_rpc.status`` (never a stack trace, key or point). A request that is admitted has a
+second entry, "admitted", written by the policy in the transaction of its charge, so a
+crash between the charge and the answer leaves the charge audited.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -15,23 +19,35 @@ from typing import Any
 
 import grpc
 
+from psi_core import faults
 from psi_core.errors import (
     BudgetExhaustedError,
     InvalidInputError,
     MalformedMessageError,
     PreconditionError,
     PsiError,
+    shown,
 )
-from psi_core.index import EncryptedIndex, EpochKey, iter_index_keys
+from psi_core.index import EncryptedIndex, EpochKey
 from psi_core.policy import DEFAULT_MAX_TOKEN_BYTES, AuditLog, RequestKey, read_claims_unverified
-from psi_core.protocol import FalsePositiveBound, Reencryptor, RequestDigest, openmined
+from psi_core.protocol import (
+    FalsePositiveBound,
+    Reencryptor,
+    RequestDigest,
+    classic_setup_size_bound,
+    openmined,
+)
+from psi_custodian.classic import ClassicJob, build_in_child
 from psi_custodian.policy import AdmissionPolicy, AdmissionRequest
 from psi_custodian.state import CustodianConfig
 from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.modes import mode_name
 from psi_rpc.status import grpc_errors
 
 _CLASSIC_CACHE_SIZE = 4
+#: A ClassicSetup message around its server_setup: two tags and two lengths.
+_CLASSIC_FRAMING_BYTES = 32
 
 PeerIdentity = Callable[[grpc.ServicerContext], str | None]
 
@@ -104,6 +120,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         audit: AuditLog,
         peer_identity: PeerIdentity,
         slot_wait_seconds: float = 30.0,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         if index.manifest.epoch_id != epoch.epoch_id:
             raise PreconditionError("the index was built under another key epoch; rebuild it")
@@ -115,12 +132,21 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         self._audit = audit
         self._peer_identity = peer_identity
         self._reencryptor = Reencryptor(epoch.secret)
+        self._metrics = metrics
         self._slots = threading.BoundedSemaphore(self._limits.max_concurrent_evaluations)
         self._slot_wait = slot_wait_seconds
         self._classic_cache: OrderedDict[tuple[float, int, str], bytes] = OrderedDict()
         self._classic_lock = threading.Lock()
 
     # -- helpers -------------------------------------------------------------------------
+
+    @contextmanager
+    def _reencrypting(self, mode: str, points: int) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        if self._metrics is not None:
+            self._metrics.points_evaluated.labels(mode).inc(points)
+            self._metrics.phase_seconds.labels("reencrypt").observe(time.perf_counter() - started)
 
     @contextmanager
     def _audited(self, kind: str, context: grpc.ServicerContext) -> Iterator[dict[str, Any]]:
@@ -131,6 +157,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         """
         event: dict[str, Any] = {
             "kind": kind,
+            "request": secrets.token_hex(8),
             "peer": self._peer_identity(context) or "(plaintext)",
         }
         try:
@@ -171,7 +198,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     def _check_recipe(self, recipe: str) -> None:
         if recipe not in self._index.manifest.recipes:
             raise PreconditionError(
-                f"recipe {recipe[:64]!r} is not in this custodian's index; it holds "
+                f"recipe {shown(recipe)} is not in this custodian's index; it holds "
                 f"{', '.join(self._index.manifest.recipes)}"
             )
 
@@ -194,31 +221,40 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 max_points_per_chunk=self._limits.max_points_per_chunk,
                 max_message_bytes=self._limits.max_message_bytes,
                 max_concurrent_evaluations=self._limits.max_concurrent_evaluations,
+                max_replays_per_token=self._limits.max_replays_per_token,
+                max_classic_setups_per_token=self._limits.max_classic_setups_per_token,
             ),
             false_positive_bound=common_pb2.FalsePositiveBound(
                 per_subject=bound.per_subject, fingerprint_bits=bound.fingerprint_bits
             ),
+            classic_setup_available=manifest.classic_setup_available,
         )
 
     @grpc_errors
     def FetchIndex(
         self, request: custodian_pb2.FetchIndexRequest, context: grpc.ServicerContext
     ) -> Iterator[custodian_pb2.IndexChunk]:
-        with self._audited("fetch_index", context) as event:
+        with (
+            self._audited("fetch_index", context) as event,
+            Watchdog(lambda: _time_out(event, context)) as watchdog,
+        ):
             manifest = self._index.manifest
             event["offset"] = request.offset
             if request.epoch_id != manifest.epoch_id:
                 raise PreconditionError(
-                    f"epoch {request.epoch_id[:32]!r} is not current; the current epoch is "
+                    f"epoch {shown(request.epoch_id, 32)} is not current; the current epoch is "
                     f"{manifest.epoch_id} (call GetInfo)"
                 )
             if request.offset % 8 or request.offset > manifest.size_bytes:
                 raise InvalidInputError(
                     f"offset must be a multiple of 8 between 0 and {manifest.size_bytes}"
                 )
+            # gRPC waits, in this thread, for the reader to take each chunk: a reader that
+            # stops reading is cancelled once no chunk has gone out for a while.
             for offset, data in self._index.read_chunks(
                 request.offset, self._limits.index_chunk_bytes
             ):
+                watchdog.arm(self._limits.fetch_progress_seconds)
                 yield custodian_pb2.IndexChunk(offset=offset, data=data)
 
     @grpc_errors
@@ -255,8 +291,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                         mode=mode,
                         peer_agency_id=self._peer_identity(context),
                         replay_of=replay_of,
+                        max_replays=limits.max_replays_per_token,
+                        audit_event=dict(event),
                     )
                 )
+                faults.point("after_charge")
                 event.update(
                     token_id=admission.token_id,
                     case_id=admission.case_id,
@@ -276,12 +315,18 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     ) -> Iterator[custodian_pb2.EvaluateResponse]:
         if mode == "membership":
             for chunk in chunks:
-                yield custodian_pb2.EvaluateResponse(points=self._reencryptor.membership(chunk))
+                with self._reencrypting(mode, len(chunk)):
+                    points = self._reencryptor.membership(chunk)
+                yield custodian_pb2.EvaluateResponse(points=points)
+                faults.point("evaluate_answered")
             return
-        answer = self._reencryptor.cardinality([point for chunk in chunks for point in chunk])
+        received = [point for chunk in chunks for point in chunk]
+        with self._reencrypting(mode, len(received)):
+            answer = self._reencryptor.cardinality(received)
         step = self._limits.max_points_per_chunk
         for start in range(0, len(answer), step):
             yield custodian_pb2.EvaluateResponse(points=answer[start : start + step])
+            faults.point("evaluate_answered")
 
     @staticmethod
     def _replayed_chunks(chunks: Iterator[list[bytes]], replay_of: RequestKey) -> list[list[bytes]]:
@@ -312,7 +357,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         self._check_recipe(header.recipe)
         if header.epoch_id != self._index.manifest.epoch_id:
             raise PreconditionError(
-                f"the query was prepared for epoch {header.epoch_id[:32]!r} but the current "
+                f"the query was prepared for epoch {shown(header.epoch_id, 32)} but the current "
                 f"epoch is {self._index.manifest.epoch_id}; sync the index and retry"
             )
         if len(header.replay_of_sha256) not in (0, 32):
@@ -353,17 +398,30 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     def GetClassicSetup(
         self, request: custodian_pb2.ClassicSetupRequest, context: grpc.ServicerContext
     ) -> Any:
-        with self._audited("classic_setup", context) as event:
+        limits = self._limits
+        with (
+            self._audited("classic_setup", context) as event,
+            Watchdog(lambda: _time_out(event, context)) as watchdog,
+        ):
             self._check_authorization_field(request.authorization)
+            manifest = self._index.manifest
+            if not manifest.classic_setup_available:
+                raise PreconditionError(
+                    "this custodian does not offer the classic openmined-psi setup: its "
+                    "index was built without plaintext keys. Use Evaluate, or ask the "
+                    "custodian to rebuild with `psi-custodian build-index --classic-keys` "
+                    "(which keeps every plaintext key; see docs/THREAT_MODEL.md)"
+                )
             if request.recipe:
                 self._check_recipe(request.recipe)
-            most = self._limits.max_classic_client_inputs
+            most = limits.max_classic_client_inputs
             if not 1 <= request.num_client_inputs <= most:
                 raise InvalidInputError(f"num_client_inputs must be between 1 and {most}")
             if not 0.0 < request.fpr < 1.0:
                 raise InvalidInputError("fpr must be strictly between 0 and 1")
             event.update(subjects=request.num_client_inputs, recipe=request.recipe or "*")
             _record_claims(event, request.authorization)
+            self._check_classic_size(request)
             admission = self._policy.admit(
                 AdmissionRequest(
                     kind="classic_setup",
@@ -372,33 +430,69 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                     mode="membership",
                     peer_agency_id=self._peer_identity(context),
                     charge=False,
+                    count_use=(
+                        "classic_setup",
+                        limits.max_classic_setups_per_token,
+                        "classic setups",
+                    ),
+                    audit_event=dict(event),
                 )
             )
+            faults.point("after_charge")
             event.update(token_id=admission.token_id, case_id=admission.case_id, verified=True)
-            openmined.classic_setup_size_check(
-                self._index.manifest.key_count, request.fpr, request.num_client_inputs
+            watchdog.arm(limits.classic_setup_seconds)
+            cancelled = threading.Event()
+            if not context.add_callback(cancelled.set):
+                cancelled.set()
+            setup = self._classic_setup(
+                request.fpr, request.num_client_inputs, request.recipe, cancelled
             )
-            setup = self._classic_setup(request.fpr, request.num_client_inputs, request.recipe)
             return custodian_pb2.ClassicSetup(server_setup=setup, epoch_id=self._epoch.epoch_id)
 
-    def _classic_setup(self, fpr: float, num_client_inputs: int, recipe: str) -> bytes:
+    def _check_classic_size(self, request: custodian_pb2.ClassicSetupRequest) -> None:
+        """Refuse, before any work, a setup the library cannot build or gRPC cannot send."""
+        keys = self._index.manifest.classic_key_count(request.recipe)
+        bound = (
+            classic_setup_size_bound(keys, request.fpr, request.num_client_inputs)
+            + _CLASSIC_FRAMING_BYTES
+            + len(self._epoch.epoch_id)
+        )
+        most = self._limits.max_message_bytes
+        if bound > most:
+            raise PreconditionError(
+                f"the classic setup over {keys:,} keys could be up to {bound:,} bytes, over "
+                f"this custodian's max_message_bytes ({most:,}); ask for one recipe, a larger "
+                f"fpr or fewer num_client_inputs, or use Evaluate"
+            )
+
+    def _classic_setup(
+        self, fpr: float, num_client_inputs: int, recipe: str, cancelled: threading.Event
+    ) -> bytes:
+        """The setup from the cache, or built in a child process that ``cancelled`` kills,
+        holding an evaluation slot while it runs.
+
+        One is built at a time (each reads every kept key); a call that finds another being
+        built waits as long as for an evaluation slot, and holds no slot while it waits.
+        """
         cache_key = (fpr, num_client_inputs, recipe)
-        with self._classic_lock:
+        if not self._classic_lock.acquire(timeout=self._slot_wait):
+            raise BudgetExhaustedError("another classic setup is being built; retry later")
+        try:
             cached = self._classic_cache.get(cache_key)
             if cached is not None:
                 self._classic_cache.move_to_end(cache_key)
                 return cached
-            prefix = recipe + "|"
-            keys = [
-                key
-                for key in iter_index_keys(self._index.directory)
-                if not recipe or key.startswith(prefix)
-            ]
-            setup = openmined.classic_setup(self._epoch.secret, keys, fpr, num_client_inputs)
+            job = ClassicJob(
+                self._index.directory, recipe, self._epoch.secret, fpr, num_client_inputs
+            )
+            with self._evaluation_slot():
+                setup = build_in_child(job, cancelled)
             self._classic_cache[cache_key] = setup
             while len(self._classic_cache) > _CLASSIC_CACHE_SIZE:
                 self._classic_cache.popitem(last=False)
             return setup
+        finally:
+            self._classic_lock.release()
 
     @grpc_errors
     def ProcessClassicRequest(
@@ -419,8 +513,10 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                         subjects=len(points),
                         mode="membership",
                         peer_agency_id=self._peer_identity(context),
+                        audit_event=dict(event),
                     )
                 )
+                faults.point("after_charge")
                 event.update(token_id=admission.token_id, case_id=admission.case_id, verified=True)
                 answer = self._reencryptor.membership(points)
             return custodian_pb2.ClassicResponse(

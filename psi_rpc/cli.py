@@ -1,21 +1,30 @@
-"""Small helpers the three command-line tools share: logging, progress bars, exit codes,
-and the flags that say how to read an input file."""
+"""What the command-line tools share: logging, progress bars, exit codes, TLS and metrics
+flags, audit commands, and the flags that say how to read an input file.
+
+Logs are text or one JSON object a line (``--log-format json``, with python-json-logger, the
+one owner of that library). No log line carries a subject, a key string or a point: the
+services log ids, counts, codes and durations only (``tests/integration/test_logs.py``
+plants a subject and searches every line of both services' logs for it).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from pythonjsonlogger.json import JsonFormatter
 from tqdm import tqdm
 
 from psi_core.errors import InputFileError, PsiError
 from psi_core.io import InputOptions
 from psi_core.policy import AuditLog, TlsMaterial, load_tls_material
+from psi_rpc.metrics import ServiceMetrics, serve_metrics
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -24,13 +33,16 @@ EXIT_DATAERR = 65
 
 _DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
 
+#: Off when stderr carries JSON log lines, which a progress bar would interleave with.
+_progress_bars = True
+
 
 def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse, dispatch to ``args.handler``, and turn our errors into one clear line."""
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    configure_logging(
+        verbose=getattr(args, "verbose", False),
+        json_lines=getattr(args, "log_format", "") == "json",
     )
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
@@ -44,9 +56,76 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     except PsiError as exc:
         print(f"error ({exc.status}): {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error (FAILED_PRECONDITION): {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def configure_logging(*, verbose: bool, json_lines: bool) -> None:
+    """Root logging to stderr: DEBUG with ``verbose`` else INFO for our own loggers and
+    WARNING for libraries; one JSON object a line with ``json_lines``."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    global _progress_bars
+    _progress_bars = not json_lines
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for ours in ("psi_core", "psi_custodian", "psi_agency", "psi_rpc", "psi_tools"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser, *, root: bool = False) -> None:
+    """``--log-format text|json`` (and ``-v``), accepted before or after the subcommand."""
+    default = "text" if root else argparse.SUPPRESS
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default=default, help="log line format"
+    )
+    if not root:
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+
+
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP here (loopback only unless allowed below)",
+    )
+    parser.add_argument(
+        "--metrics-allow-remote",
+        action="store_true",
+        help="allow --metrics on a non-loopback address (it has no authentication)",
+    )
+
+
+@contextlib.contextmanager
+def metrics_from_args(args: argparse.Namespace, service: str) -> Iterator[ServiceMetrics | None]:
+    """The service's metrics and their HTTP listener, when ``--metrics`` asks for them."""
+    if not getattr(args, "metrics", None):
+        yield None
+        return
+    metrics = ServiceMetrics(service)
+    listener = serve_metrics(args.metrics, metrics, allow_remote=args.metrics_allow_remote)
+    host = args.metrics.rpartition(":")[0]
+    print(f"metrics on http://{host}:{listener.port}/metrics", flush=True)
+    try:
+        yield metrics
+    finally:
+        listener.stop()
 
 
 def progress_bar(total: int | None, description: str, unit: str = "it") -> tqdm:
@@ -59,6 +138,7 @@ def progress_bar(total: int | None, description: str, unit: str = "it") -> tqdm:
         file=sys.stderr,
         dynamic_ncols=True,
         mininterval=0.5,
+        disable=not _progress_bars,
     )
 
 
@@ -168,6 +248,14 @@ def verify_audit(database: Path) -> int:
         head = log.head()
     if result.ok:
         print(f"audit log intact: {result.entries_checked} entries; head {head[0]} {head[1]}")
+        if result.unfinished:
+            print(
+                f"warning: {len(result.unfinished)} admitted request(s) have no outcome entry "
+                f"(charged, then the service stopped before it answered, or still running): "
+                f"entries {', '.join(map(str, result.unfinished[:20]))}"
+                f"{' ...' if len(result.unfinished) > 20 else ''}",
+                file=sys.stderr,
+            )
         return 0
     print(f"audit log BROKEN at entry {result.first_bad_seq}: {result.reason}", file=sys.stderr)
     return EXIT_ERROR
@@ -176,8 +264,11 @@ def verify_audit(database: Path) -> int:
 def export_audit(database: Path, out: Path) -> int:
     """Write the transparency summary (per case; no subject data)."""
     with AuditLog(database) as log:
-        log.export_summary(out)
-    print(f"wrote transparency summary to {out}")
+        summary = log.export_summary(out)
+    print(
+        f"wrote transparency summary to {out}: {summary['entries']} entries, "
+        f"{summary['unfinished']} admitted request(s) without an outcome"
+    )
     return 0
 
 

@@ -7,7 +7,6 @@ anywhere but loopback.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -17,7 +16,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from psi_core.errors import PreconditionError
-from psi_core.policy import TlsMaterial
+from psi_core.policy import TlsMaterial, is_loopback
+from psi_rpc.calls import CallListener, CallObserver, log_call
+from psi_rpc.limits import CallCap, CallCaps
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
@@ -36,17 +37,6 @@ class RunningServer:
         self.server.stop(grace).wait()
         for close in self.closers:
             close()
-
-
-def is_loopback(address: str) -> bool:
-    """True when ``address`` ("host:port") names a loopback host."""
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def refuse_plaintext_off_loopback(address: str, tls: TlsMaterial | None, verb: str) -> None:
@@ -86,17 +76,30 @@ def create_server(
     max_workers: int = 16,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     closers: Sequence[Callable[[], None]] = (),
+    call_listeners: Sequence[CallListener] = (),
+    call_caps: Sequence[CallCap] | None = None,
 ) -> RunningServer:
     """Start a server on ``address`` with ``register`` adding the services.
 
     ``tls=None`` means plaintext, which is accepted only on a loopback address.
-    ``closers`` run when the server is stopped.
+    ``closers`` run when the server is stopped. Every finished call is written to the
+    access log and passed to each of ``call_listeners`` (the metrics). With ``call_caps``
+    (see :mod:`psi_rpc.limits`) each kind of call has its own cap and the pool has a thread
+    for every call the caps admit (``max_workers`` is then ignored); a call beyond them all
+    is refused at once, never queued behind calls that hold their threads.
     """
     refuse_plaintext_off_loopback(address, tls, "serve")
+    interceptors: list[grpc.ServerInterceptor] = [CallObserver([log_call, *call_listeners])]
+    concurrent = max_workers * 4
+    if call_caps is not None:
+        caps = CallCaps(call_caps)
+        interceptors.append(caps)
+        max_workers = concurrent = caps.threads_needed
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=interceptors,
         options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)],
-        maximum_concurrent_rpcs=max_workers * 4,
+        maximum_concurrent_rpcs=concurrent,
     )
     register(server)
     health_servicer = health.HealthServicer()
@@ -126,14 +129,26 @@ def create_channel(
     tls: TlsMaterial | None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     server_name: str | None = None,
+    reconnect_backoff_seconds: tuple[float, float] | None = None,
 ) -> grpc.Channel:
-    """A channel to ``address``: mTLS with ``tls``, else plaintext (loopback only)."""
-    options = channel_options(max_message_bytes)
+    """A channel to ``address``: mTLS with ``tls``, else plaintext (loopback only).
+
+    ``reconnect_backoff_seconds`` (first, longest) bounds how long the channel waits
+    before reconnecting to a peer that was down; gRPC's default grows to 120 s, during
+    which every call fails at once even if the peer is back.
+    """
+    options: list[tuple[str, int | str]] = [*channel_options(max_message_bytes)]
+    if reconnect_backoff_seconds is not None:
+        first, longest = (max(1, int(s * 1000)) for s in reconnect_backoff_seconds)
+        options += [
+            ("grpc.initial_reconnect_backoff_ms", first),
+            ("grpc.max_reconnect_backoff_ms", max(first, longest)),
+        ]
     refuse_plaintext_off_loopback(address, tls, "connect in")
     if tls is None:
         return grpc.insecure_channel(address, options=options)
     if server_name:
-        options = [*options, ("grpc.ssl_target_name_override", server_name)]  # type: ignore[list-item]
+        options.append(("grpc.ssl_target_name_override", server_name))
     credentials = grpc.ssl_channel_credentials(
         root_certificates=tls.root_ca, private_key=tls.private_key, certificate_chain=tls.cert_chain
     )

@@ -25,6 +25,7 @@ from psi_core.errors import (
     PermissionDeniedError,
     PreconditionError,
     PsiError,
+    UnreachableError,
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def error_from_rpc(exc: grpc.RpcError, peer: str) -> PsiError:
     details = exc.details() if hasattr(exc, "details") else ""
     cls = _ERROR_FOR_CODE.get(code, PeerError)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return PeerError(
+        return UnreachableError(
             f"the {peer} is unreachable or did not answer in time ({code.name}: {details})"
         )
     return cls(f"the {peer} refused: {code.name}: {details}")

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psi_core.errors import (
     InvalidInputError,
     PreconditionError,
+    shown,
 )
 from psi_core.io import write_file_atomically
 from psi_core.policy import (
@@ -82,7 +83,7 @@ def parse_duration(text: str) -> dt.timedelta:
     match = _DURATION.fullmatch(text.strip().lower()) if isinstance(text, str) else None
     if match is None:
         raise InvalidInputError(
-            f"cannot read the duration {claims_format._shown(text)}: write a whole number "
+            f"cannot read the duration {shown(text)}: write a whole number "
             "followed by d, h, m or s (for example 90d, 12h, 30m or 45s)"
         )
     amount = int(match.group(1))
@@ -91,7 +92,7 @@ def parse_duration(text: str) -> dt.timedelta:
     try:
         return dt.timedelta(**{_DURATION_UNITS[match.group(2)]: amount})
     except OverflowError:
-        raise InvalidInputError(f"the duration {claims_format._shown(text)} is too long") from None
+        raise InvalidInputError(f"the duration {shown(text)} is too long") from None
 
 
 def issue_authorization(

@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from psi_rpc.cli import add_input_arguments, input_options, progress_bar, run_cli
+from psi_rpc.cli import (
+    add_input_arguments,
+    add_logging_arguments,
+    input_options,
+    progress_bar,
+    run_cli,
+)
 from psi_tools.authority import init_authority, issue_authorization, parse_duration
 from psi_tools.dev_pki import init_pki
 
@@ -101,6 +107,7 @@ def _demo(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="psi", description=__doc__)
     root.add_argument("-v", "--verbose", action="store_true")
+    add_logging_arguments(root, root=True)
     commands = root.add_subparsers(title="commands")
 
     synth = commands.add_parser("synth", help="synthetic populations and subject lists")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psi_core.errors import PeerError, PreconditionError
-from psi_core.policy import AuditLog
+from psi_core.policy import ADMITTED, AuditLog
 from psi_core.recipes import recipe_ids
 from psi_rpc.cli import EXIT_DATAERR
 
@@ -306,7 +306,7 @@ def run_demo(settings: DemoSettings) -> int:
     with AuditLog(files["custodian"] / "custodian.sqlite") as log:
         for entry in log.entries():
             event = entry.event_data()
-            if event.get("kind") == "evaluate":
+            if event.get("kind") == "evaluate" and event.get("stage") != ADMITTED:
                 shown = {
                     k: event.get(k)
                     for k in (

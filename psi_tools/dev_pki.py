@@ -11,7 +11,7 @@ import datetime as dt
 import ipaddress
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -36,6 +36,8 @@ _HOSTNAME = re.compile(
 
 
 _CASE_CLIENT_CN = "case-client"
+_DASK_CLIENT_CN = "dask-client"
+_DASK_NODE_CN = "dask-node"
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -126,7 +128,7 @@ def _build_leaf(
     key: ec.EllipticCurvePrivateKey,
     common_name: str,
     sans: list[x509.GeneralName],
-    usage: x509.ObjectIdentifier,
+    usages: Sequence[x509.ObjectIdentifier],
     now: dt.datetime,
     valid_days: int,
 ) -> x509.Certificate:
@@ -134,7 +136,7 @@ def _build_leaf(
     return (
         _certificate(subject, ca_cert.subject, key, now, valid_days, certifies=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
@@ -165,9 +167,12 @@ def init_pki(
     valid_days: int = DEFAULT_VALID_DAYS,
     force: bool = False,
 ) -> PkiPaths:
-    """Create a CA and the four leaf certificates under ``out_dir`` (see the module doc).
+    """Create a CA and the six leaf certificates under ``out_dir`` (see the module doc of
+    ``psi_core.policy.identity``): the four of the two services and the two of a Dask
+    cluster that builds the index over TLS.
 
-    ``hosts`` become the DNS-name and IP-address SANs of both server certificates.
+    ``hosts`` become the DNS-name and IP-address SANs of the server and Dask-node
+    certificates.
     ``out_dir`` is created (mode 0700) if needed. Every key and certificate is generated
     before the first file is written.
 
@@ -196,33 +201,33 @@ def init_pki(
     now = dt.datetime.now(dt.UTC)
     ca_key = _new_key()
     ca_cert = _build_ca(ca_key, now, valid_days)
-    leaves: dict[str, tuple[str, list[x509.GeneralName], x509.ObjectIdentifier]] = {
+    server, client = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
+    leaves: dict[str, tuple[str, list[x509.GeneralName], tuple[x509.ObjectIdentifier, ...]]] = {
         "custodian-server": (
             custodian_id,
             [*server_sans, x509.UniformResourceIdentifier(CUSTODIAN_URI_PREFIX + custodian_id)],
-            ExtendedKeyUsageOID.SERVER_AUTH,
+            (server,),
         ),
         "agency-client": (
             agency_id,
             [x509.UniformResourceIdentifier(AGENCY_URI_PREFIX + agency_id)],
-            ExtendedKeyUsageOID.CLIENT_AUTH,
+            (client,),
         ),
         "agency-server": (
             agency_id,
             [*server_sans, x509.UniformResourceIdentifier(AGENCY_URI_PREFIX + agency_id)],
-            ExtendedKeyUsageOID.SERVER_AUTH,
+            (server,),
         ),
-        "case-client": (
-            _CASE_CLIENT_CN,
-            [x509.DNSName(_CASE_CLIENT_CN)],
-            ExtendedKeyUsageOID.CLIENT_AUTH,
-        ),
+        "case-client": (_CASE_CLIENT_CN, [x509.DNSName(_CASE_CLIENT_CN)], (client,)),
+        # Dask checks the chain to this CA, not host names; the SANs are for operators.
+        "dask-client": (_DASK_CLIENT_CN, [x509.DNSName(_DASK_CLIENT_CN)], (client,)),
+        "dask-node": (_DASK_NODE_CN, server_sans, (server, client)),
     }
     outputs: list[tuple[Path, bytes, int]] = [
         (paths.ca_cert, _cert_pem(ca_cert), 0o644),
         (paths.ca_key, _key_pem(ca_key), 0o600),
     ]
-    for role, (cn, sans, usage) in leaves.items():
+    for role, (cn, sans, usages) in leaves.items():
         key = _new_key()
         cert = _build_leaf(
             ca_cert=ca_cert,
@@ -230,7 +235,7 @@ def init_pki(
             key=key,
             common_name=cn,
             sans=sans,
-            usage=usage,
+            usages=usages,
             now=now,
             valid_days=valid_days,
         )

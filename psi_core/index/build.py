@@ -9,14 +9,17 @@ is written to the build directory at once, so an interrupted build resumes where
 stopped and recomputes nothing that was finished. When every shard is done they are
 merged into one sorted, duplicate-free index (``psi_core.index.encrypted``).
 
-The custodian also keeps each shard's plaintext key strings (its own data) so that it can
-serve openmined-psi's classic setup to stock clients.
+Only with ``classic_keys`` (``build-index --classic-keys``, off by default) does the
+custodian also keep each shard's plaintext key strings (names, addresses, TINs of its own
+population, about 100 bytes a record) in ``keys/``, which openmined-psi's classic setup for
+stock clients needs; the manifest records the choice and the count per recipe.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import io
 import json
 import multiprocessing
 import os
@@ -31,10 +34,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from psi_core.errors import InvalidInputError, RowError
+from psi_core import faults
+from psi_core.errors import InvalidInputError, PreconditionError, RowError
 from psi_core.index.encrypted import IndexManifest, write_index
 from psi_core.index.epoch import EpochKey
-from psi_core.io import RECORD_COLUMNS, InputFile
+from psi_core.io import RECORD_COLUMNS, InputFile, write_file_atomically
+from psi_core.policy import PkiPaths, is_loopback
 from psi_core.protocol import KeyCipher, fingerprint
 from psi_core.recipes import MatchKeyRecipe, get_recipe
 
@@ -97,15 +102,67 @@ class InlineExecutor:
 
 
 @contextlib.contextmanager
-def dask_cluster(address: str) -> Iterator[tuple[Executor, int]]:
+def dask_cluster(address: str, *, tls_dir: Path | None = None) -> Iterator[tuple[Executor, int]]:
     """A Dask client on the scheduler at ``address`` and its worker thread count.
 
+    ``tls://`` needs ``tls_dir``, a PKI in the layout of ``psi_core.policy.identity``: the
+    client presents ``dask-client`` and trusts only ``ca.pem``. Any other scheme is
+    plaintext and refused off loopback before connecting, as the services refuse it.
     This module is the one owner of ``distributed``; the client is an :class:`Executor`.
     """
+    security = _dask_security(address, tls_dir)
     from distributed import Client
 
-    with Client(address) as client:
+    with Client(address, security=security) as client:
         yield client, max(sum(client.nthreads().values()), 1)
+
+
+def _dask_security(address: str, tls_dir: Path | None) -> Any:
+    """Dask ``Security`` for ``address``, or None for plaintext on loopback; refuses the rest."""
+    scheme = address.split("://", 1)[0] if "://" in address else "tcp"
+    if scheme != "tls":
+        if tls_dir is not None:
+            raise PreconditionError(
+                f"--dask-tls-dir needs a tls:// scheduler address, not {address}"
+            )
+        if not is_loopback(address):
+            raise PreconditionError(
+                f"refusing to send index work to the plaintext Dask scheduler {address}: "
+                "plaintext is allowed only on a loopback address; run the cluster with "
+                "TLS and pass tls://HOST:PORT with --dask-tls-dir (see `psi pki init`)"
+            )
+        return None
+    if tls_dir is None:
+        raise PreconditionError(
+            f"the Dask scheduler {address} uses TLS: pass --dask-tls-dir with ca.pem, "
+            "dask-client.pem and dask-client.key (see `psi pki init`)"
+        )
+    paths = PkiPaths.in_dir(tls_dir)
+    for path in (paths.ca_cert, paths.dask_client_cert, paths.dask_client_key):
+        if not path.is_file():
+            raise PreconditionError(f"{path} is missing; `psi pki init` writes it")
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=str(paths.ca_cert),
+        tls_client_cert=str(paths.dask_client_cert),
+        tls_client_key=str(paths.dask_client_key),
+        require_encryption=True,
+    )
+
+
+def _shared_secret(executor: Executor, secret: bytes) -> Any:
+    """What shard tasks are given for the epoch secret.
+
+    On Dask (an executor that can ``scatter``), the secret is sent once to each worker,
+    straight from this process (never through the scheduler), and every task carries only
+    a reference to it, so the key is not in any task's arguments, the scheduler's task
+    graph or its logs. Local pools get the bytes themselves.
+    """
+    scatter = getattr(executor, "scatter", None)
+    if scatter is None:
+        return secret
+    return scatter(secret, broadcast=True, direct=True, hash=False)
 
 
 def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -142,7 +199,9 @@ def shard_keys(rows: Iterable[dict[str, str]], recipes: Sequence[MatchKeyRecipe]
     return sorted(keys)
 
 
-def _plan(records_path: Path, recipes: Sequence[MatchKeyRecipe], batch_rows: int) -> dict[str, Any]:
+def _plan(
+    records_path: Path, recipes: Sequence[MatchKeyRecipe], batch_rows: int, classic_keys: bool
+) -> dict[str, Any]:
     stat = records_path.stat()
     return {
         "records": str(records_path.resolve()),
@@ -150,6 +209,7 @@ def _plan(records_path: Path, recipes: Sequence[MatchKeyRecipe], batch_rows: int
         "mtime_ns": stat.st_mtime_ns,
         "recipes": [r.id for r in recipes],
         "batch_rows": batch_rows,
+        "classic_keys": classic_keys,
     }
 
 
@@ -166,7 +226,7 @@ def _prepare_build_dir(build_dir: Path, plan: dict[str, Any]) -> None:
     if build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
-    plan_path.write_text(json.dumps(plan, sort_keys=True))
+    write_file_atomically(plan_path, json.dumps(plan, sort_keys=True).encode("utf-8"))
 
 
 def _shard_paths(build_dir: Path, shard: int) -> tuple[Path, Path, Path]:
@@ -175,18 +235,24 @@ def _shard_paths(build_dir: Path, shard: int) -> tuple[Path, Path, Path]:
 
 
 def _store_shard(
-    build_dir: Path, shard: int, keys: list[str], fps: np.ndarray, records: int
+    build_dir: Path,
+    shard: int,
+    keys: list[str],
+    fps: np.ndarray,
+    records: int,
+    keep_keys: bool,
 ) -> None:
+    """Write one finished shard; its ``.json`` marker goes last, so a shard counts as done
+    only once all its files are whole."""
     fps_path, keys_path, done_path = _shard_paths(build_dir, shard)
-    for path, writer in (
-        (fps_path, lambda h: np.save(h, fps)),
-        (keys_path, lambda h: h.write("\n".join(keys).encode("utf-8"))),
-    ):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("wb") as handle:
-            writer(handle)
-        os.replace(tmp, path)
-    done_path.write_text(json.dumps({"records": records, "keys": len(keys)}))
+    array = io.BytesIO()
+    np.save(array, fps)
+    write_file_atomically(fps_path, array.getbuffer(), sync_directory=False)
+    if keep_keys:
+        write_file_atomically(keys_path, "\n".join(keys).encode("utf-8"), sync_directory=False)
+    done = json.dumps({"records": records, "keys": len(keys)}).encode("utf-8")
+    write_file_atomically(done_path, done, sync_directory=False)
+    faults.point("shard_stored")
 
 
 def _finished_shard(build_dir: Path, shard: int) -> dict[str, int] | None:
@@ -218,6 +284,7 @@ def build_index(
     batch_rows: int = 20_000,
     on_error: str = "refuse",
     progress: Callable[[int], None] | None = None,
+    classic_keys: bool = False,
     source: InputFile | None = None,
 ) -> BuildReport:
     """Build (or resume building) the index of ``records_path`` into ``index_dir``.
@@ -227,6 +294,8 @@ def build_index(
     ``on_error`` is "refuse" (the first unreadable row stops the build with its line
     number) or "skip" (bad rows are reported in the result and left out).
     ``progress`` is called with the number of records each finished shard held.
+    ``classic_keys`` keeps the plaintext key strings for openmined-psi's classic setup
+    (see the module doc); without it none is written and an earlier ``keys/`` is removed.
     ``source`` is ``records_path`` already opened with the caller's reading options; by
     default it is opened here. Either way only ``record_id`` and the columns the recipes
     read must be in the file; the others read as empty.
@@ -239,16 +308,17 @@ def build_index(
     started = time.perf_counter()
     executor = executor or InlineExecutor()
     build_dir = index_dir / BUILD_DIR
-    _prepare_build_dir(build_dir, _plan(records_path, recipes, batch_rows))
+    _prepare_build_dir(build_dir, _plan(records_path, recipes, batch_rows, classic_keys))
     row_errors: list[RowError] = []
     recipe_ids = tuple(r.id for r in recipes)
     pending: deque[tuple[int, int, Any]] = deque()
     totals = {"records": 0, "keys": 0, "reused": 0}
+    secret = _shared_secret(executor, epoch.secret)
 
     def finish_oldest() -> None:
         shard, records, future = pending.popleft()
         keys, fps = future.result()
-        _store_shard(build_dir, shard, keys, fps, records)
+        _store_shard(build_dir, shard, keys, fps, records, classic_keys)
         totals["records"] += records
         totals["keys"] += len(keys)
         if progress:
@@ -266,7 +336,7 @@ def build_index(
             if progress:
                 progress(done["records"])
             continue
-        future = executor.submit(encrypt_records, epoch.secret, recipe_ids, rows)
+        future = executor.submit(encrypt_records, secret, recipe_ids, rows)
         pending.append((shard, len(rows), future))
         while pending and (len(pending) >= max_in_flight or pending[0][2].done()):
             finish_oldest()
@@ -274,14 +344,15 @@ def build_index(
         finish_oldest()
 
     parts = [np.load(_shard_paths(build_dir, s)[0]) for s in range(shard_count)]
+    counts = _publish_keys(build_dir, index_dir / KEYS_DIR, shard_count, recipe_ids, classic_keys)
     manifest = write_index(
         index_dir,
         fingerprint.sorted_unique(parts),
         epoch_id=epoch.epoch_id,
         recipes=recipe_ids,
         record_count=totals["records"],
+        classic_keys=counts,
     )
-    _publish_keys(build_dir, index_dir / KEYS_DIR, shard_count)
     if source is None:
         opened.close()
     shutil.rmtree(build_dir)
@@ -296,10 +367,28 @@ def build_index(
     )
 
 
-def _publish_keys(build_dir: Path, keys_dir: Path, shard_count: int) -> None:
+def _publish_keys(
+    build_dir: Path,
+    keys_dir: Path,
+    shard_count: int,
+    recipe_ids: Sequence[str],
+    keep: bool,
+) -> tuple[tuple[str, int], ...] | None:
+    """Move the shards' key files to ``keys_dir`` and count them per recipe (None, and no
+    ``keys_dir`` at all, when the keys are not kept)."""
     if keys_dir.exists():
         shutil.rmtree(keys_dir)
+    if not keep:
+        return None
     keys_dir.mkdir(parents=True)
+    counts = dict.fromkeys(recipe_ids, 0)
     for shard in range(shard_count):
         source = _shard_paths(build_dir, shard)[1]
-        os.replace(source, keys_dir / source.name)
+        target = keys_dir / source.name
+        os.replace(source, target)
+        text = target.read_text(encoding="utf-8")
+        for key in text.split("\n") if text else ():
+            recipe = key.split("|", 1)[0]
+            if recipe in counts:
+                counts[recipe] += 1
+    return tuple(sorted(counts.items()))

@@ -3,9 +3,12 @@
 The agency downloads the index as a stream of chunks. ``IndexDownload`` appends each
 chunk to ``fingerprints.u64.partial`` after checking that it starts where the file ends,
 is a whole number of fingerprints and does not run past the announced size. A restart
-resumes from the partial file's length. ``finish`` checks the SHA-256 against the digest
-the custodian announced and that the fingerprints are strictly increasing (an unsorted
-index would make lookups silently wrong), then publishes the index atomically.
+resumes from the partial file's length. The SHA-256 and the sort order (an unsorted
+index would make lookups silently wrong) are checked as the bytes arrive: each chunk is
+hashed and compared with the last fingerprint before it is written, and a resumed partial
+file is read back once in blocks. No step holds more than one chunk or one block, so a
+64 GiB index needs no more memory than a 64 KiB one. ``finish`` compares the digest with
+the one the custodian announced, then publishes the index atomically.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from psi_core import faults
 from psi_core.errors import IntegrityError, PeerError
 from psi_core.index.encrypted import INDEX_FILE, EncryptedIndex, IndexManifest, write_manifest
 from psi_core.protocol import FINGERPRINT_BYTES, INDEX_DTYPE, is_strictly_increasing
 
 PARTIAL_SUFFIX = ".partial"
+#: Block size for reading a resumed partial file back (bounded memory whatever its size).
+_READ_BLOCK = 1 << 20
 
 
 class IndexDownload:
@@ -36,6 +42,10 @@ class IndexDownload:
         self.partial = directory / (INDEX_FILE + PARTIAL_SUFFIX)
         directory.mkdir(parents=True, exist_ok=True)
         self._truncate_to_whole_fingerprints()
+        self._hash = hashlib.sha256()
+        self._last: int | None = None
+        self._sorted = True
+        self._absorb_partial()
 
     def _truncate_to_whole_fingerprints(self) -> None:
         if not self.partial.exists():
@@ -45,6 +55,20 @@ class IndexDownload:
         if usable != size:
             with self.partial.open("r+b") as handle:
                 handle.truncate(usable)
+
+    def _absorb_partial(self) -> None:
+        """Hash and order-check what an earlier run left, one block at a time."""
+        with self.partial.open("rb") as handle:
+            while block := handle.read(_READ_BLOCK):
+                self._absorb(block)
+
+    def _absorb(self, data: bytes) -> None:
+        values = np.frombuffer(data, dtype=INDEX_DTYPE)
+        if self._sorted and values.size:
+            follows = self._last is None or values[0] > self._last
+            self._sorted = follows and is_strictly_increasing(values)
+            self._last = int(values[-1])
+        self._hash.update(data)
 
     @property
     def offset(self) -> int:
@@ -67,6 +91,8 @@ class IndexDownload:
             raise PeerError("the index stream runs past the size the custodian announced")
         with self.partial.open("ab") as handle:
             handle.write(data)
+        self._absorb(data)
+        faults.point("download_chunk")
 
     def discard(self) -> None:
         self.partial.unlink(missing_ok=True)
@@ -77,11 +103,10 @@ class IndexDownload:
             raise PeerError(
                 f"the index stream ended at {self.offset} of {self.expected.size_bytes} bytes"
             )
-        values = np.fromfile(self.partial, dtype=INDEX_DTYPE)
-        if hashlib.sha256(values.view(np.uint8)).hexdigest() != self.expected.sha256:
+        if self._hash.hexdigest() != self.expected.sha256:
             self.discard()
             raise IntegrityError("the downloaded index does not match the custodian's SHA-256")
-        if not is_strictly_increasing(values):
+        if not self._sorted:
             self.discard()
             raise IntegrityError("the downloaded index is not sorted; it cannot be used")
         with self.partial.open("rb") as handle:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from psi_core.errors import IntegrityError, PreconditionError
+from psi_core.io.atomic import write_file_atomically
+from psi_core.io.jsonfile import read_json_object
 from psi_core.protocol import (
     FINGERPRINT_BITS,
     FINGERPRINT_BYTES,
@@ -48,16 +49,44 @@ class IndexManifest:
     sha256: str
     format: str = FORMAT
     fingerprint: str = "first 8 bytes of x(b*H(key)), big-endian, stored as little-endian u64"
+    #: Per recipe, how many plaintext key strings the custodian kept (``keys/``) to serve
+    #: openmined-psi's classic setup; None when the index was built without
+    #: ``--classic-keys`` (the default), so no plaintext key is kept and classic setups are
+    #: refused.
+    classic_keys: tuple[tuple[str, int], ...] | None = None
+
+    @property
+    def classic_setup_available(self) -> bool:
+        return self.classic_keys is not None
+
+    def classic_key_count(self, recipe: str) -> int:
+        """Key strings kept for ``recipe`` ("" for every recipe), duplicates included."""
+        counts = dict(self.classic_keys or ())
+        return sum(counts.values()) if not recipe else counts.get(recipe, 0)
 
     def to_json(self) -> str:
         data = asdict(self)
         data["recipes"] = list(self.recipes)
+        if self.classic_keys is None:
+            del data["classic_keys"]
+        else:
+            data["classic_keys"] = dict(self.classic_keys)
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> IndexManifest:
         try:
             data = json.loads(text)
+        except ValueError as exc:
+            raise IntegrityError(f"the index manifest is damaged: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: object) -> IndexManifest:
+        """The manifest in decoded JSON; IntegrityError saying which field is wrong."""
+        if not isinstance(data, dict):
+            raise IntegrityError("the index manifest is damaged: not a JSON object")
+        try:
             manifest = cls(
                 epoch_id=str(data["epoch_id"]),
                 recipes=tuple(str(r) for r in data["recipes"]),
@@ -66,9 +95,12 @@ class IndexManifest:
                 size_bytes=int(data["size_bytes"]),
                 sha256=str(data["sha256"]),
                 format=str(data["format"]),
+                classic_keys=_classic_keys(data.get("classic_keys")),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError("the index manifest is damaged") from exc
+        except KeyError as exc:
+            raise IntegrityError(f"the index manifest is damaged: no field {exc}") from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise IntegrityError(f"the index manifest is damaged: {exc}") from None
         if manifest.format != FORMAT:
             raise IntegrityError(f"unsupported index format {manifest.format!r}")
         if manifest.size_bytes != manifest.key_count * FINGERPRINT_BYTES:
@@ -78,6 +110,17 @@ class IndexManifest:
     def false_positive_bound(self) -> float:
         """Upper bound on one subject key falsely matching: K / 2^64."""
         return self.key_count / 2.0**FINGERPRINT_BITS
+
+
+def _classic_keys(value: object) -> tuple[tuple[str, int], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError("classic_keys must be an object")
+    counts = tuple(sorted((str(recipe), int(count)) for recipe, count in value.items()))
+    if any(count < 0 for _, count in counts):
+        raise ValueError("a classic key count is negative")
+    return counts
 
 
 def _file_sha256(path: Path) -> str:
@@ -96,6 +139,7 @@ def write_index(
     epoch_id: str,
     recipes: tuple[str, ...],
     record_count: int,
+    classic_keys: tuple[tuple[str, int], ...] | None = None,
 ) -> IndexManifest:
     """Write a sorted, duplicate-free fingerprint array and its manifest, atomically.
 
@@ -107,12 +151,7 @@ def write_index(
         raise ValueError("index fingerprints must be sorted and unique")
     raw = values.view(np.uint8)
     directory.mkdir(parents=True, exist_ok=True)
-    data_tmp = directory / (INDEX_FILE + ".tmp")
-    with data_tmp.open("wb") as handle:
-        handle.write(raw)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(data_tmp, directory / INDEX_FILE)
+    write_file_atomically(directory / INDEX_FILE, memoryview(raw), 0o644)
     manifest = IndexManifest(
         epoch_id=epoch_id,
         recipes=tuple(recipes),
@@ -120,6 +159,7 @@ def write_index(
         key_count=int(values.size),
         size_bytes=int(values.size) * FINGERPRINT_BYTES,
         sha256=hashlib.sha256(raw).hexdigest(),
+        classic_keys=classic_keys,
     )
     write_manifest(directory, manifest)
     return manifest
@@ -127,16 +167,20 @@ def write_index(
 
 def write_manifest(directory: Path, manifest: IndexManifest) -> None:
     """Write ``manifest.json`` atomically."""
-    tmp = directory / (MANIFEST_FILE + ".tmp")
-    tmp.write_text(manifest.to_json())
-    os.replace(tmp, directory / MANIFEST_FILE)
+    write_file_atomically(directory / MANIFEST_FILE, manifest.to_json().encode("utf-8"), 0o644)
 
 
 def read_manifest(directory: Path) -> IndexManifest:
     path = directory / MANIFEST_FILE
     if not path.exists():
         raise PreconditionError(f"no encrypted index in {directory}")
-    return IndexManifest.from_json(path.read_text())
+    try:
+        return IndexManifest.from_dict(read_json_object(path, "index manifest"))
+    except IntegrityError as exc:
+        message = str(exc)
+        raise IntegrityError(
+            message if message.startswith(str(path)) else f"{path}: {exc}"
+        ) from None
 
 
 class EncryptedIndex:

@@ -12,10 +12,11 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from psi_core.errors import IntegrityError, PreconditionError
+from psi_core.io.atomic import utc_timestamp, write_file_atomically
+from psi_core.io.jsonfile import read_json_object
 from psi_core.protocol import P256_ORDER, SCALAR_BYTES, is_valid_scalar
 
 KEY_FILE = "epoch.key"
@@ -53,13 +54,12 @@ def create_epoch(directory: Path) -> EpochKey:
     secret = scalar.to_bytes(SCALAR_BYTES, "big")
     key = EpochKey(
         epoch_id=secrets.token_hex(8),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=utc_timestamp(timespec="seconds"),
         secret=secret,
     )
-    meta_tmp = directory / (META_FILE + ".tmp")
-    meta_tmp.write_text(json.dumps({"epoch_id": key.epoch_id, "created_at": key.created_at}) + "\n")
+    meta = json.dumps({"epoch_id": key.epoch_id, "created_at": key.created_at}) + "\n"
     _write_private(directory / KEY_FILE, secret.hex().encode() + b"\n")
-    os.replace(meta_tmp, directory / META_FILE)
+    write_file_atomically(directory / META_FILE, meta.encode("utf-8"), 0o644)
     return key
 
 
@@ -74,11 +74,16 @@ def load_epoch(directory: Path) -> EpochKey:
             f"{key_path} has mode {mode:o}; the epoch key must be private (chmod 600 it)"
         )
     try:
-        secret = bytes.fromhex(key_path.read_text().strip())
-        meta = json.loads(meta_path.read_text())
-        epoch_id, created_at = str(meta["epoch_id"]), str(meta["created_at"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"the epoch files in {directory} are damaged") from exc
+        secret = bytes.fromhex(key_path.read_text(encoding="utf-8").strip())
+    except ValueError:
+        raise IntegrityError(f"{key_path}: the epoch key is damaged: not 64 hex digits") from None
+    meta = read_json_object(meta_path, "epoch description")
+    epoch_id, created_at = meta.get("epoch_id"), meta.get("created_at")
+    if not isinstance(epoch_id, str) or not isinstance(created_at, str):
+        raise IntegrityError(
+            f"{meta_path}: the epoch description is damaged: epoch_id and created_at must "
+            "be strings"
+        )
     if not is_valid_scalar(secret):
         raise IntegrityError(f"{key_path} does not hold a valid P-256 scalar")
     return EpochKey(epoch_id=epoch_id, created_at=created_at, secret=secret)

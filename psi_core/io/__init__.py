@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from psi_core.io.atomic import (
+    utc_timestamp,
     write_file_atomically,
 )
+from psi_core.io.jsonfile import read_json_object
 from psi_core.io.tabular import (
     DEFAULT_BATCH_ROWS,
     RECORD_COLUMNS,
@@ -32,6 +34,8 @@ __all__ = [
     "RowWriter",
     "count_rows",
     "file_format",
+    "read_json_object",
     "read_rows",
+    "utc_timestamp",
     "write_file_atomically",
 ]

@@ -1,19 +1,24 @@
-"""Whole-file writes that a crash or a reader never sees half done."""
+"""Whole-file writes that a crash or a reader never sees half done, and UTC time stamps."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_file_atomically"]
+__all__ = ["utc_timestamp", "write_file_atomically"]
 
 
-def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
+def write_file_atomically(
+    path: Path, data: bytes | memoryview, mode: int = 0o644, *, sync_directory: bool = True
+) -> None:
     """Write ``data`` to ``path`` via a temporary file created with ``mode``, then rename.
 
     The file never exists with wider permissions than ``mode`` (the umask may narrow it),
-    and a reader never sees it half-written. An existing file at ``path`` is replaced.
+    and a reader never sees it half-written. The data is fsynced before the rename; with
+    ``sync_directory`` the directory is fsynced after it, so that the new name survives a
+    crash too. An existing file at ``path`` is replaced.
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -26,3 +31,21 @@ def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if sync_directory:
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def utc_timestamp(moment: dt.datetime | None = None, *, timespec: str = "microseconds") -> str:
+    """``moment`` (now by default; timezone-aware) as ISO-8601 UTC with a ``Z``, e.g.
+    ``2026-03-01T09:00:00.000000Z``; ``timespec`` as for :meth:`datetime.isoformat`.
+
+    Raises ValueError for a naive datetime (its zone would be a guess).
+    """
+    moment = dt.datetime.now(dt.UTC) if moment is None else moment
+    if moment.utcoffset() is None:
+        raise ValueError("a time stamp needs a timezone-aware datetime")
+    return moment.astimezone(dt.UTC).isoformat(timespec=timespec).replace("+00:00", "Z")

@@ -6,6 +6,7 @@ certificates.
 from __future__ import annotations
 
 from psi_core.policy.audit import (
+    ADMITTED,
     GENESIS_HASH,
     AuditEntry,
     AuditLog,
@@ -30,6 +31,7 @@ from psi_core.policy.identity import (
     ROLES,
     PkiPaths,
     TlsMaterial,
+    is_loopback,
     load_tls_material,
     peer_identity_from_cert_pem,
     validate_party_id,
@@ -45,6 +47,7 @@ from psi_core.policy.sqlite import (
 )
 
 __all__ = [
+    "ADMITTED",
     "AGENCY_URI_PREFIX",
     "CUSTODIAN_URI_PREFIX",
     "DEFAULT_CLOCK_SKEW",
@@ -67,6 +70,7 @@ __all__ = [
     "TrustedAuthorities",
     "canonical_event_json",
     "entry_hash",
+    "is_loopback",
     "key_id",
     "load_tls_material",
     "peer_identity_from_cert_pem",

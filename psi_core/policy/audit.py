@@ -23,6 +23,12 @@ What :meth:`AuditLog.verify` finds, and what it cannot:
 
 The hash is unkeyed on purpose, so anyone holding the log can check it; the price is the
 second point above. The table may share its SQLite file with other tables.
+
+A request that is charged before it is answered leaves two entries with the same
+``request`` id: one with ``"stage": "admitted"``, written in the very transaction that
+charged it (:meth:`AuditLog.append_in`), and one with its outcome once it ends. A crash in
+between leaves the admitted entry alone: the chain is intact, and :meth:`AuditLog.verify`
+lists it in ``unfinished`` so that the charge is never without its audit entry.
 """
 
 from __future__ import annotations
@@ -34,16 +40,17 @@ import os
 import re
 import sqlite3
 import struct
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from psi_core.errors import InvalidInputError, PreconditionError
+from psi_core.io.atomic import utc_timestamp, write_file_atomically
 from psi_core.policy.sqlite import SqliteFile
 
 __all__ = [
+    "ADMITTED",
     "GENESIS_HASH",
     "AuditEntry",
     "AuditLog",
@@ -61,6 +68,8 @@ _PAGE = 1000
 _MAX_LABEL = 64
 _MAX_CASE_ID = 128
 _SUMMARY_FORMAT = "psi.v1.AuditSummary"
+#: ``stage`` of the entry written with a charge, before the request is answered.
+ADMITTED = "admitted"
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,10 @@ class AuditVerification:
     entries_checked: int
     first_bad_seq: int | None
     reason: str | None
+    #: Seqs of "admitted" entries with no outcome entry for their request after them: a
+    #: request charged and then cut off (a crash, a kill) or still running. A warning, not
+    #: a broken chain.
+    unfinished: tuple[int, ...] = ()
 
 
 def canonical_event_json(event: Mapping[str, object]) -> str:
@@ -164,44 +177,33 @@ class AuditLog(SqliteFile):
         *,
         table: str = "audit",
         clock: Callable[[], dt.datetime] = _utc_now,
+        share: SqliteFile | None = None,
     ) -> None:
         """Open (or create) table ``table`` in ``db_path``; other tables are left alone.
 
         ``clock`` returns the (timezone-aware) time stamped on each entry. Raises
         :class:`InvalidInputError` for a table name that is not a plain identifier and
         :class:`PreconditionError` if the file cannot be opened or the table exists with
-        other columns.
+        other columns. ``share`` is another store on the same file whose connection this
+        log uses, so that :meth:`append_in` can write in that store's transactions.
         """
         if not isinstance(table, str) or _TABLE_NAME.fullmatch(table) is None:
             raise InvalidInputError(
                 "audit table name must be a letter or '_' followed by up to 62 letters, "
                 "digits or '_', and must not start with 'sqlite_'"
             )
-        super().__init__(db_path)
+        super().__init__(db_path, share=share)
         self._table = table
         self._clock = clock
-        try:
-            self._conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS "{table}" (
-                    seq INTEGER PRIMARY KEY,
-                    time TEXT NOT NULL,
-                    event TEXT NOT NULL,
-                    prev_hash TEXT NOT NULL,
-                    hash TEXT NOT NULL
-                )"""
-            )
-            columns = tuple(r[1] for r in self._conn.execute(f'PRAGMA table_info("{table}")'))
-        except sqlite3.Error as exc:
-            self._conn.close()
-            raise PreconditionError(
-                f"cannot create the audit table {table} in {self._path}: {exc}"
-            ) from exc
-        if columns != _COLUMNS:
-            self._conn.close()
-            raise PreconditionError(
-                f"table {table} in {self._path} exists but is not an audit log "
-                f"(columns {', '.join(columns)}); choose another table name"
-            )
+        self._create_table(
+            table,
+            """seq INTEGER PRIMARY KEY,
+            time TEXT NOT NULL,
+            event TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL""",
+            "an audit log",
+        )
 
     def append(self, event: Mapping[str, object]) -> AuditEntry:
         """Append ``event`` as the next entry and return it.
@@ -210,29 +212,37 @@ class AuditLog(SqliteFile):
         (:func:`canonical_event_json`) and :class:`PreconditionError` if the database
         cannot be written (after waiting up to 30 s for other writers).
         """
-        event_json = canonical_event_json(event)
         try:
             with self._transaction() as conn:
-                last = conn.execute(
-                    f'SELECT seq, hash FROM "{self._table}" ORDER BY seq DESC LIMIT 1'
-                ).fetchone()
-                seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-                if not isinstance(prev_hash, str) or _HEX64.fullmatch(prev_hash) is None:
-                    raise PreconditionError(
-                        f"the last audit entry ({seq - 1}) in {self._path} has a malformed "
-                        "hash; run the audit verify command before appending"
-                    )
-                time = _iso(self._clock())
-                digest = entry_hash(seq, time, event_json, prev_hash)
-                conn.execute(
-                    f'INSERT INTO "{self._table}" (seq, time, event, prev_hash, hash) '
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (seq, time, event_json, prev_hash, digest),
-                )
+                return self.append_in(conn, event)
         except sqlite3.Error as exc:
             raise PreconditionError(
                 f"cannot append to the audit log in {self._path}: {exc}"
             ) from exc
+
+    def append_in(self, conn: sqlite3.Connection, event: Mapping[str, object]) -> AuditEntry:
+        """Append ``event`` inside a transaction already open on this log's connection
+        (one shared with ``share``), so that it commits with whatever else that
+        transaction writes, or not at all."""
+        if conn is not self._conn:
+            raise PreconditionError("an audit entry can join only a transaction on its own file")
+        event_json = canonical_event_json(event)
+        last = conn.execute(
+            f'SELECT seq, hash FROM "{self._table}" ORDER BY seq DESC LIMIT 1'
+        ).fetchone()
+        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+        if not isinstance(prev_hash, str) or _HEX64.fullmatch(prev_hash) is None:
+            raise PreconditionError(
+                f"the last audit entry ({seq - 1}) in {self._path} has a malformed "
+                "hash; run the audit verify command before appending"
+            )
+        time = _iso(self._clock())
+        digest = entry_hash(seq, time, event_json, prev_hash)
+        conn.execute(
+            f'INSERT INTO "{self._table}" (seq, time, event, prev_hash, hash) '
+            "VALUES (?, ?, ?, ?, ?)",
+            (seq, time, event_json, prev_hash, digest),
+        )
         return AuditEntry(seq, time, event_json, prev_hash, digest)
 
     def head(self) -> tuple[int, str]:
@@ -279,6 +289,7 @@ class AuditLog(SqliteFile):
         checked = 0
         anchor_seen: str | None = None
         anchor_seq = expected_head[0] if expected_head is not None else None
+        open_requests: dict[str, int] = {}
 
         def bad(seq: int, reason: str) -> AuditVerification:
             return AuditVerification(False, checked, seq, reason)
@@ -302,6 +313,7 @@ class AuditLog(SqliteFile):
                 )
             if seq == anchor_seq:
                 anchor_seen = digest
+            _track_request(open_requests, seq, event)
             prev_hash = digest
             expected += 1
             checked += 1
@@ -323,7 +335,7 @@ class AuditLog(SqliteFile):
                     f"entry {head_seq} differs from the anchored head: the log was rewritten "
                     f"up to entry {head_seq}",
                 )
-        return AuditVerification(True, checked, None, None)
+        return AuditVerification(True, checked, None, None, tuple(open_requests.values()))
 
     def export_summary(self, out_path: str | os.PathLike[str]) -> dict[str, object]:
         """Write a JSON transparency summary to ``out_path`` and return it.
@@ -339,6 +351,7 @@ class AuditLog(SqliteFile):
         """
         head_seq, head_hash = self.head()
         verification = self.verify()
+        unfinished = set(verification.unfinished)
         cases: dict[str | None, _CaseSummary] = {}
         total = 0
         for entry in self.entries():
@@ -353,7 +366,7 @@ class AuditLog(SqliteFile):
             case = cases.get(case_id)
             if case is None:
                 case = cases[case_id] = _CaseSummary(case_id, entry.time)
-            case.add(entry.time, event)
+            case.add(entry.time, event, unfinished=entry.seq in unfinished)
 
         summary: dict[str, object] = {
             "format": _SUMMARY_FORMAT,
@@ -361,11 +374,13 @@ class AuditLog(SqliteFile):
             "table": self._table,
             "head": {"seq": head_seq, "hash": head_hash},
             "entries": total,
+            "unfinished": len(unfinished),
             "chain": {
                 "ok": verification.ok,
                 "entries_checked": verification.entries_checked,
                 "first_bad_seq": verification.first_bad_seq,
                 "reason": verification.reason,
+                "unfinished_seqs": sorted(unfinished),
             },
             "cases": [
                 cases[k].as_json() for k in sorted(cases, key=lambda c: (c is not None, c or ""))
@@ -376,9 +391,26 @@ class AuditLog(SqliteFile):
 
 
 def _iso(moment: dt.datetime) -> str:
-    if moment.utcoffset() is None:
-        raise InvalidInputError("the audit clock must return timezone-aware datetimes")
-    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    try:
+        return utc_timestamp(moment)
+    except ValueError:
+        raise InvalidInputError("the audit clock must return timezone-aware datetimes") from None
+
+
+def _track_request(open_requests: dict[str, int], seq: int, event_json: str) -> None:
+    """Note an admitted request as open, and close it when its outcome entry comes."""
+    if '"request":' not in event_json:
+        return
+    try:
+        event = json.loads(event_json)
+    except json.JSONDecodeError:
+        return
+    if not isinstance(event, dict) or not isinstance(event.get("request"), str):
+        return
+    if event.get("stage") == ADMITTED:
+        open_requests[event["request"]] = seq
+    else:
+        open_requests.pop(event["request"], None)
 
 
 def _label(value: object, limit: int = _MAX_LABEL) -> str | None:
@@ -396,6 +428,8 @@ class _CaseSummary:
     last_time: str = ""
     entries: int = 0
     queries: int = 0
+    #: Requests charged then never finished (no outcome entry: a crash between the two).
+    unfinished: int = 0
     uncharged_replays: int = 0
     subjects: int = 0
     subjects_by_outcome: dict[str, int] = field(default_factory=dict)
@@ -403,9 +437,12 @@ class _CaseSummary:
     modes: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
 
-    def add(self, time: str, event: Mapping[str, object]) -> None:
+    def add(self, time: str, event: Mapping[str, object], *, unfinished: bool = False) -> None:
         self.entries += 1
         self.last_time = time
+        if event.get("stage") == ADMITTED:
+            self.unfinished += unfinished
+            return
         outcome = _label(event.get("outcome"))
         for counts, key in ((self.kinds, "kind"), (self.modes, "mode"), (self.outcomes, "outcome")):
             label = _label(event.get(key))
@@ -427,14 +464,4 @@ class _CaseSummary:
 def _write_json(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file_atomically(path, text.encode("utf-8"), 0o644)

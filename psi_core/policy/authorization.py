@@ -54,7 +54,9 @@ from psi_core.errors import (
     InvalidInputError,
     PermissionDeniedError,
     PreconditionError,
+    shown,
 )
+from psi_core.io.atomic import utc_timestamp
 from psi_core.policy.identity import validate_party_id
 from psi_proto.v1 import authorization_pb2
 
@@ -271,12 +273,9 @@ def read_claims_unverified(token: bytes) -> ClaimedIdentity | None:
         claims = authorization_pb2.AuthorizationClaims.FromString(signed.claims)
     except Exception:
         return None
-    return ClaimedIdentity(token_id=_printable(claims.token_id), case_id=_printable(claims.case_id))
-
-
-def _printable(text: str, limit: int = 64) -> str:
-    """``text`` cut to ``limit`` characters, anything but printable ASCII replaced by '?'."""
-    return "".join(ch if " " <= ch <= "~" else "?" for ch in text[:limit])
+    return ClaimedIdentity(
+        token_id=shown(claims.token_id, quoted=False), case_id=shown(claims.case_id, quoted=False)
+    )
 
 
 def verify_authorization(
@@ -329,7 +328,7 @@ def verify_authorization(
     keys = trusted.keys_for(claims.issuer) if claims.issuer else ()
     if not keys:
         raise AuthenticationError(
-            f"authorization token was issued by {_shown(claims.issuer)}, which this custodian "
+            f"authorization token was issued by {shown(claims.issuer)}, which this custodian "
             "does not trust; ask a trusted authority for a token"
         )
     message = SIGNATURE_DOMAIN + signed.claims
@@ -347,13 +346,13 @@ def verify_authorization(
 
     if claims.custodian_id != custodian_id:
         raise PermissionDeniedError(
-            f"authorization token is addressed to custodian {_shown(claims.custodian_id)}, "
+            f"authorization token is addressed to custodian {shown(claims.custodian_id)}, "
             f"not to this custodian ({custodian_id}); ask for a token addressed here"
         )
     if peer_agency_id is not None and claims.agency_id != peer_agency_id:
         raise PermissionDeniedError(
-            f"token was issued to agency {_shown(claims.agency_id)} but the caller's "
-            f"certificate identifies {_shown(peer_agency_id)}"
+            f"token was issued to agency {shown(claims.agency_id)} but the caller's "
+            f"certificate identifies {shown(peer_agency_id)}"
         )
 
     t = now.timestamp()
@@ -384,7 +383,7 @@ def verify_authorization(
         problems.append("not_before is not before expires_at")
     if problems:
         raise AuthenticationError(
-            f"authorization token {_shown(claims.token_id)} is unusable ({'; '.join(problems)}); "
+            f"authorization token {shown(claims.token_id)} is unusable ({'; '.join(problems)}); "
             "ask the authority to issue a correct one"
         )
 
@@ -429,16 +428,6 @@ def _utc(seconds: int) -> dt.datetime:
 
 def _iso(seconds: int) -> str:
     try:
-        return _utc(seconds).isoformat().replace("+00:00", "Z")
+        return utc_timestamp(_utc(seconds), timespec="auto")
     except (OverflowError, OSError, ValueError):
         return f"{seconds} seconds after 1970-01-01T00:00:00Z"
-
-
-def _shown(value: object, limit: int = 64) -> str:
-    """A value from an untrusted source, safe to put in a message: escaped and truncated."""
-    text = value if isinstance(value, str) else repr(value)
-    if not text:
-        return "(none)"
-    if len(text) > limit:
-        text = text[:limit] + "…"
-    return ascii(text)

@@ -1,7 +1,7 @@
 """Party identities and the TLS material of the two services' mTLS.
 
 The file layout (``psi_tools.dev_pki.init_pki`` writes a development one; production
-deployments bring their own certificates in the same layout): one CA and four leaves:
+deployments bring their own certificates in the same layout): one CA and six leaves:
 
 ==================  =============  ====================================================
 file stem           extended use   used by
@@ -11,6 +11,10 @@ file stem           extended use   used by
 ``agency-client``   clientAuth     the agency when it calls the custodian
 ``agency-server``   serverAuth     the agency's own API, called by case systems
 ``case-client``     clientAuth     a case-management system calling the agency
+``dask-client``     clientAuth     ``psi-custodian build-index`` calling a tls:// Dask
+                                   scheduler and its workers
+``dask-node``       server- and    a Dask scheduler and its workers (each is server and
+                    clientAuth     client of the others)
 ==================  =============  ====================================================
 
 Each stem has ``<stem>.pem`` (certificate) and, except that the CA's key is ``ca.key``,
@@ -29,6 +33,7 @@ same file layout.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -50,6 +55,7 @@ __all__ = [
     "ROLES",
     "PkiPaths",
     "TlsMaterial",
+    "is_loopback",
     "load_tls_material",
     "peer_identity_from_cert_pem",
     "validate_party_id",
@@ -57,10 +63,29 @@ __all__ = [
 
 AGENCY_URI_PREFIX = "psi://agency/"
 CUSTODIAN_URI_PREFIX = "psi://custodian/"
-ROLES: tuple[str, ...] = ("custodian-server", "agency-client", "agency-server", "case-client")
+ROLES: tuple[str, ...] = (
+    "custodian-server",
+    "agency-client",
+    "agency-server",
+    "case-client",
+    "dask-client",
+    "dask-node",
+)
 
 _PARTY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _INIT_HINT = "run `psi pki init` to create a development PKI there, or copy your own files in"
+
+
+def is_loopback(address: str) -> bool:
+    """True when ``address`` ("host:port", "[v6]:port", optionally "scheme://" first)
+    names a loopback host: the only place where plaintext is accepted."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def validate_party_id(kind: str, value: object) -> str:
@@ -93,6 +118,10 @@ class PkiPaths:
     agency_server_key: Path
     case_client_cert: Path
     case_client_key: Path
+    dask_client_cert: Path
+    dask_client_key: Path
+    dask_node_cert: Path
+    dask_node_key: Path
 
     @classmethod
     def in_dir(cls, root: str | os.PathLike[str]) -> PkiPaths:
@@ -110,6 +139,10 @@ class PkiPaths:
             agency_server_key=r / "agency-server.key",
             case_client_cert=r / "case-client.pem",
             case_client_key=r / "case-client.key",
+            dask_client_cert=r / "dask-client.pem",
+            dask_client_key=r / "dask-client.key",
+            dask_node_cert=r / "dask-node.pem",
+            dask_node_key=r / "dask-node.key",
         )
 
     def files(self) -> tuple[Path, ...]:

@@ -20,29 +20,37 @@ anything new from a replay.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
+from psi_core.io.atomic import utc_timestamp
 from psi_core.policy.sqlite import SqliteFile
 
-__all__ = ["AuthorizationLedger", "LedgerEntry", "RequestKey", "TokenBudget"]
+__all__ = [
+    "REPLAY",
+    "AuthorizationLedger",
+    "InTransaction",
+    "LedgerEntry",
+    "RequestKey",
+    "TokenBudget",
+]
 
 _TABLE = "authorization_ledger"
 _ANSWERED = "answered_requests"
 _SQLITE_MAX_INT = 2**63 - 1
-_COLUMNS = (
-    "token_id",
-    "queries_used",
-    "subjects_used",
-    "max_queries",
-    "max_subjects",
-    "first_used",
-    "last_used",
-)
+_USES = "token_uses"
+#: What :meth:`AuthorizationLedger.count_use` counts for an uncharged replay.
+REPLAY = "replay"
+
+
+#: Called inside the ledger's transaction, on its connection, once a use is recorded: what
+#: it writes commits with the use or not at all (the custodian's "admitted" audit entry).
+InTransaction = Callable[[sqlite3.Connection, "LedgerEntry"], None]
 
 
 class TokenBudget(Protocol):
@@ -102,50 +110,58 @@ class AuthorizationLedger(SqliteFile):
         already holds a table of that name with other columns.
         """
         super().__init__(db_path)
-        try:
-            self._conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS {_TABLE} (
-                    token_id TEXT PRIMARY KEY,
-                    queries_used INTEGER NOT NULL,
-                    subjects_used INTEGER NOT NULL,
-                    max_queries INTEGER NOT NULL,
-                    max_subjects INTEGER NOT NULL,
-                    first_used TEXT NOT NULL,
-                    last_used TEXT NOT NULL
-                )"""
-            )
-            columns = tuple(r[1] for r in self._conn.execute(f"PRAGMA table_info({_TABLE})"))
-            self._conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS {_ANSWERED} (
-                    token_id TEXT NOT NULL,
-                    request_sha256 BLOB NOT NULL,
-                    point_count INTEGER NOT NULL,
-                    mode TEXT NOT NULL,
-                    recipe TEXT NOT NULL,
-                    epoch_id TEXT NOT NULL,
-                    answered_at TEXT NOT NULL,
-                    PRIMARY KEY (token_id, request_sha256, point_count, mode, recipe, epoch_id)
-                )"""
-            )
-        except sqlite3.Error as exc:
-            self._conn.close()
-            raise PreconditionError(f"cannot create the ledger in {self._path}: {exc}") from exc
-        if columns != _COLUMNS:
-            self._conn.close()
-            raise PreconditionError(
-                f"table {_TABLE} in {self._path} exists but is not an authorization ledger "
-                f"(columns {', '.join(columns)}); move it aside or use another database file"
-            )
+        self._create_table(
+            _TABLE,
+            """token_id TEXT PRIMARY KEY,
+            queries_used INTEGER NOT NULL,
+            subjects_used INTEGER NOT NULL,
+            max_queries INTEGER NOT NULL,
+            max_subjects INTEGER NOT NULL,
+            first_used TEXT NOT NULL,
+            last_used TEXT NOT NULL""",
+            "an authorization ledger",
+        )
+        self._create_table(
+            _ANSWERED,
+            """token_id TEXT NOT NULL,
+            request_sha256 BLOB NOT NULL,
+            point_count INTEGER NOT NULL,
+            mode TEXT NOT NULL,
+            recipe TEXT NOT NULL,
+            epoch_id TEXT NOT NULL,
+            answered_at TEXT NOT NULL,
+            PRIMARY KEY (token_id, request_sha256, point_count, mode, recipe, epoch_id)""",
+            "a table of answered requests",
+        )
+        self._create_table(
+            _USES,
+            """token_id TEXT NOT NULL,
+            what TEXT NOT NULL,
+            used INTEGER NOT NULL,
+            PRIMARY KEY (token_id, what)""",
+            "a table of uncharged uses",
+        )
 
     def charge(
-        self, claims: TokenBudget, subjects: int, *, replay_of: RequestKey | None = None
+        self,
+        claims: TokenBudget,
+        subjects: int,
+        *,
+        replay_of: RequestKey | None = None,
+        max_replays: int | None = None,
+        record: InTransaction | None = None,
     ) -> LedgerEntry:
         """Record one query of ``subjects`` subjects against ``claims.token_id``.
 
         With ``replay_of`` naming a request this token already had answered in full (see
         :meth:`record_answered`), nothing is charged and the entry comes back with
         ``replayed`` set, whatever budget is left; any other ``replay_of`` is charged as a
-        new query.
+        new query. Uncharged replays still cost the custodian curve work, so with
+        ``max_replays`` a token gets at most that many (counted in the same transaction;
+        one more raises :class:`BudgetExhaustedError`).
+
+        ``record``, if given, runs inside the transaction once the use is recorded (see
+        :data:`InTransaction`); if it raises, nothing is recorded.
 
         The limits are read from ``claims`` (already verified; a ``max_subjects`` above
         2**63-1 counts as 2**63-1, SQLite's largest integer). Either the whole use is
@@ -160,48 +176,120 @@ class AuthorizationLedger(SqliteFile):
         max_queries = int(claims.max_queries)
         max_subjects = min(int(claims.max_subjects), _SQLITE_MAX_INT)
         now = _now()
+        with self._recording(token_id) as conn:
+            row = conn.execute(
+                f"SELECT queries_used, subjects_used FROM {_TABLE} WHERE token_id = ?",
+                (token_id,),
+            ).fetchone()
+            queries_used, subjects_used = row if row else (0, 0)
+            if replay_of is not None and self._was_answered(token_id, replay_of):
+                self._count(conn, token_id, REPLAY, max_replays, "uncharged replays")
+                entry = _entry(
+                    queries_used, subjects_used, max_queries, max_subjects, replayed=True
+                )
+                if record is not None:
+                    record(conn, entry)
+                return entry
+            if queries_used >= max_queries:
+                raise BudgetExhaustedError(
+                    f"token {token_id} has used {queries_used} of {max_queries} "
+                    "queries; ask the authority for a new token"
+                )
+            left = max_subjects - subjects_used
+            if subjects > left:
+                raise BudgetExhaustedError(
+                    f"query of {subjects} subjects exceeds the {max(left, 0)} left on "
+                    f"token {token_id} (of {max_subjects}); send fewer subjects or "
+                    "ask the authority for a new token"
+                )
+            queries_used += 1
+            subjects_used += subjects
+            conn.execute(
+                f"""INSERT INTO {_TABLE} (token_id, queries_used, subjects_used,
+                        max_queries, max_subjects, first_used, last_used)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(token_id) DO UPDATE SET
+                        queries_used = excluded.queries_used,
+                        subjects_used = excluded.subjects_used,
+                        max_queries = excluded.max_queries,
+                        max_subjects = excluded.max_subjects,
+                        last_used = excluded.last_used""",
+                (token_id, queries_used, subjects_used, max_queries, max_subjects, now, now),
+            )
+            entry = _entry(queries_used, subjects_used, max_queries, max_subjects)
+            if record is not None:
+                record(conn, entry)
+        return entry
+
+    def count_use(
+        self,
+        claims: TokenBudget,
+        what: str,
+        limit: int,
+        *,
+        label: str,
+        record: InTransaction | None = None,
+    ) -> LedgerEntry:
+        """Count one uncharged use ``what`` (e.g. "classic_setup") of ``claims.token_id``,
+        at most ``limit`` per token; ``label`` names it in the refusal.
+
+        Raises :class:`BudgetExhaustedError` (nothing recorded) when the token has had
+        ``limit`` already. ``record`` runs in the same transaction (see :meth:`charge`).
+        Returns the token's budget, which this use does not touch.
+        """
+        token_id = claims.token_id
+        with self._recording(token_id) as conn:
+            self._count(conn, token_id, what, limit, label)
+            row = conn.execute(
+                f"SELECT queries_used, subjects_used FROM {_TABLE} WHERE token_id = ?",
+                (token_id,),
+            ).fetchone()
+            entry = _entry(
+                *(row or (0, 0)),
+                int(claims.max_queries),
+                min(int(claims.max_subjects), _SQLITE_MAX_INT),
+            )
+            if record is not None:
+                record(conn, entry)
+        return entry
+
+    @contextmanager
+    def _recording(self, token_id: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction for ``token_id``'s use; a database failure is a
+        PreconditionError that names the file."""
         try:
             with self._transaction() as conn:
-                row = conn.execute(
-                    f"SELECT queries_used, subjects_used FROM {_TABLE} WHERE token_id = ?",
-                    (token_id,),
-                ).fetchone()
-                queries_used, subjects_used = row if row else (0, 0)
-                if replay_of is not None and self._was_answered(token_id, replay_of):
-                    return _entry(
-                        queries_used, subjects_used, max_queries, max_subjects, replayed=True
-                    )
-                if queries_used >= max_queries:
-                    raise BudgetExhaustedError(
-                        f"token {token_id} has used {queries_used} of {max_queries} "
-                        "queries; ask the authority for a new token"
-                    )
-                left = max_subjects - subjects_used
-                if subjects > left:
-                    raise BudgetExhaustedError(
-                        f"query of {subjects} subjects exceeds the {max(left, 0)} left on "
-                        f"token {token_id} (of {max_subjects}); send fewer subjects or "
-                        "ask the authority for a new token"
-                    )
-                queries_used += 1
-                subjects_used += subjects
-                conn.execute(
-                    f"""INSERT INTO {_TABLE} (token_id, queries_used, subjects_used,
-                            max_queries, max_subjects, first_used, last_used)
-                        VALUES (?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT(token_id) DO UPDATE SET
-                            queries_used = excluded.queries_used,
-                            subjects_used = excluded.subjects_used,
-                            max_queries = excluded.max_queries,
-                            max_subjects = excluded.max_subjects,
-                            last_used = excluded.last_used""",
-                    (token_id, queries_used, subjects_used, max_queries, max_subjects, now, now),
-                )
+                yield conn
         except sqlite3.Error as exc:
             raise PreconditionError(
                 f"cannot record the use of token {token_id} in {self._path}: {exc}"
             ) from exc
-        return _entry(queries_used, subjects_used, max_queries, max_subjects)
+
+    def uses(self, token_id: str, what: str) -> int:
+        """How many uncharged uses ``what`` token ``token_id`` has had."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT used FROM {_USES} WHERE token_id = ? AND what = ?", (token_id, what)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _count(
+        conn: sqlite3.Connection, token_id: str, what: str, limit: int | None, label: str
+    ) -> None:
+        row = conn.execute(
+            f"SELECT used FROM {_USES} WHERE token_id = ? AND what = ?", (token_id, what)
+        ).fetchone()
+        used = int(row[0]) if row else 0
+        if limit is not None and used >= limit:
+            raise BudgetExhaustedError(
+                f"token {token_id} has had its {limit} {label}; ask the authority for a new token"
+            )
+        conn.execute(
+            f"""INSERT INTO {_USES} (token_id, what, used) VALUES (?, ?, 1)
+                ON CONFLICT(token_id, what) DO UPDATE SET used = used + 1""",
+            (token_id, what),
+        )
 
     def record_answered(self, token_id: str, request: RequestKey) -> None:
         """Remember that ``request`` was answered in full under ``token_id``, so that it
@@ -227,6 +315,16 @@ class AuthorizationLedger(SqliteFile):
             (token_id, *request.as_row()),
         ).fetchone()
         return row is not None
+
+    def newest_tokens(self, limit: int) -> list[tuple[str, LedgerEntry]]:
+        """The ``limit`` most recently charged tokens and their use, newest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT token_id, queries_used, subjects_used, max_queries, max_subjects "
+                f"FROM {_TABLE} ORDER BY last_used DESC, token_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(row[0], _entry(*row[1:])) for row in rows]
 
     def usage(self, token_id: str) -> LedgerEntry | None:
         """The token's use so far (limits as of its last charge), or ``None`` if it was
@@ -260,4 +358,4 @@ def _entry(
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_timestamp()

@@ -50,12 +50,47 @@ def _open_sqlite(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
 
 class SqliteFile:
     """One connection to ``db_path`` (see :func:`_open_sqlite`), shared by threads under a
-    lock. Use as a context manager or call :meth:`close`."""
+    lock. Use as a context manager or call :meth:`close`.
 
-    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+    ``share`` makes this store use another store's connection and lock (the same file), so
+    that both can write in one transaction: the custodian's ledger and its audit log, whose
+    "admitted" entry must commit with the charge or not at all. Only the store that opened
+    the connection closes it.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str], *, share: SqliteFile | None = None) -> None:
         self._path = Path(db_path)
-        self._lock = threading.Lock()
-        self._conn = _open_sqlite(self._path)
+        if share is None:
+            self._lock = threading.Lock()
+            self._conn = _open_sqlite(self._path)
+            self._owner = True
+            return
+        if share._path.resolve() != self._path.resolve():
+            raise PreconditionError(
+                f"a store can share only a connection to its own file ({self._path}), "
+                f"not one to {share._path}"
+            )
+        self._lock = share._lock
+        self._conn = share._conn
+        self._owner = False
+
+    def _create_table(self, table: str, schema: str, what: str) -> None:
+        """``CREATE TABLE IF NOT EXISTS table (schema)``, then check that the table holds
+        exactly the columns ``schema`` names, in order (one table of another kind with the
+        same name would otherwise be written into). Closes the connection and raises
+        :class:`PreconditionError` saying which file and table otherwise."""
+        try:
+            self._conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({schema})')
+            found = tuple(r[1] for r in self._conn.execute(f'PRAGMA table_info("{table}")'))
+        except sqlite3.Error as exc:
+            self.close()
+            raise PreconditionError(f"cannot create the {what} in {self._path}: {exc}") from exc
+        if found != _column_names(schema):
+            self.close()
+            raise PreconditionError(
+                f"table {table} in {self._path} exists but is not {what} "
+                f"(columns {', '.join(found)}); move it aside or use another database file"
+            )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -72,7 +107,9 @@ class SqliteFile:
             conn.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the connection; further calls fail."""
+        """Close the connection (if this store opened it); further calls fail."""
+        if not self._owner:
+            return
         with self._lock:
             self._conn.close()
 
@@ -86,3 +123,24 @@ class SqliteFile:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _column_names(schema: str) -> tuple[str, ...]:
+    """The column names of a ``CREATE TABLE`` body: the first word of each comma-separated
+    part that is not a table constraint (``PRIMARY KEY (...)``, ``UNIQUE``, ``CHECK``)."""
+    names: list[str] = []
+    depth = 0
+    part = ""
+    for char in schema + ",":
+        if char == "," and depth == 0:
+            word = part.strip().split(None, 1)[0] if part.strip() else ""
+            if word and word.upper() not in _CONSTRAINTS:
+                names.append(word)
+            part = ""
+            continue
+        depth += (char == "(") - (char == ")")
+        part += char
+    return tuple(names)
+
+
+_CONSTRAINTS = frozenset({"PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "CONSTRAINT"})

@@ -28,11 +28,13 @@ from psi_core.protocol.fingerprint import (
     member_mask,
 )
 from psi_core.protocol.openmined import (
+    PROTOBUF_MESSAGE_LIMIT,
     Blinder,
     KeyCipher,
+    classic_hash_range,
     classic_response,
     classic_setup,
-    classic_setup_size_check,
+    classic_setup_size_bound,
     parse_classic_request,
 )
 
@@ -42,6 +44,7 @@ __all__ = [
     "INDEX_DTYPE",
     "P256_ORDER",
     "P256_PRIME",
+    "PROTOBUF_MESSAGE_LIMIT",
     "SCALAR_BYTES",
     "BlindedQuery",
     "Blinder",
@@ -52,9 +55,10 @@ __all__ = [
     "RequestDigest",
     "Unblinder",
     "check_compressed_point",
+    "classic_hash_range",
     "classic_response",
     "classic_setup",
-    "classic_setup_size_check",
+    "classic_setup_size_bound",
     "distinct_keys",
     "is_strictly_increasing",
     "is_valid_scalar",

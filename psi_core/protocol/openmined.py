@@ -25,10 +25,18 @@ from psi_core.protocol.curve import check_compressed_points, is_valid_scalar
 
 #: protobuf refuses to parse or build messages of 2 GiB or more.
 PROTOBUF_MESSAGE_LIMIT = 2**31 - 1
-#: The library's GCS hash range is n·clients/fpr and must fit in a signed 64-bit integer.
+#: The library's GCS hash range (see :func:`classic_hash_range`) is a signed 64-bit integer.
 _INT64_MAX = 2**63 - 1
-#: A GCS filter costs about log2(1/fpr) + 2 bits per element; conservative size estimate.
-_GCS_BITS_OVERHEAD = 3
+#: The library picks its Golomb parameter from 1 - keys/hash_range in double precision:
+#: from 2**53 hash values per key on, that is 1.0 and the encoding breaks (a C++ length
+#: error). 2**52 leaves a margin.
+_MAX_RANGE_PER_KEY = 2**52
+#: Bits per key beyond log2(hash_range / keys) that a Golomb-coded set can take (see
+#: :func:`classic_setup_size_bound`); 4.34 is proven there, 4.5 leaves a margin.
+_GCS_BITS_PER_KEY = 4.5
+#: Protobuf framing of a ServerSetup around its GCS bits: three fields and the nested
+#: message's tag and length, each at most 11 bytes.
+_SETUP_FRAMING_BYTES = 64
 
 
 def _check_secret(secret: bytes) -> bytes:
@@ -113,28 +121,48 @@ class Blinder:
         return list(self._client.CreateRequest(list(keys)).encrypted_elements)
 
 
-def classic_setup_size_check(key_count: int, fpr: float, num_client_inputs: int) -> None:
-    """Refuse parameters that the library's GCS ServerSetup cannot represent.
+def classic_hash_range(key_count: int, fpr: float, num_client_inputs: int) -> float:
+    """The GCS hash range openmined-psi 2.0.6 uses: max(keys, client inputs) · client
+    inputs / fpr (measured against the library; it truncates to an integer)."""
+    clients = max(num_client_inputs, 1)
+    return max(key_count, clients) * clients / fpr
 
-    Raises PreconditionError when the hash range n·clients/fpr overflows int64 or the
-    message would reach protobuf's 2 GiB limit; InvalidInput-style ValueError never
-    escapes: callers validate fpr and counts first.
+
+def classic_setup_size_bound(key_count: int, fpr: float, num_client_inputs: int) -> int:
+    """An upper bound, in bytes, on the serialized ServerSetup (GCS) that openmined-psi
+    builds from ``key_count`` key strings (duplicates included), computed before any work.
+
+    Raises :class:`PreconditionError` where the library cannot build it: the hash range R
+    (:func:`classic_hash_range`) beyond a signed 64-bit integer, or more than 2**52 hash
+    values per key (its Golomb parameter breaks down in double precision).
+
+    Why it bounds: the library sorts the n hashes, drops repeats and writes each gap d as
+    ``d >> div`` zero bits, a one bit and ``div`` remainder bits, with ``div =
+    max(0, round(-log2(-log2(1 - 1/a))))`` for a = (largest hash + 1) / n. The quotients
+    sum to at most (largest hash) >> div. With -ln(1-p) between p and p/(1-p): when div is
+    0, a < 2.59, so the quotients sum to under 2.59·n; when div > 0, 2**div ≥ 0.30·a, so
+    they sum to under 3.34·n; and div ≤ log2(a) ≤ log2(R/n). In all, at most
+    n·(4.34 + log2(R/n)) bits, a bound that grows with n, plus the protobuf framing.
     """
-    hash_range = key_count * max(num_client_inputs, 1) / fpr
+    hash_range = classic_hash_range(key_count, fpr, num_client_inputs)
     if hash_range >= _INT64_MAX:
         raise PreconditionError(
             f"the classic openmined-psi setup cannot be built: its GCS hash range "
-            f"(keys x client inputs / fpr = {hash_range:.3g}) exceeds a 64-bit integer; "
-            f"use the Evaluate API with the encrypted index, or a larger fpr / fewer inputs"
+            f"(max(keys, client inputs) x client inputs / fpr = {hash_range:.3g}) exceeds a "
+            f"64-bit integer; use the Evaluate API with the encrypted index, or a larger fpr "
+            f"/ fewer inputs"
         )
-    estimated_bytes = (
-        key_count * (math.log2(max(num_client_inputs, 1) / fpr) + _GCS_BITS_OVERHEAD) / 8
-    )
-    if estimated_bytes >= PROTOBUF_MESSAGE_LIMIT:
+    if key_count == 0:
+        return _SETUP_FRAMING_BYTES
+    per_key = hash_range / key_count
+    if per_key >= _MAX_RANGE_PER_KEY:
         raise PreconditionError(
-            f"the classic openmined-psi setup would be about {estimated_bytes / 2**30:.1f} GiB, "
-            f"over protobuf's 2 GiB message limit; use the Evaluate API with the encrypted index"
+            f"the classic openmined-psi setup cannot be built: {per_key:.3g} hash values per "
+            f"key is beyond what the library's GCS encoding handles (2^52); ask for a larger "
+            f"fpr or fewer client inputs"
         )
+    bits = key_count * (_GCS_BITS_PER_KEY + math.log2(max(per_key, 1.0)))
+    return math.ceil(bits / 8) + _SETUP_FRAMING_BYTES
 
 
 def classic_setup(secret: bytes, keys: Sequence[str], fpr: float, num_client_inputs: int) -> bytes:
@@ -143,7 +171,11 @@ def classic_setup(secret: bytes, keys: Sequence[str], fpr: float, num_client_inp
         raise MalformedMessageError("fpr must be a number strictly between 0 and 1")
     if num_client_inputs < 1:
         raise MalformedMessageError("num_client_inputs must be at least 1")
-    classic_setup_size_check(len(keys), fpr, num_client_inputs)
+    if classic_setup_size_bound(len(keys), fpr, num_client_inputs) >= PROTOBUF_MESSAGE_LIMIT:
+        raise PreconditionError(
+            "the classic openmined-psi setup would reach protobuf's 2 GiB message limit; "
+            "use the Evaluate API with the encrypted index"
+        )
     server = _psi.server.CreateFromKey(_check_secret(secret), True)
     setup = server.CreateSetupMessage(fpr, num_client_inputs, list(keys), _psi.DataStructure.GCS)
     return setup.SerializeToString()

@@ -89,6 +89,26 @@ class ListMatchesRequest(_message.Message):
     query_id: str
     def __init__(self, query_id: _Optional[str] = ...) -> None: ...
 
+class ListQueriesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "state", "case_id")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    state: QueryState
+    case_id: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., case_id: _Optional[str] = ...) -> None: ...
+
+class ListQueriesResponse(_message.Message):
+    __slots__ = ("queries", "next_page_token")
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    queries: _containers.RepeatedCompositeFieldContainer[QueryStatus]
+    next_page_token: str
+    def __init__(self, queries: _Optional[_Iterable[_Union[QueryStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class PhaseTimings(_message.Message):
     __slots__ = ("blind_seconds", "evaluate_seconds", "unblind_seconds", "lookup_seconds")
     BLIND_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -102,7 +122,7 @@ class PhaseTimings(_message.Message):
     def __init__(self, blind_seconds: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., unblind_seconds: _Optional[float] = ..., lookup_seconds: _Optional[float] = ...) -> None: ...
 
 class QueryStatus(_message.Message):
-    __slots__ = ("query_id", "state", "mode", "recipe", "subject_count", "keyed_subject_count", "processed_count", "match_count", "false_positive_bound", "epoch_id", "error_code", "error_message", "timings", "case_id", "no_key_counts")
+    __slots__ = ("query_id", "state", "mode", "recipe", "subject_count", "keyed_subject_count", "processed_count", "match_count", "false_positive_bound", "epoch_id", "error_code", "error_message", "timings", "case_id", "waiting_reason", "attempts", "created_at", "updated_at", "no_key_counts")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +137,10 @@ class QueryStatus(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    WAITING_REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     NO_KEY_COUNTS_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     state: QueryState
@@ -132,8 +156,12 @@ class QueryStatus(_message.Message):
     error_message: str
     timings: PhaseTimings
     case_id: str
+    waiting_reason: str
+    attempts: int
+    created_at: str
+    updated_at: str
     no_key_counts: _containers.RepeatedCompositeFieldContainer[NoKeyCount]
-    def __init__(self, query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., subject_count: _Optional[int] = ..., keyed_subject_count: _Optional[int] = ..., processed_count: _Optional[int] = ..., match_count: _Optional[int] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., epoch_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., timings: _Optional[_Union[PhaseTimings, _Mapping]] = ..., case_id: _Optional[str] = ..., no_key_counts: _Optional[_Iterable[_Union[NoKeyCount, _Mapping]]] = ...) -> None: ...
+    def __init__(self, query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., subject_count: _Optional[int] = ..., keyed_subject_count: _Optional[int] = ..., processed_count: _Optional[int] = ..., match_count: _Optional[int] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., epoch_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., timings: _Optional[_Union[PhaseTimings, _Mapping]] = ..., case_id: _Optional[str] = ..., waiting_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., no_key_counts: _Optional[_Iterable[_Union[NoKeyCount, _Mapping]]] = ...) -> None: ...
 
 class NoKeyCount(_message.Message):
     __slots__ = ("recipe", "reason", "count")

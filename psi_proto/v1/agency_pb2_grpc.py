@@ -58,6 +58,11 @@ class AgencyStub(object):
                 request_serializer=psi__proto_dot_v1_dot_agency__pb2.ListMatchesRequest.SerializeToString,
                 response_deserializer=psi__proto_dot_v1_dot_agency__pb2.Match.FromString,
                 _registered_method=True)
+        self.ListQueries = channel.unary_unary(
+                '/psi.v1.Agency/ListQueries',
+                request_serializer=psi__proto_dot_v1_dot_agency__pb2.ListQueriesRequest.SerializeToString,
+                response_deserializer=psi__proto_dot_v1_dot_agency__pb2.ListQueriesResponse.FromString,
+                _registered_method=True)
 
 
 class AgencyServicer(object):
@@ -78,8 +83,9 @@ class AgencyServicer(object):
         authorization that is not a SignedAuthorization naming a case and token id, a subject
         without subject_id, a repeated subject_id, a field over 256 characters, a batch over
         100,000 subjects, a query over 10,000,000 subjects (service defaults) or no subjects;
-        FAILED_PRECONDITION when the custodian does not hold the recipe; UNAVAILABLE when the
-        custodian cannot be reached to check that. The authorization is
+        FAILED_PRECONDITION when the custodian does not hold the recipe (while the custodian
+        cannot be reached, the recipes it last announced are used and the query waits for it,
+        see QueryStatus.waiting_reason); UNAVAILABLE when it was never reached. The authorization is
         verified and charged by the custodian only when the query runs: a refusal there shows
         up as state FAILED with error_code, not as an error of this call.
         """
@@ -98,7 +104,8 @@ class AgencyServicer(object):
         """A stream of states: the current one at once, then one each time progress changes (and
         at least every few seconds while the query is unfinished, possibly repeating the same
         state). The stream ends after it has sent a SUCCEEDED or FAILED state. NOT_FOUND for an
-        unknown query_id.
+        unknown query_id; RESOURCE_EXHAUSTED when 16 (service default) streams are already
+        open: poll with GetQuery or watch again later.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,6 +115,18 @@ class AgencyServicer(object):
         """The matched subjects only (membership mode), in submission order, one Match each; an
         empty stream when nothing matched. NOT_FOUND for an unknown query_id;
         FAILED_PRECONDITION for a cardinality query or one that has not succeeded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQueries(self, request, context):
+        """Queries newest first (by when they were submitted), one page at a time, optionally
+        only those in one state or of one case. Pages are stable while new queries arrive: a
+        query submitted after the first page never shifts a later page. Queries still
+        receiving subjects are not listed. INVALID_ARGUMENT for a page_size over 1,000, or a
+        page_token that this service did not issue for the same filters; FAILED_PRECONDITION
+        for a page_token that has expired (list again from the start).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +154,11 @@ def add_AgencyServicer_to_server(servicer, server):
                     servicer.ListMatches,
                     request_deserializer=psi__proto_dot_v1_dot_agency__pb2.ListMatchesRequest.FromString,
                     response_serializer=psi__proto_dot_v1_dot_agency__pb2.Match.SerializeToString,
+            ),
+            'ListQueries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueries,
+                    request_deserializer=psi__proto_dot_v1_dot_agency__pb2.ListQueriesRequest.FromString,
+                    response_serializer=psi__proto_dot_v1_dot_agency__pb2.ListQueriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -249,6 +273,33 @@ class Agency(object):
             '/psi.v1.Agency/ListMatches',
             psi__proto_dot_v1_dot_agency__pb2.ListMatchesRequest.SerializeToString,
             psi__proto_dot_v1_dot_agency__pb2.Match.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/psi.v1.Agency/ListQueries',
+            psi__proto_dot_v1_dot_agency__pb2.ListQueriesRequest.SerializeToString,
+            psi__proto_dot_v1_dot_agency__pb2.ListQueriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,19 +12,23 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PolicyLimits(_message.Message):
-    __slots__ = ("max_subjects_per_query", "max_points_per_chunk", "max_message_bytes", "max_concurrent_evaluations")
+    __slots__ = ("max_subjects_per_query", "max_points_per_chunk", "max_message_bytes", "max_concurrent_evaluations", "max_replays_per_token", "max_classic_setups_per_token")
     MAX_SUBJECTS_PER_QUERY_FIELD_NUMBER: _ClassVar[int]
     MAX_POINTS_PER_CHUNK_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLAYS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MAX_CLASSIC_SETUPS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     max_subjects_per_query: int
     max_points_per_chunk: int
     max_message_bytes: int
     max_concurrent_evaluations: int
-    def __init__(self, max_subjects_per_query: _Optional[int] = ..., max_points_per_chunk: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_concurrent_evaluations: _Optional[int] = ...) -> None: ...
+    max_replays_per_token: int
+    max_classic_setups_per_token: int
+    def __init__(self, max_subjects_per_query: _Optional[int] = ..., max_points_per_chunk: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_concurrent_evaluations: _Optional[int] = ..., max_replays_per_token: _Optional[int] = ..., max_classic_setups_per_token: _Optional[int] = ...) -> None: ...
 
 class CustodianInfo(_message.Message):
-    __slots__ = ("custodian_id", "epoch_id", "record_count", "key_count", "recipes", "index_sha256", "index_size_bytes", "limits", "false_positive_bound")
+    __slots__ = ("custodian_id", "epoch_id", "record_count", "key_count", "recipes", "index_sha256", "index_size_bytes", "limits", "false_positive_bound", "classic_setup_available")
     CUSTODIAN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +38,7 @@ class CustodianInfo(_message.Message):
     INDEX_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     FALSE_POSITIVE_BOUND_FIELD_NUMBER: _ClassVar[int]
+    CLASSIC_SETUP_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     custodian_id: str
     epoch_id: str
     record_count: int
@@ -43,7 +48,8 @@ class CustodianInfo(_message.Message):
     index_size_bytes: int
     limits: PolicyLimits
     false_positive_bound: _common_pb2.FalsePositiveBound
-    def __init__(self, custodian_id: _Optional[str] = ..., epoch_id: _Optional[str] = ..., record_count: _Optional[int] = ..., key_count: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., index_sha256: _Optional[bytes] = ..., index_size_bytes: _Optional[int] = ..., limits: _Optional[_Union[PolicyLimits, _Mapping]] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ...) -> None: ...
+    classic_setup_available: bool
+    def __init__(self, custodian_id: _Optional[str] = ..., epoch_id: _Optional[str] = ..., record_count: _Optional[int] = ..., key_count: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., index_sha256: _Optional[bytes] = ..., index_size_bytes: _Optional[int] = ..., limits: _Optional[_Union[PolicyLimits, _Mapping]] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., classic_setup_available: bool = ...) -> None: ...
 
 class FetchIndexRequest(_message.Message):
     __slots__ = ("epoch_id", "offset")

@@ -87,7 +87,10 @@ class CustodianServicer(object):
         stream of chunks starting at `offset`, so an interrupted download resumes. Needs no
         authorization and charges nothing: without b the index reveals only its size.
         Errors: FAILED_PRECONDITION for an epoch that is not current; INVALID_ARGUMENT for a
-        bad offset. Check the concatenated bytes against CustodianInfo.index_sha256.
+        bad offset; RESOURCE_EXHAUSTED when the custodian already serves its maximum of
+        FetchIndex calls (32 by default); CANCELLED for a reader that takes no chunk for a
+        while (60 s by default): resume from the offset reached. Check the concatenated bytes
+        against CustodianInfo.index_sha256.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,8 +106,9 @@ class CustodianServicer(object):
         (no header first, missing or oversized authorization, unset mode, malformed or
         miscounted chunks or points); FAILED_PRECONDITION (recipe not held, epoch not
         current); UNAUTHENTICATED or PERMISSION_DENIED (token refused); RESOURCE_EXHAUSTED
-        (point_count 0 or over max_subjects_per_query, budget used up, or no evaluation slot
-        free within about 30 seconds).
+        (point_count 0 or over max_subjects_per_query, budget used up, replays used up, no
+        evaluation slot free within about 30 seconds, or the maximum of Evaluate calls at
+        once, 64 by default, already open).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,11 +117,17 @@ class CustodianServicer(object):
     def GetClassicSetup(self, request, context):
         """Interoperability with stock openmined-psi clients: the library's own ServerSetup
         (GCS) over every key the index holds, for a given false-positive rate and client set
-        size. Refused with FAILED_PRECONDITION where the library's format cannot hold it
-        (GCS hash range keys * num_client_inputs / fpr beyond a 64-bit integer, or a message
-        over 2 GiB: always the case at population scale; use Evaluate instead). The token is
-        verified (UNAUTHENTICATED or PERMISSION_DENIED if refused) but not charged. Setups
-        are cached per (fpr, num_client_inputs, recipe).
+        size. Offered only when CustodianInfo.classic_setup_available (else
+        FAILED_PRECONDITION, saying how the custodian enables it). Refused with
+        FAILED_PRECONDITION before any work where the setup could not be built or sent: GCS
+        hash range max(keys, num_client_inputs) * num_client_inputs / fpr beyond a 64-bit
+        integer or above 2^52 per key, or a size bound over PolicyLimits.max_message_bytes
+        (always the case at population scale; use Evaluate instead). The token is verified
+        (UNAUTHENTICATED or PERMISSION_DENIED if refused) and, though not charged, counted:
+        at most PolicyLimits.max_classic_setups_per_token per token (RESOURCE_EXHAUSTED).
+        The work takes an evaluation slot and runs in a child process that is killed if the
+        call is cancelled or runs past the custodian's deadline (CANCELLED). Setups are
+        cached per (fpr, num_client_inputs, recipe).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

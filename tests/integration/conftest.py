@@ -8,15 +8,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from psi_agency.app import RunningAgency, start_agency
 from psi_agency.client import AgencyClient
-from psi_core.index import build_index
+from psi_core.index import EncryptedIndex, build_index, write_index
 from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
 from psi_core.recipes import RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
+from psi_proto.v1 import common_pb2, custodian_pb2
+from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import RunningServer, create_channel
 from psi_tools.authority import init_authority, issue_authorization
 from psi_tools.dev_pki import init_pki
@@ -70,23 +73,37 @@ class Deployment:
     def agency_client(self) -> AgencyClient:
         return AgencyClient(self.channel(self.agency_address, "case-client"), timeout=30)
 
-    def start_agency(self, state: Path) -> RunningAgency:
+    def start_agency(self, state: Path, metrics: ServiceMetrics | None = None) -> RunningAgency:
         return start_agency(
             state,
             "127.0.0.1:0",
             self.custodian_address,
             server_tls=self.tls("agency-server"),
             custodian_tls=self.tls("agency-client"),
+            metrics=metrics,
         )
 
 
-def make_deployment(
+@dataclass(frozen=True)
+class PreparedCustodian:
+    """A custodian's state, PKI and authority on disk, not yet serving."""
+
+    pki: PkiPaths
+    authority: Path
+    state: CustodianState
+    records: list[dict[str, str]]
+
+
+def prepare_custodian(
     root: Path,
     *,
-    with_agency: bool = True,
     recipes: tuple[str, ...] | None = None,
     limits: CustodianLimits | None = None,
-) -> Deployment:
+    classic_keys: bool = True,
+    pad_index: int = 0,
+) -> PreparedCustodian:
+    """``pad_index`` adds that many random fingerprints to the index (they match no key),
+    for tests that need an index larger than what gRPC buffers for a reader."""
     pki = init_pki(root / "tls")
     authority = root / "authority"
     init_authority(authority, "test-court")
@@ -99,17 +116,78 @@ def make_deployment(
         epoch,
         [RECIPES[r] for r in recipes or RECIPES],
         batch_rows=100,
+        classic_keys=classic_keys,
+    )
+    if pad_index:
+        _pad_index(state.index_dir(epoch.epoch_id), pad_index)
+    return PreparedCustodian(pki, authority, state, records)
+
+
+def _pad_index(index_dir: Path, extra: int) -> None:
+    index = EncryptedIndex.open(index_dir)
+    manifest = index.manifest
+    noise = np.random.default_rng(5).integers(0, 2**64, size=extra, dtype=np.uint64)
+    values = np.union1d(np.asarray(index.values), noise)
+    del index
+    write_index(
+        index_dir,
+        values,
+        epoch_id=manifest.epoch_id,
+        recipes=manifest.recipes,
+        record_count=manifest.record_count,
+        classic_keys=manifest.classic_keys,
+    )
+
+
+def make_deployment(
+    root: Path,
+    *,
+    with_agency: bool = True,
+    recipes: tuple[str, ...] | None = None,
+    limits: CustodianLimits | None = None,
+    classic_keys: bool = True,
+    pad_index: int = 0,
+    custodian_metrics: ServiceMetrics | None = None,
+    agency_metrics: ServiceMetrics | None = None,
+) -> Deployment:
+    prepared = prepare_custodian(
+        root, recipes=recipes, limits=limits, classic_keys=classic_keys, pad_index=pad_index
+    )
+    pki, authority, state, records = (
+        prepared.pki,
+        prepared.authority,
+        prepared.state,
+        prepared.records,
     )
     custodian = start_custodian(
         state.root,
         "127.0.0.1:0",
         tls=load_tls_material(pki.root, "custodian-server"),
         trusted_authorities=[authority],
+        metrics=custodian_metrics,
     )
     deployment = Deployment(root, pki, authority, state.root, records, custodian)
     if with_agency:
-        deployment.agency = deployment.start_agency(root / "agency")
+        deployment.agency = deployment.start_agency(root / "agency", agency_metrics)
     return deployment
+
+
+def evaluate_requests(
+    token: bytes, epoch_id: str, points: list[bytes], *, replay_of: bytes = b""
+) -> list[custodian_pb2.EvaluateRequest]:
+    """A membership Evaluate stream for tin_v1: the header, then ``points`` in one chunk."""
+    header = custodian_pb2.EvaluateHeader(
+        authorization=token,
+        mode=common_pb2.QUERY_MODE_MEMBERSHIP,
+        recipe="tin_v1",
+        epoch_id=epoch_id,
+        point_count=len(points),
+        replay_of_sha256=replay_of,
+    )
+    return [
+        custodian_pb2.EvaluateRequest(header=header),
+        custodian_pb2.EvaluateRequest(chunk=custodian_pb2.PointChunk(points=points)),
+    ]
 
 
 def tear_down(deployment: Deployment) -> None:

@@ -29,8 +29,14 @@ import pytest
 
 from psi_agency.app import start_agency
 from psi_agency.client import AgencyClient
-from psi_agency.custodian_client import CustodianClient, CustodianFacts
+from psi_agency.custodian_client import (
+    MIN_MESSAGE_BYTES,
+    CustodianClient,
+    CustodianFacts,
+    points_per_message,
+)
 from psi_agency.progress import ProgressBoard
+from psi_agency.retry import RetryPolicy
 from psi_agency.runner import IndexHolder, QueryRunner
 from psi_agency.store import AgencyStore
 from psi_core.errors import IntegrityError, PeerError, PreconditionError
@@ -67,6 +73,8 @@ MEMBERS = 12
 STRANGERS = 8
 CALL_TIMEOUT = 60
 INDEX_CHUNK_BYTES = 128
+#: These tests want each failure at once; retries have their own tests (test_retry.py).
+NO_RETRY = RetryPolicy(attempts=1)
 TIN = get_recipe("tin_v1")
 #: A valid point that answers nothing the agency asked.
 FOREIGN_POINT = Blinder().blind(["not|asked"])[0]
@@ -122,13 +130,17 @@ class FakeCustodian(custodian_pb2_grpc.CustodianServicer):
             index_sha256=bytes.fromhex(manifest.sha256),
             index_size_bytes=manifest.size_bytes,
             limits=custodian_pb2.PolicyLimits(
-                max_subjects_per_query=1000, max_points_per_chunk=CHUNK
+                max_subjects_per_query=1000,
+                max_points_per_chunk=CHUNK,
+                max_message_bytes=8 << 20,
             ),
         )
         self.released = threading.Event()
         self.released_calls: list[threading.Event] = []
         self.fetch_offsets: list[int] = []
         self.last_answers: list[list[bytes]] = []
+        self.request_sizes: list[int] = []
+        self.headers: list[custodian_pb2.EvaluateHeader] = []
         self.reset()
 
     def reset(self) -> None:
@@ -138,6 +150,7 @@ class FakeCustodian(custodian_pb2_grpc.CustodianServicer):
         self.index_stream: IndexStream = honest_index
         self.hang_info = False
         self.fetch_offsets.clear()
+        self.request_sizes.clear()
 
     def hang(self, context: grpc.ServicerContext) -> None:
         """Block until the caller gives up (its deadline) or the test tears down."""
@@ -163,7 +176,14 @@ class FakeCustodian(custodian_pb2_grpc.CustodianServicer):
             yield custodian_pb2.IndexChunk(offset=offset, data=data)
 
     def Evaluate(self, request_iterator, context):
+        def sized(messages):
+            for message in messages:
+                self.request_sizes.append(message.ByteSize())
+                yield message
+
+        request_iterator = sized(request_iterator)
         header = next(request_iterator).header
+        self.headers.append(header)
         chunks = (list(m.chunk.points) for m in request_iterator)
         answers = []
         for points in self.answer(self, Call(header, chunks, context)):
@@ -228,7 +248,12 @@ class Agency:
 @pytest.fixture(scope="module")
 def agency(world) -> Iterator[Agency]:
     running = start_agency(
-        world.root / "agency", "127.0.0.1:0", world.address, server_tls=None, custodian_tls=None
+        world.root / "agency",
+        "127.0.0.1:0",
+        world.address,
+        server_tls=None,
+        custodian_tls=None,
+        retry=NO_RETRY,
     )
     channel = create_channel(f"127.0.0.1:{running.port}", tls=None)
     yield Agency(AgencyClient(channel, timeout=CALL_TIMEOUT))
@@ -363,7 +388,7 @@ def test_stream_ending_before_all_chunks_were_sent_fails_the_query(world, tmp_pa
 
     class FirstChunkOnly:
         def info(self) -> CustodianFacts:
-            return CustodianFacts("custodian", world.fake.manifest, CHUNK, 1000)
+            return CustodianFacts("custodian", world.fake.manifest, CHUNK, 1000, 8 << 20, CHUNK)
 
         def evaluate(self, header, chunks, *, timeout):
             yield world.fake.reencryptor.membership(next(chunks))
@@ -424,7 +449,7 @@ def _sorted_then(transform: Callable[[list[bytes]], list[bytes]]) -> Answer:
     ("answer", "phrase"),
     [
         (_sorted_then(lambda p: p[:-1]), "answered 19 points for 20 sent"),
-        (_sorted_then(lambda p: [*p, FOREIGN_POINT]), "answered 21 points for 20 sent"),
+        (_sorted_then(lambda p: [*p, FOREIGN_POINT]), "more than the 20 points sent"),
         (_sorted_then(lambda p: [p[0], *p[:-1]]), "repeats points"),
         (_sorted_then(lambda p: [OFF_CURVE_POINT, *p[1:]]), "malformed"),
     ],
@@ -723,6 +748,7 @@ def impatient_agency(world, tmp_path) -> Iterator[Agency]:
         server_tls=None,
         custodian_tls=None,
         evaluate_timeout=lambda n: 2.0,
+        retry=NO_RETRY,
     )
     channel = create_channel(f"127.0.0.1:{running.port}", tls=None)
     yield Agency(AgencyClient(channel, timeout=CALL_TIMEOUT))
@@ -760,3 +786,163 @@ def test_custodian_that_never_answers_get_info_hits_the_client_deadline(world):
             client.info()
     finally:
         channel.close()
+
+
+# -- bounded by what was sent or announced ------------------------------------------------
+
+
+def test_endless_cardinality_answer_is_refused_at_the_first_point_too_many(agency, world):
+    """A custodian streaming cardinality answers without end is cut off at once.
+
+    Before the fix the agency collected every answered point, unbounded, and only then
+    compared the count with what it sent.
+    """
+    streamed: list[int] = []
+    cap = 20_000
+
+    def endless(fake: FakeCustodian, call: Call) -> Iterator[list[bytes]]:
+        answer = fake.reencryptor.cardinality([p for chunk in call.chunks for p in chunk])
+        for _ in range(cap):
+            streamed.append(len(answer[:CHUNK]))
+            yield answer[:CHUNK]
+
+    world.fake.answer = endless
+    status = _run(agency, world, "cardinality")
+    _assert_failed(agency, status, "UNAVAILABLE", "more than the 20 points sent")
+    assert len(streamed) < cap, "the agency kept reading an answer it had to refuse"
+    _assert_honest_query_works(agency, world)
+
+
+def test_oversized_cardinality_chunk_is_refused(agency, world):
+    """A cardinality chunk over the custodian's own announced chunk size is refused."""
+    world.fake.answer = _sorted_then(lambda p: p)
+    world.fake.info.limits.max_points_per_chunk = CHUNK // 2
+    status = _run(agency, world, "cardinality")
+    _assert_failed(agency, status, "UNAVAILABLE", f"over the {CHUNK // 2} it announced")
+    _assert_honest_query_works(agency, world)
+
+
+def test_point_chunks_fit_the_custodians_announced_message_limit(agency, world):
+    """Chunks are cut to what the custodian's message limit carries, not only its chunk
+    size: with 8 KiB announced and 1000 points a chunk allowed, no request exceeds 8 KiB.
+    Before the fix all 512 points went in one 18 KB message."""
+    world.fake.info.limits.max_points_per_chunk = 1000
+    world.fake.info.limits.max_message_bytes = MIN_MESSAGE_BYTES
+    strangers = as_subjects(make_records(500, seed=78, prefix="Y"), prefix="U")
+    subjects = [agency_pb2.Subject(**s) for s in _subjects(world)[:MEMBERS] + strangers]
+    header = agency_pb2.QueryHeader(
+        authorization=_token(), mode=MODE_ENUMS["membership"], recipe="tin_v1"
+    )
+    submitted = agency.client.submit(header, [subjects], timeout=CALL_TIMEOUT)
+    *_, status = agency.client.watch(submitted.query_id, timeout=CALL_TIMEOUT)
+    assert status.state == agency_pb2.QUERY_STATE_SUCCEEDED, status.error_message
+    assert status.match_count == MEMBERS
+    chunk_sizes = world.fake.request_sizes[1:]
+    assert len(chunk_sizes) == 3
+    assert max(world.fake.request_sizes) <= MIN_MESSAGE_BYTES
+    _assert_honest_query_works(agency, world)
+
+
+def test_chunks_are_cut_to_the_agencys_own_limit_when_it_is_smaller(world):
+    """The smaller of both limits wins: the agency's own 9000 bytes against 8 MiB."""
+    world.fake.info.limits.max_points_per_chunk = 1000
+    channel = create_channel(world.address, tls=None, max_message_bytes=9000)
+    try:
+        facts = CustodianClient(channel, max_message_bytes=9000).info()
+    finally:
+        channel.close()
+    assert facts.points_per_request == points_per_message(9000) < 1000
+
+
+def test_message_limit_too_small_for_a_header_is_refused(world):
+    """An announced message limit no Evaluate header fits in is a clear PeerError."""
+    world.fake.info.limits.max_message_bytes = 100
+    client, channel = _custodian(world)
+    try:
+        with pytest.raises(PeerError, match="too small to carry an Evaluate header"):
+            client.info()
+    finally:
+        channel.close()
+
+
+def test_index_chunk_over_the_agencys_message_limit_is_a_peer_error(world, tmp_path):
+    """A chunk the agency's channel cannot carry is the custodian's fault, said so; before
+    the fix it surfaced as RESOURCE_EXHAUSTED, "the custodian refused", like a budget."""
+
+    def huge(fake: FakeCustodian, offset: int) -> Iterator[tuple[int, bytes]]:
+        yield 0, bytes(100 * 1024)
+
+    world.fake.index_stream = huge
+    limit = 64 * 1024
+    channel = create_channel(world.address, tls=None, max_message_bytes=limit)
+    client = CustodianClient(channel, max_message_bytes=limit)
+    try:
+        with pytest.raises(PeerError, match="over this agency's limit of 65,536 bytes"):
+            client.sync_index(tmp_path, client.info(), timeout=CALL_TIMEOUT)
+    finally:
+        channel.close()
+
+
+# -- stopping with a stalled custodian ----------------------------------------------------
+
+
+def test_stop_with_a_stalled_custodian_returns_and_a_restart_completes_the_queries(world, tmp_path):
+    """Stopping does not wait for a stalled custodian or for the queue behind it.
+
+    One query hangs in Evaluate, a second waits behind it. ``stop`` gives the first half
+    a second, cancels its call and returns; both are QUEUED, the first with its scalar
+    kept. The next start runs both: the first as a replay of the same points. Before the
+    fix ``stop`` joined the runner with no timeout behind a sentinel queued after every
+    query, and hung for as long as the custodian did.
+    """
+    from psi_agency.store import QUEUED
+
+    state = tmp_path / "agency"
+
+    def start():
+        running = start_agency(
+            state, "127.0.0.1:0", world.address, server_tls=None, custodian_tls=None
+        )
+        channel = create_channel(f"127.0.0.1:{running.port}", tls=None)
+        return running, channel, AgencyClient(channel, timeout=CALL_TIMEOUT)
+
+    hung = threading.Event()
+
+    def stalls(fake: FakeCustodian, call: Call) -> Iterator[list[bytes]]:
+        hung.set()
+        fake.hang(call.context)
+        yield from ()
+
+    world.fake.answer = stalls
+    running, channel, client = start()
+    header = agency_pb2.QueryHeader(
+        authorization=_token(), mode=MODE_ENUMS["membership"], recipe="tin_v1"
+    )
+    subjects = [agency_pb2.Subject(**s) for s in _subjects(world)]
+    first = client.submit(header, [subjects], timeout=CALL_TIMEOUT).query_id
+    second = client.submit(header, [subjects], timeout=CALL_TIMEOUT).query_id
+    assert hung.wait(CALL_TIMEOUT)
+    channel.close()
+    running.stop(grace=1, drain_seconds=0.5)
+
+    store = AgencyStore(state / "agency.sqlite")
+    try:
+        stopped = {q: store.get(q) for q in (first, second)}
+        assert all(r.state == QUEUED for r in stopped.values())
+        assert "stopped" in stopped[first].waiting_reason
+        assert store.blinding_key(first) is not None
+        assert store.blinding_key(second) is None
+    finally:
+        store.close()
+
+    world.fake.reset()
+    world.fake.headers.clear()
+    running, channel, client = start()
+    try:
+        finals = [list(client.watch(q, timeout=CALL_TIMEOUT))[-1] for q in (first, second)]
+    finally:
+        channel.close()
+        running.stop()
+    assert [f.state for f in finals] == [agency_pb2.QUERY_STATE_SUCCEEDED] * 2
+    assert [f.match_count for f in finals] == [MEMBERS, MEMBERS]
+    assert [len(h.replay_of_sha256) for h in world.fake.headers] == [32, 0]

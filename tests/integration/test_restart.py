@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from psi_agency.store import RUNNING, AgencyStore
-from psi_core.policy import AuditLog
+from psi_core.policy import ADMITTED, AuditLog
 from psi_core.protocol import BlindedQuery
 from psi_proto.v1 import agency_pb2, common_pb2
 from tests.factories import as_subjects, make_records
@@ -92,7 +92,11 @@ def test_acknowledged_but_unfinished_query_runs_after_restart(fresh):
 
 def _evaluations(deployment) -> list[dict]:
     with AuditLog(deployment.custodian_state / "custodian.sqlite") as log:
-        return [e.event_data() for e in log.entries() if e.event_data()["kind"] == "evaluate"]
+        return [
+            e.event_data()
+            for e in log.entries()
+            if e.event_data()["kind"] == "evaluate" and e.event_data().get("stage") != ADMITTED
+        ]
 
 
 def test_query_answered_before_a_crash_is_run_again_without_a_second_charge(fresh, monkeypatch):

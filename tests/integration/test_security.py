@@ -14,7 +14,7 @@ import pytest
 
 from psi_agency.client import AgencyClient
 from psi_core.errors import InvalidInputError, PreconditionError
-from psi_core.policy import AuditLog, load_tls_material
+from psi_core.policy import ADMITTED, AuditLog, load_tls_material
 from psi_core.protocol import BlindedQuery
 from psi_core.recipes import get_recipe
 from psi_custodian.app import start_custodian
@@ -24,7 +24,7 @@ from psi_rpc.server import create_channel, create_server
 from psi_tools.authority import init_authority
 from psi_tools.dev_pki import init_pki
 from tests.factories import as_subjects
-from tests.integration.conftest import Deployment, make_deployment, tear_down
+from tests.integration.conftest import Deployment, evaluate_requests, make_deployment, tear_down
 
 pytestmark = pytest.mark.integration
 
@@ -56,17 +56,7 @@ def _evaluate(
     stub = stub or _stub(deployment)
     epoch_id = stub.GetInfo(custodian_pb2.GetInfoRequest(), timeout=CALL_TIMEOUT).epoch_id
     query = BlindedQuery()
-    header = custodian_pb2.EvaluateHeader(
-        authorization=token,
-        mode=MODE_ENUMS["membership"],
-        recipe="tin_v1",
-        epoch_id=epoch_id,
-        point_count=len(keys),
-    )
-    requests = [
-        custodian_pb2.EvaluateRequest(header=header),
-        custodian_pb2.EvaluateRequest(chunk=custodian_pb2.PointChunk(points=query.blind(keys))),
-    ]
+    requests = evaluate_requests(token, epoch_id, query.blind(keys))
     answers = [list(a.points) for a in stub.Evaluate(iter(requests), timeout=CALL_TIMEOUT)]
     assert len(answers) == 1
     assert deployment.agency is not None
@@ -357,7 +347,20 @@ def _custodian_log(deployment: Deployment) -> AuditLog:
 
 
 def _events_after(log: AuditLog, seq: int) -> list[dict[str, object]]:
-    return [e.event_data() for e in log.entries() if e.seq > seq]
+    """The outcome entries after ``seq`` (each admitted request also has an "admitted" one)."""
+    return [
+        e.event_data()
+        for e in log.entries()
+        if e.seq > seq and e.event_data().get("stage") != ADMITTED
+    ]
+
+
+def _admitted_after(log: AuditLog, seq: int) -> list[dict[str, object]]:
+    return [
+        e.event_data()
+        for e in log.entries()
+        if e.seq > seq and e.event_data().get("stage") == ADMITTED
+    ]
 
 
 def test_custodian_audits_every_request_with_its_outcome(audited):
@@ -379,8 +382,12 @@ def test_custodian_audits_every_request_with_its_outcome(audited):
         for token, code in refusals:
             assert _refused(audited, token, keys).code().name == code
         events = _events_after(log, start)
+        admitted = _admitted_after(log, start)
         assert log.verify().ok
+        assert log.verify().unfinished == ()
     assert [e["outcome"] for e in events] == ["OK", "OK"] + [code for _, code in refusals]
+    assert [a["request"] for a in admitted] == [e["request"] for e in events[:2]]
+    assert [a["charged"] for a in admitted] == [True, True]
     assert all(e["kind"] == "evaluate" and e["peer"] == "agency" for e in events)
     assert [e.get("subjects") for e in events] == [3, 1, 3, 3, 3, None]
     assert [e.get("case_id") for e in events[:2]] == [case, case]
@@ -459,7 +466,7 @@ def _fill_log(deployment: Deployment) -> None:
 def _edit_event(head: int) -> list[str]:
     return [
         'UPDATE audit SET event = replace(event, \'"outcome":"OK"\', '
-        f'\'"outcome":"UNAUTHENTICATED"\') WHERE seq = {head - 2}'
+        f'\'"outcome":"UNAUTHENTICATED"\') WHERE seq = {head - 1}'
     ]
 
 
@@ -477,7 +484,7 @@ def _swap_rows(head: int) -> list[str]:
 
 @pytest.mark.parametrize(
     ("tamper", "first_bad"),
-    [(_edit_event, 2), (_delete_row, 1), (_swap_rows, 1)],
+    [(_edit_event, 1), (_delete_row, 1), (_swap_rows, 1)],
     ids=["edited-event", "deleted-row", "swapped-rows"],
 )
 def test_tampering_with_the_audit_database_is_detected(audited, tmp_path, tamper, first_bad):

@@ -430,3 +430,24 @@ def test_a_naive_clock_is_refused(db: Path) -> None:
         with pytest.raises(InvalidInputError):
             audit.append({"kind": "x"})
         assert audit.head()[0] == 0
+
+
+def test_an_admitted_entry_without_outcome_is_reported_not_broken(db: Path, tmp_path: Path) -> None:
+    """A request admitted (and charged) whose outcome entry never came is listed in
+    ``unfinished``; the chain stays intact and the export counts it per case."""
+    with AuditLog(db) as audit:
+        audit.append({"kind": "evaluate", "request": "r1", "stage": "admitted", "case_id": "C"})
+        audit.append({"kind": "evaluate", "request": "r1", "outcome": "OK", "case_id": "C"})
+        cut = audit.append(
+            {"kind": "evaluate", "request": "r2", "stage": "admitted", "case_id": "C"}
+        )
+        audit.append({"kind": "evaluate", "outcome": "UNAUTHENTICATED", "case_id": "C"})
+        result = audit.verify()
+        summary = audit.export_summary(tmp_path / "summary.json")
+    assert result.ok and result.entries_checked == 4
+    assert result.unfinished == (cut.seq,)
+    assert summary["unfinished"] == 1
+    (case,) = summary["cases"]
+    assert case["unfinished"] == 1
+    assert case["queries"] == 0, "neither admitted entries nor entries without subjects count"
+    assert case["outcomes"] == {"OK": 1, "UNAUTHENTICATED": 1}

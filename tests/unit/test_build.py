@@ -14,6 +14,7 @@ from psi_core.index import (
     encrypt_shard,
     iter_index_keys,
     process_pool,
+    read_manifest,
     shard_keys,
 )
 from psi_core.protocol import fingerprint
@@ -40,7 +41,7 @@ def _expected(rows, epoch, recipes):
 
 def test_inline_build_indexes_every_recipe_key(tmp_path, records, epoch):
     """The index holds exactly b·H(k) for every key of every record, sorted and unique."""
-    report = build_index(records, tmp_path / "index", epoch, ALL, batch_rows=64)
+    report = build_index(records, tmp_path / "index", epoch, ALL, batch_rows=64, classic_keys=True)
     index = EncryptedIndex.open(tmp_path / "index")
     rows = make_records(250, seed=4)
     assert index.values.tolist() == _expected(rows, epoch, ALL).tolist()
@@ -48,6 +49,31 @@ def test_inline_build_indexes_every_recipe_key(tmp_path, records, epoch):
     assert report.manifest.record_count == 250
     assert report.manifest.recipes == tuple(r.id for r in ALL)
     assert sorted(iter_index_keys(tmp_path / "index")) == shard_keys(rows, ALL)
+
+
+def test_no_plaintext_key_is_kept_unless_asked(tmp_path, records, epoch):
+    """By default the index keeps no plaintext key (no keys/, manifest says so); with
+    classic_keys the manifest counts the kept keys per recipe, and a rebuild without it
+    removes them again."""
+    plain = build_index(records, tmp_path / "index", epoch, ALL, batch_rows=64)
+    assert not (tmp_path / "index" / "keys").exists()
+    assert plain.manifest.classic_keys is None
+    assert not read_manifest(tmp_path / "index").classic_setup_available
+    assert list(iter_index_keys(tmp_path / "index")) == []
+
+    kept = build_index(records, tmp_path / "index", epoch, ALL, batch_rows=64, classic_keys=True)
+    keys = list(iter_index_keys(tmp_path / "index"))
+    manifest = read_manifest(tmp_path / "index")
+    assert manifest == kept.manifest and manifest.classic_setup_available
+    for recipe in ALL:
+        assert manifest.classic_key_count(recipe.id) == sum(
+            key.startswith(recipe.id + "|") for key in keys
+        )
+    assert manifest.classic_key_count("") == len(keys) > 0
+
+    build_index(records, tmp_path / "index", epoch, ALL, batch_rows=64)
+    assert not (tmp_path / "index" / "keys").exists()
+    assert read_manifest(tmp_path / "index").classic_keys is None
 
 
 def test_process_pool_build_equals_inline_build(tmp_path, records, epoch):
@@ -134,7 +160,7 @@ def test_bad_row_is_skipped_and_reported_in_skip_mode(tmp_path, epoch):
 
 def test_single_recipe_index_holds_only_that_recipe(tmp_path, records, epoch):
     """Building with tin_v1 alone indexes only TIN keys."""
-    build_index(records, tmp_path / "index", epoch, [get_recipe("tin_v1")])
+    build_index(records, tmp_path / "index", epoch, [get_recipe("tin_v1")], classic_keys=True)
     keys = list(iter_index_keys(tmp_path / "index"))
     assert keys
     assert all(k.startswith("tin_v1|") for k in keys)

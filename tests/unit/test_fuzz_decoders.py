@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from psi_agency.custodian_client import _check_info
+from psi_agency.custodian_client import MIN_MESSAGE_BYTES, _check_info
 from psi_agency.service import AgencyServicer, case_id_of, subject_row
 from psi_core.errors import (
     AuthenticationError,
@@ -156,6 +156,8 @@ def test_check_info_raises_only_peer_error(info):
     assert facts.manifest.size_bytes == facts.manifest.key_count * 8
     assert len(facts.manifest.sha256) == 64
     assert facts.max_points_per_chunk >= 1 and facts.max_subjects_per_query >= 1
+    assert 1 <= facts.points_per_request <= facts.max_points_per_chunk
+    assert facts.max_message_bytes >= MIN_MESSAGE_BYTES
 
 
 _HONEST_INFO = custodian_pb2.CustodianInfo(
@@ -166,7 +168,9 @@ _HONEST_INFO = custodian_pb2.CustodianInfo(
     recipes=["tin_v1"],
     index_sha256=b"\x01" * 32,
     index_size_bytes=24,
-    limits=custodian_pb2.PolicyLimits(max_subjects_per_query=10, max_points_per_chunk=4),
+    limits=custodian_pb2.PolicyLimits(
+        max_subjects_per_query=10, max_points_per_chunk=4, max_message_bytes=8 << 20
+    ),
 ).SerializeToString()
 
 

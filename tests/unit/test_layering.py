@@ -151,6 +151,7 @@ def test_services_use_psi_tools_only_for_truth_scoring():
         ("openpyxl", {"psi_core/io/xlsx.py"}),
         ("distributed", {"psi_core/index/build.py"}),
         ("dask", {"psi_core/index/build.py"}),
+        ("tenacity", {"psi_agency/retry.py"}),
     ],
 )  # fmt: skip
 def test_each_foreign_library_has_one_owner(library, owners):

@@ -12,6 +12,7 @@ import pytest
 
 from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
 from psi_core.policy import AuditLog, AuthorizationLedger, LedgerEntry, RequestKey
+from psi_core.policy.ledger import REPLAY
 from psi_proto.v1 import authorization_pb2
 
 THREADS = 16
@@ -304,3 +305,63 @@ def test_answered_requests_survive_a_restart(tmp_path: Path) -> None:
 def test_a_request_digest_is_32_bytes() -> None:
     with pytest.raises(InvalidInputError, match="32 bytes"):
         RequestKey(b"short", 1, "membership", "tin_v1", "e1")
+
+
+def test_uncharged_replays_are_bounded_per_token(ledger: AuthorizationLedger) -> None:
+    """Each replay costs curve work: with max_replays=2 the third is refused, counted in
+    the same transaction; another token has its own count."""
+    token = Budget("r5", max_queries=1, max_subjects=5)
+    ledger.charge(token, 5, replay_of=REQUEST)
+    ledger.record_answered("r5", REQUEST)
+    for _ in range(2):
+        assert ledger.charge(token, 5, replay_of=REQUEST, max_replays=2).replayed
+    with pytest.raises(BudgetExhaustedError, match="2 uncharged replays"):
+        ledger.charge(token, 5, replay_of=REQUEST, max_replays=2)
+    assert ledger.uses("r5", REPLAY) == 2
+    other = Budget("r6", max_queries=2, max_subjects=10)
+    ledger.charge(other, 5)
+    ledger.record_answered("r6", REQUEST)
+    assert ledger.charge(other, 5, replay_of=REQUEST, max_replays=2).replayed
+
+
+def test_counted_uses_are_bounded_and_leave_the_budget_alone(ledger: AuthorizationLedger) -> None:
+    token = Budget("u1", max_queries=3, max_subjects=30)
+    for used in (1, 2):
+        entry = ledger.count_use(token, "classic_setup", 2, label="classic setups")
+        assert entry == LedgerEntry(0, 0, 3, 30)
+        assert ledger.uses("u1", "classic_setup") == used
+    with pytest.raises(BudgetExhaustedError, match="2 classic setups"):
+        ledger.count_use(token, "classic_setup", 2, label="classic setups")
+    assert ledger.usage("u1") is None
+
+
+def test_what_record_writes_commits_with_the_charge_or_not_at_all(tmp_path: Path) -> None:
+    """An audit entry written by ``record`` is in the charge's transaction: when it fails,
+    the charge is rolled back too; when the charge is refused, no entry is written."""
+    db = tmp_path / "custodian.sqlite"
+    with AuthorizationLedger(db) as ledger, AuditLog(db, share=ledger) as audit:
+        token = Budget("a1", max_queries=1, max_subjects=5)
+
+        def failing(conn: sqlite3.Connection, entry: LedgerEntry) -> None:
+            audit.append_in(conn, {"stage": "admitted"})
+            raise RuntimeError("the audit write failed")
+
+        with pytest.raises(RuntimeError):
+            ledger.charge(token, 5, record=failing)
+        assert ledger.usage("a1") is None and audit.head()[0] == 0
+
+        ledger.charge(token, 5, record=lambda conn, e: audit.append_in(conn, {"q": e.queries_used}))
+        assert [e.event_data() for e in audit.entries()] == [{"q": 1}]
+        with pytest.raises(BudgetExhaustedError):
+            ledger.charge(token, 1, record=lambda conn, e: audit.append_in(conn, {"q": 2}))
+        assert audit.head()[0] == 1
+
+
+def test_an_audit_entry_cannot_join_a_transaction_on_another_connection(tmp_path: Path) -> None:
+    with (
+        AuthorizationLedger(tmp_path / "c.sqlite") as ledger,
+        AuditLog(tmp_path / "c.sqlite") as log,
+    ):
+        with pytest.raises(PreconditionError, match="own file"):
+            ledger.charge(Budget("x", 1, 1), 1, record=lambda conn, e: log.append_in(conn, {}))
+        assert ledger.usage("x") is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import private_set_intersection.python as stock
 import pytest
 from hypothesis import given, settings
@@ -10,12 +12,14 @@ from hypothesis import strategies as st
 from psi_core.errors import MalformedMessageError, PreconditionError
 from psi_core.protocol import (
     P256_PRIME,
+    PROTOBUF_MESSAGE_LIMIT,
     KeyCipher,
     Unblinder,
     check_compressed_point,
+    classic_hash_range,
     classic_response,
     classic_setup,
-    classic_setup_size_check,
+    classic_setup_size_bound,
     parse_classic_request,
 )
 
@@ -105,18 +109,51 @@ def test_stock_client_intersects_through_classic_messages():
     ("keys", "fpr", "clients", "message"),
     [
         (335_000_000, 1e-9, 10_000_000, "64-bit"),
-        (10**9, 1e-3, 10**6, "64-bit|2 GiB"),
+        (10, 1e-12, 10**6, "64-bit"),
+        (1, 1e-6, 10**6, "2\\^52"),
+        (3, 1e-9, 10**4, "2\\^52"),
     ],
 )
-def test_population_scale_classic_setup_is_refused(keys, fpr, clients, message):
-    """At population scale the classic format cannot be built; we say why."""
+def test_classic_setup_the_library_cannot_build_is_refused(keys, fpr, clients, message):
+    """A hash range past int64, or one so sparse that the library's Golomb parameter breaks
+    (it raises a C++ length error for (1, 1e-6, 10**6)), is refused before any work."""
     with pytest.raises(PreconditionError, match=message):
-        classic_setup_size_check(keys, fpr, clients)
+        classic_setup_size_bound(keys, fpr, clients)
 
 
-def test_small_classic_setup_is_allowed():
-    """Ordinary sizes pass the size check."""
-    classic_setup_size_check(100_000, 1e-9, 1_000)
+def test_population_scale_classic_setup_is_bounded_over_2_gib():
+    """10^9 keys: the bound says over protobuf's limit, before a single key is read."""
+    assert classic_setup_size_bound(10**9, 1e-3, 10**6) > PROTOBUF_MESSAGE_LIMIT
+
+
+def _setup_cases() -> list[tuple[int, float, int, int]]:
+    """(keys, fpr, client inputs, repeats per key) across sparse, dense and mixed sizes."""
+    rng = random.Random(7)
+    cases = [(0, 1e-9, 10, 1), (1, 0.9, 1, 1), (1, 1e-6, 1000, 1), (500, 0.5, 1, 4)]
+    while len(cases) < 24:
+        keys = rng.choice([1, 2, 5, 30, 300, 2000])
+        fpr = rng.choice([0.9, 0.5, 0.1, 1e-3, 1e-6, 1e-9, 1e-12])
+        clients = rng.choice([1, 2, 10, 300, 10**4, 10**6])
+        try:
+            classic_setup_size_bound(keys, fpr, clients)
+        except PreconditionError:
+            continue
+        cases.append((keys, fpr, clients, rng.choice([1, 1, 3])))
+    return cases
+
+
+@pytest.mark.parametrize(("keys", "fpr", "clients", "repeats"), _setup_cases())
+def test_classic_setup_size_bound_holds_for_real_setups(keys, fpr, clients, repeats):
+    """The bound, computed before any work, is never below the size of the setup the
+    library really builds (repeated keys included: they count in n), nor far above it."""
+    elements = [f"recipe|key-{i}" for i in range(keys)] * repeats
+    server = stock.server.CreateFromKey(SECRET, True)
+    setup = server.CreateSetupMessage(fpr, clients, elements, stock.DataStructure.GCS)
+    real = len(setup.SerializeToString())
+    bound = classic_setup_size_bound(len(elements), fpr, clients)
+    assert setup.gcs.hash_range <= classic_hash_range(len(elements), fpr, clients)
+    assert real <= bound
+    assert bound <= 2 * repeats * real + 64
 
 
 def test_classic_request_without_reveal_is_refused():

@@ -185,7 +185,7 @@ def test_private_keys_are_mode_0600_even_with_a_permissive_umask(tmp_path: Path)
     for key in paths.key_files():
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     assert stat.S_IMODE(paths.ca_cert.stat().st_mode) == 0o644
-    assert len(paths.key_files()) == 5
+    assert len(paths.key_files()) == 7
 
 
 def test_identity_prefers_the_uri_san(pki: PkiPaths) -> None:

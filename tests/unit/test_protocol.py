@@ -81,13 +81,16 @@ def test_engine_equals_plain_intersection_on_random_sets(seed):
     assert _psi(custodian_keys, agency_keys, "cardinality") == len(expected)
 
 
-def test_cardinality_answer_is_sorted_and_not_in_request_order():
-    """Cardinality answers come back sorted, so position reveals nothing."""
+def test_cardinality_answers_the_sorted_membership_answer_of_the_same_points():
+    """Cardinality mode answers exactly the points membership mode answers for the same
+    request, sorted, so position reveals nothing; membership keeps request order, so the
+    two differ in order (a reencryptor that skipped the sort, or answered other points,
+    fails here)."""
     keys = [f"k{i}" for i in range(64)]
-    query = BlindedQuery()
-    answer = Reencryptor(SECRET).cardinality(query.blind(keys))
-    assert answer == sorted(answer)
-    membership = Reencryptor(SECRET).membership(query.blind(keys))
+    points = BlindedQuery().blind(keys)
+    reencryptor = Reencryptor(SECRET)
+    membership = reencryptor.membership(points)
+    assert reencryptor.cardinality(points) == sorted(membership)
     assert membership != sorted(membership)
 
 
