@@ -123,7 +123,7 @@ def _client(args: argparse.Namespace) -> tuple[grpc.Channel, AgencyClient]:
 def _query(args: argparse.Namespace) -> int:
     with InputFile(args.subjects, input_options(args)) as source:
         plan = source.plan(SUBJECT_COLUMNS, needed_columns(_recipe_ids(args)))
-        print(source.describe(plan), flush=True)
+        print(source.describe(plan), file=sys.stderr, flush=True)
         return _run_query(args, source, plan)
 
 

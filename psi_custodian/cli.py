@@ -74,7 +74,7 @@ def _build_index(args: argparse.Namespace) -> int:
             raise InputFileError(
                 exc.path, f"{exc.reason}; or build only some recipes with --recipe", line=1
             ) from None
-        print(source.describe(plan), flush=True)
+        print(source.describe(plan), file=sys.stderr, flush=True)
         return _build_from(args, state, epoch, recipes, source)
 
 

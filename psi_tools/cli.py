@@ -33,7 +33,8 @@ def _synth_subjects(args: argparse.Namespace) -> int:
 
     options = input_options(args)
     with InputFile(args.population, options) as source:
-        print(source.describe(source.plan(RECORD_COLUMNS, POPULATION_NEEDS)), flush=True)
+        line = source.describe(source.plan(RECORD_COLUMNS, POPULATION_NEEDS))
+        print(line, file=sys.stderr, flush=True)
     with progress_bar(None, "drawing subjects", unit="rec") as bar:
         report = write_subjects(
             args.population,

@@ -151,9 +151,9 @@ def test_names_and_addresses_only_in_latin1_with_semicolons_and_export_headers(
     )
     assert result.returncode == 0, result.stderr
     assert f"reading {path} (CSV, cp1252 (transcoded to UTF-8), detected delimiter ';')" in (
-        result.stdout
+        result.stderr
     )
-    assert "not in the file, read as empty: date_of_birth, tin" in result.stdout
+    assert "not in the file, read as empty: date_of_birth, tin" in result.stderr
     assert matched == expected_matches(deployment, subjects) and len(matched) >= 20
 
 
@@ -244,7 +244,7 @@ def test_a_spreadsheet_with_numeric_zips_and_tins_matches_like_its_csv(deploymen
     book.save(path)
     result, matched = query(deployment, token, path, "--recipe", "tin_v1")
     assert result.returncode == 0, result.stderr
-    assert f"reading {path} (workbook, sheet 'Export')" in result.stdout
+    assert f"reading {path} (workbook, sheet 'Export')" in result.stderr
     assert matched == expected_matches(deployment, subjects, "tin_v1") and len(matched) == 40
     wrong = query(deployment, token, path, "--sheet", "Notes")[0]
     assert_file_error(wrong, path, "line 1: missing required columns: subject_id")
@@ -327,7 +327,7 @@ def test_build_index_reads_only_the_columns_its_recipes_need(tmp_path):
         "--recipe", "name_address_v1",
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
-    assert "detected delimiter tab" in built.stdout
+    assert "detected delimiter tab" in built.stderr
     assert "indexed 50 records into 50 keys (name_address_v1)" in built.stdout
 
 
@@ -371,7 +371,7 @@ def test_synth_subjects_reads_a_population_as_exported(tmp_path):
     mapped = [f"--column={o}={h}" for o, h in zip(ours, header, strict=True)]
     made = run("psi", *args, *outputs, *mapped)
     assert made.returncode == 0, made.stderr
-    assert "not in the file, read as empty: tin" in made.stdout
+    assert "not in the file, read as empty: tin" in made.stderr
     rows = [row for batch in read_rows(tmp_path / "s.csv", SUBJECT_COLUMNS) for row in batch]
     truth = [
         row for batch in read_rows(tmp_path / "t.csv", ("subject_id", "record_id")) for row in batch
