@@ -89,7 +89,8 @@ def _subject_batches(
         sent += len(rows)
         yield [agency_pb2.Subject(**row) for row in rows]
     if not sent:
-        raise InputFileError(source.name, "no subject rows to query (only a header)")
+        why = f"all {len(errors)} were skipped" if errors else "only a header"
+        raise InputFileError(source.name, f"no subject rows to query ({why})")
 
 
 def _recipe_ids(args: argparse.Namespace) -> list[str]:
