@@ -377,6 +377,13 @@ class InputFile:
         if head.startswith(b"PAR1"):
             raise InputFileError(self.name, "this is a Parquet file: give it a .parquet name")
         if explicit:
+            if head.startswith(b"\xef\xbb\xbf"):
+                raise InputFileError(
+                    self.name,
+                    "the file starts with a UTF-8 byte-order mark: it is UTF-8, read it "
+                    "without --encoding",
+                    line=1,
+                )
             return
         utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff")) or (
             len(head) >= 4 and head.count(b"\x00") * 3 >= len(head)

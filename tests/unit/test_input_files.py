@@ -196,6 +196,14 @@ SHAPES = [
         options=InputOptions(encoding="cp1252"),
     ),
     Shape(
+        "UTF-8 with BOM, named as cp1252",
+        ".csv",
+        _bytes(b"\xef\xbb\xbf" + BOTH.encode()),
+        error="UTF-8 byte-order mark: it is UTF-8, read it without --encoding",
+        line=1,
+        options=InputOptions(encoding="cp1252"),
+    ),
+    Shape(
         "latin-1 read as UTF-8",
         ".csv",
         _text(BOTH, "latin-1"),
