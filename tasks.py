@@ -25,7 +25,8 @@ STAMP = VENV / ".installed-pyproject-sha256"
 
 
 def ensure_environment() -> None:
-    """Create .venv and install the project with its dev extras when pyproject.toml changed."""
+    """Create .venv and install the project with its dev and linkage extras when
+    pyproject.toml changed."""
     if sys.version_info[:2] != (3, 11):
         print(
             f"note: running on Python {sys.version.split()[0]}; the project targets 3.11",
@@ -38,7 +39,7 @@ def ensure_environment() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[dev,linkage]"], check=True)
     STAMP.write_text(digest + "\n")
 
 

@@ -6,13 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from psi_agency.custodian_client import DEFAULT_MAX_INDEX_BYTES, CustodianClient, CustodianFacts
+from psi_agency.custodian_client import DEFAULT_MAX_INDEX_BYTES, CustodianClient, EpochFacts
+from psi_agency.epochs import EpochPoller, IndexHolder
 from psi_agency.progress import ProgressBoard
 from psi_agency.retry import RetryPolicy
-from psi_agency.runner import IndexHolder, QueryRunner
+from psi_agency.runner import QueryRunner
 from psi_agency.service import DEFAULT_MAX_WATCHERS, AgencyServicer
 from psi_agency.store import AgencyStore
-from psi_core.index import EncryptedIndex
+from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog, TlsMaterial
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
 from psi_rpc.metrics import ServiceMetrics
@@ -46,7 +47,8 @@ class AgencyState:
 class RunningAgency:
     server: RunningServer
     runner: QueryRunner
-    index: EncryptedIndex
+    index: SegmentedIndex
+    indexes: IndexHolder
     closers: tuple[Callable[[], None], ...]
 
     @property
@@ -86,6 +88,7 @@ def start_agency(
     evaluate_timeout: Callable[[int], float] = default_evaluate_timeout,
     max_index_bytes: int = DEFAULT_MAX_INDEX_BYTES,
     max_workers: int = 8,
+    epoch_poll_seconds: float | None = None,
     max_watchers: int = DEFAULT_MAX_WATCHERS,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     retry: RetryPolicy | None = None,
@@ -98,7 +101,10 @@ def start_agency(
     for each of at most ``max_watchers`` WatchQuery streams, so watchers never take the
     threads other calls need. ``max_message_bytes`` bounds every message of both the
     agency's server and its channel to the custodian. ``retry`` says how a query is
-    tried again when the custodian is unreachable (default :class:`RetryPolicy`).
+    tried again when the custodian is unreachable (default :class:`RetryPolicy`). With
+    ``epoch_poll_seconds`` the custodian's epochs are polled that often and a new epoch's
+    index is fetched in the background; without it, a new epoch is noticed when a query
+    starts.
     """
     refuse_plaintext_off_loopback(address, server_tls, "serve")
     state = AgencyState(state_dir)
@@ -116,21 +122,21 @@ def start_agency(
             channel, max_index_bytes=max_index_bytes, max_message_bytes=max_message_bytes
         )
 
-        def sync(facts: CustodianFacts) -> EncryptedIndex:
+        def sync(epoch: EpochFacts) -> SegmentedIndex:
             def step(received: int) -> None:
                 if index_progress:
-                    index_progress(received, facts.manifest.size_bytes)
+                    index_progress(received, epoch.size_bytes)
                 if sync_progress:
                     done[0] += received
-                    sync_progress(done[0], facts.manifest.size_bytes)
+                    sync_progress(done[0], epoch.size_bytes)
 
             done = [0]
 
-            return custodian.sync_index(state.index_root, facts, progress=step)
+            return custodian.sync_epoch(state.index_root, epoch, progress=step)
 
         sync_progress = metrics.progress_callback("index_sync") if metrics else None
-        holder = IndexHolder(sync)
-        index = holder.for_epoch(custodian.info())
+        holder = IndexHolder(sync, state.index_root)
+        index = holder.for_new_query(custodian.info())[1]
         store = AgencyStore(state.database)
         closers.append(store.close)
         audit = AuditLog(state.database)
@@ -148,7 +154,7 @@ def start_agency(
             metrics=metrics,
         )
         if metrics is not None:
-            metrics.index_keys.labels(index.manifest.epoch_id).set(index.manifest.key_count)
+            metrics.index_keys.labels(index.epoch_id).set(index.key_count)
             metrics.report_query_states(store.state_counts)
         servicer = AgencyServicer(
             store=store,
@@ -171,6 +177,14 @@ def start_agency(
             close()
         raise
     runner.start()
+    if epoch_poll_seconds:
+        poller = EpochPoller(epoch_poll_seconds, custodian.info, holder)
+        poller.start()
+        closers.append(poller.stop)
     return RunningAgency(
-        server=server, runner=runner, index=index, closers=tuple(reversed(closers))
+        server=server,
+        runner=runner,
+        index=index,
+        indexes=holder,
+        closers=tuple(reversed(closers)),
     )

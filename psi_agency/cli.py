@@ -61,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
             custodian_server_name=args.custodian_server_name,
             index_progress=index_progress,
             metrics=metrics,
+            epoch_poll_seconds=args.epoch_poll or None,
             retry=RetryPolicy(
                 attempts=args.retry_attempts,
                 first_wait=args.retry_first_wait,
@@ -69,10 +70,11 @@ def _serve(args: argparse.Namespace) -> int:
         )
         if bar is not None:
             bar.close()
-        manifest = running.index.manifest
+        index = running.index
         host = args.listen.rsplit(":", 1)[0]
         print(
-            f"index for epoch {manifest.epoch_id}: {manifest.key_count:,} keys, verified",
+            f"index for epoch {index.epoch_id}: {index.key_count:,} keys "
+            f"({len(index.segments)} segments), verified",
             flush=True,
         )
         return serve_until_signalled(
@@ -360,6 +362,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default="127.0.0.1:50052")
     serve.add_argument("--custodian", required=True, help="address of the custodian service")
     serve.add_argument("--custodian-server-name", help="TLS name to expect for the custodian")
+    serve.add_argument(
+        "--epoch-poll",
+        type=float,
+        default=300.0,
+        help="seconds between checks for a new key epoch, fetched in the background "
+        "(0: only when a query starts; default 300)",
+    )
     defaults = RetryPolicy()
     serve.add_argument(
         "--retry-attempts",

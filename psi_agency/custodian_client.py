@@ -17,14 +17,31 @@ import contextlib
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from psi_core.errors import PeerError, PreconditionError, PsiError, UnreachableError
-from psi_core.index import EncryptedIndex, IndexDownload, IndexManifest, read_manifest
+from psi_core.errors import (
+    IntegrityError,
+    PeerError,
+    PreconditionError,
+    PsiError,
+    UnreachableError,
+)
+from psi_core.index import (
+    ADD,
+    BASE,
+    REMOVE,
+    IndexDownload,
+    IndexManifest,
+    SegmentedIndex,
+    check_catalog,
+    held,
+    prune_segments,
+    segment_dir,
+)
 from psi_core.recipes import recipe_ids
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
 from psi_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
@@ -34,6 +51,44 @@ _PEER = "custodian"
 #: Largest index the agency accepts to download: 64 GiB (8·10^9 keys).
 DEFAULT_MAX_INDEX_BYTES = 64 * 2**30
 _MAX_CHUNK_POINTS = 1 << 20
+#: Most epochs a custodian may announce at once (current plus those in overlap).
+_MAX_EPOCHS = 16
+_KINDS = {
+    custodian_pb2.SEGMENT_KIND_BASE: BASE,
+    custodian_pb2.SEGMENT_KIND_ADD: ADD,
+    custodian_pb2.SEGMENT_KIND_REMOVE: REMOVE,
+}
+
+
+@dataclass(frozen=True)
+class EpochFacts:
+    """One served epoch as announced: its base and segments, checked for sanity.
+
+    ``ends_at`` is when the custodian stops serving it (Unix seconds; 0 for none).
+    """
+
+    epoch_id: str
+    current: bool
+    ends_at: int
+    recipes: tuple[str, ...]
+    record_count: int
+    key_count: int
+    base: IndexManifest
+    segments: tuple[IndexManifest, ...] = ()
+
+    @property
+    def pieces(self) -> tuple[IndexManifest, ...]:
+        return (self.base, *self.segments)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(piece.size_bytes for piece in self.pieces)
+
+    @property
+    def version(self) -> tuple[str, ...]:
+        return tuple(piece.sha256 for piece in self.pieces)
+
+
 #: Smallest message limit a custodian may announce: an EvaluateHeader takes up to about
 #: 4.4 KB (a 4096-byte authorization, recipe, epoch id, digest, tags and lengths).
 MIN_MESSAGE_BYTES = 8 * 1024
@@ -51,7 +106,8 @@ def points_per_message(max_message_bytes: int) -> int:
 
 @dataclass(frozen=True)
 class CustodianFacts:
-    """What the custodian announced, checked for sanity."""
+    """What the custodian announced, checked for sanity. ``manifest`` is the current
+    epoch's base; ``epochs`` every served epoch, current first."""
 
     custodian_id: str
     manifest: IndexManifest
@@ -62,6 +118,98 @@ class CustodianFacts:
     #: Points per EvaluateRequest: the custodian's chunk limit, cut to what both sides'
     #: message limits carry.
     points_per_request: int
+    epochs: tuple[EpochFacts, ...] = field(default=())
+
+    @property
+    def served(self) -> tuple[EpochFacts, ...]:
+        """Every served epoch, current first (the base alone for a custodian without epochs)."""
+        if self.epochs:
+            return self.epochs
+        base = self.manifest
+        return (
+            EpochFacts(
+                base.epoch_id, True, 0, base.recipes, base.record_count, base.key_count, base
+            ),
+        )
+
+    @property
+    def current(self) -> EpochFacts:
+        return self.served[0]
+
+    def epoch(self, epoch_id: str) -> EpochFacts | None:
+        return next((e for e in self.served if e.epoch_id == epoch_id), None)
+
+
+def _check_epoch_id(epoch_id: str) -> None:
+    # ASCII only: the id names a directory, and 64 non-ASCII letters overflow a file name.
+    if not epoch_id or len(epoch_id) > 64 or not (epoch_id.isascii() and epoch_id.isalnum()):
+        raise PeerError("the custodian announced an unusable epoch id")
+
+
+def _known_recipes(announced: Iterable[str]) -> tuple[str, ...]:
+    known = set(recipe_ids())
+    recipes = tuple(r for r in announced if r in known)
+    if not recipes:
+        raise PeerError("the custodian holds no recipe this agency knows")
+    return recipes
+
+
+def _piece(
+    segment: custodian_pb2.IndexSegment, epoch_id: str, recipes: tuple[str, ...]
+) -> IndexManifest:
+    if len(segment.sha256) != 32:
+        raise PeerError("the custodian announced an index digest that is not 32 bytes")
+    if segment.size_bytes != segment.key_count * 8:
+        raise PeerError("the custodian's index size is not 8 bytes per key")
+    kind = _KINDS.get(segment.kind)
+    if kind is None:
+        raise PeerError("the custodian announced an index segment of no known kind")
+    return IndexManifest(
+        epoch_id=epoch_id,
+        recipes=recipes,
+        record_count=segment.record_count,
+        key_count=segment.key_count,
+        size_bytes=segment.size_bytes,
+        sha256=segment.sha256.hex(),
+        kind=kind,
+        seq=segment.seq,
+    )
+
+
+def _check_epoch(info: custodian_pb2.EpochInfo) -> EpochFacts:
+    _check_epoch_id(info.epoch_id)
+    recipes = _known_recipes(info.recipes)
+    base = _piece(info.base, info.epoch_id, recipes)
+    segments = tuple(_piece(s, info.epoch_id, recipes) for s in info.segments)
+    try:
+        check_catalog(base, segments)
+    except IntegrityError as exc:
+        raise PeerError(f"the custodian announced an unusable index: {exc}") from exc
+    if info.ends_at_unix_seconds < 0 or (info.current and info.ends_at_unix_seconds):
+        raise PeerError("the custodian announced an unusable epoch end time")
+    return EpochFacts(
+        epoch_id=info.epoch_id,
+        current=info.current,
+        ends_at=info.ends_at_unix_seconds,
+        recipes=recipes,
+        record_count=info.record_count,
+        key_count=info.key_count,
+        base=base,
+        segments=segments,
+    )
+
+
+def _check_epochs(info: custodian_pb2.CustodianInfo) -> tuple[EpochFacts, ...]:
+    if not info.epochs:
+        return ()
+    if len(info.epochs) > _MAX_EPOCHS:
+        raise PeerError(f"the custodian announced more than {_MAX_EPOCHS} epochs")
+    epochs = tuple(_check_epoch(e) for e in info.epochs)
+    if not epochs[0].current or any(e.current for e in epochs[1:]):
+        raise PeerError("the custodian must announce exactly one current epoch, first")
+    if epochs[0].epoch_id != info.epoch_id or len({e.epoch_id for e in epochs}) != len(epochs):
+        raise PeerError("the custodian announced inconsistent epoch ids")
+    return epochs
 
 
 def _check_info(
@@ -71,14 +219,8 @@ def _check_info(
         raise PeerError("the custodian announced an index digest that is not 32 bytes")
     if info.index_size_bytes != info.key_count * 8:
         raise PeerError("the custodian's index size is not 8 bytes per key")
-    # ASCII only: the id names a directory, and 64 non-ASCII letters overflow a file name.
-    epoch_id = info.epoch_id
-    if not epoch_id or len(epoch_id) > 64 or not (epoch_id.isascii() and epoch_id.isalnum()):
-        raise PeerError("the custodian announced an unusable epoch id")
-    known = set(recipe_ids())
-    recipes = tuple(r for r in info.recipes if r in known)
-    if not recipes:
-        raise PeerError("the custodian holds no recipe this agency knows")
+    _check_epoch_id(info.epoch_id)
+    recipes = _known_recipes(info.recipes)
     limits = info.limits
     if (
         not 1 <= limits.max_points_per_chunk <= _MAX_CHUNK_POINTS
@@ -100,6 +242,9 @@ def _check_info(
         size_bytes=info.index_size_bytes,
         sha256=info.index_sha256.hex(),
     )
+    epochs = _check_epochs(info)
+    if epochs and epochs[0].base.sha256 != manifest.sha256:
+        raise PeerError("the custodian's current epoch and index digest disagree")
     return CustodianFacts(
         custodian_id=info.custodian_id,
         manifest=manifest,
@@ -107,6 +252,7 @@ def _check_info(
         max_subjects_per_query=limits.max_subjects_per_query,
         max_message_bytes=limits.max_message_bytes,
         points_per_request=max(1, min(limits.max_points_per_chunk, fitting)),
+        epochs=epochs,
     )
 
 
@@ -190,40 +336,69 @@ class CustodianClient:
         *,
         progress: Callable[[int], None] | None = None,
         timeout: float = 3600.0,
-    ) -> EncryptedIndex:
-        """The local copy of the announced index, downloading (or resuming) what is missing."""
-        size = facts.manifest.size_bytes
+    ) -> SegmentedIndex:
+        """The local copy of the current epoch's index (see :meth:`sync_epoch`)."""
+        return self.sync_epoch(root, facts.current, progress=progress, timeout=timeout)
+
+    def sync_epoch(
+        self,
+        root: Path,
+        epoch: EpochFacts,
+        *,
+        progress: Callable[[int], None] | None = None,
+        timeout: float = 3600.0,
+    ) -> SegmentedIndex:
+        """The local copy of ``epoch``'s index, downloading (or resuming) only the pieces
+        it lacks: the base if its digest changed, then each segment not held. Each piece
+        is verified like the base (SHA-256, sort order) before it is published; local
+        segments the custodian no longer announces (merged by a compaction) are dropped.
+        """
+        size = epoch.size_bytes
         if size > self._max_index_bytes:
             raise PeerError(
                 f"the custodian announced a {size:,}-byte index, over this agency's limit of "
                 f"{self._max_index_bytes:,} bytes"
             )
+        directory = root / epoch.epoch_id
+        missing = [piece for piece in epoch.pieces if not held(directory, piece)]
         root.mkdir(parents=True, exist_ok=True)
+        needed = sum(piece.size_bytes for piece in missing)
         free = shutil.disk_usage(root).free
-        if size > free:
+        if needed > free:
             raise PreconditionError(
-                f"the index needs {size:,} bytes but {root} has {free:,} free; free some space"
+                f"the index needs {needed:,} bytes but {root} has {free:,} free; free some space"
             )
-        directory = root / facts.manifest.epoch_id
-        try:
-            local = read_manifest(directory)
-        except PsiError:
-            local = None
-        if local is not None and local.sha256 == facts.manifest.sha256:
-            return EncryptedIndex.open(directory)
-        download = IndexDownload(directory, facts.manifest)
+        for piece in missing:
+            self._download(directory, piece, progress=progress, timeout=timeout)
+        prune_segments(directory, epoch.segments)
+        index = SegmentedIndex.open(directory, verify_digest=not missing)
+        if index.version != epoch.version:
+            raise PeerError("the local index copy does not match what the custodian announced")
+        return index
+
+    def _download(
+        self,
+        directory: Path,
+        piece: IndexManifest,
+        *,
+        progress: Callable[[int], None] | None,
+        timeout: float,
+    ) -> None:
+        download = IndexDownload(segment_dir(directory, piece), piece)
         if progress and download.offset:
             progress(download.offset)
         if not download.complete:
             request = custodian_pb2.FetchIndexRequest(
-                epoch_id=facts.manifest.epoch_id, offset=download.offset
+                epoch_id=piece.epoch_id,
+                offset=download.offset,
+                segment=0 if piece.kind == BASE else piece.seq,
             )
             with self._tracked(self._stub.FetchIndex(request, timeout=timeout)) as call:
                 for chunk in call:
                     download.append(chunk.offset, chunk.data)
                     if progress:
                         progress(len(chunk.data))
-        return download.finish()
+        download.finish()
 
     def evaluate(
         self,

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from psi_agency.custodian_client import CustodianClient, CustodianFacts
+from psi_agency.epochs import IndexHolder
 from psi_agency.progress import ProgressBoard
 from psi_agency.retry import RetryPolicy, retry_unreachable
 from psi_agency.store import FAILED, QUEUED, RUNNING, AgencyStore, QueryRecord
 from psi_core import faults
 from psi_core.errors import PeerError, PreconditionError, PsiError, UnreachableError
-from psi_core.index import EncryptedIndex
+from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog
 from psi_core.protocol import BlindedQuery, FalsePositiveBound, RequestDigest, distinct_keys
 from psi_core.recipes import get_recipe
@@ -88,21 +89,6 @@ def _bounded_cardinality_answer(
 
 class _Interrupted(Exception):
     """The runner is stopping: the query goes back to QUEUED, its scalar kept."""
-
-
-class IndexHolder:
-    """The local index copy for the custodian's current epoch, synced on demand."""
-
-    def __init__(self, sync: Callable[[CustodianFacts], EncryptedIndex]) -> None:
-        self._sync = sync
-        self._index: EncryptedIndex | None = None
-        self._lock = threading.Lock()
-
-    def for_epoch(self, facts: CustodianFacts) -> EncryptedIndex:
-        with self._lock:
-            if self._index is None or self._index.manifest.sha256 != facts.manifest.sha256:
-                self._index = self._sync(facts)
-            return self._index
 
 
 class QueryRunner:
@@ -267,12 +253,15 @@ class QueryRunner:
         timings = _Timings()
         recipe = get_recipe(record.recipe)
         facts = self._custodian.info()
-        if recipe.id not in facts.manifest.recipes:
+        if self._store.blinding_key(record.query_id) is not None and record.epoch_id:
+            epoch, index = self._index.for_epoch(facts, record.epoch_id)
+        else:
+            epoch, index = self._index.for_new_query(facts)
+        if recipe.id not in epoch.recipes:
             raise PreconditionError(
                 f"the custodian does not hold recipe {recipe.id}; it holds "
-                f"{', '.join(facts.manifest.recipes)}"
+                f"{', '.join(epoch.recipes)}"
             )
-        index = self._index.for_epoch(facts)
 
         started = time.perf_counter()
         subject_keys: list[str | None] = []
@@ -285,12 +274,12 @@ class QueryRunner:
         keys, key_of_subject = distinct_keys(subject_keys)
         timings.blind += time.perf_counter() - started
         keyed = int(np.count_nonzero(key_of_subject >= 0))
-        bound = FalsePositiveBound.for_query(facts.manifest.key_count, len(keys))
+        bound = FalsePositiveBound.for_query(index.key_count, len(keys))
         self._store.update(
             record.query_id,
             keyed_count=keyed,
             no_key_counts={recipe.id: dict(no_key)} if no_key else {},
-            epoch_id=facts.manifest.epoch_id,
+            epoch_id=epoch.epoch_id,
             fp_per_subject=bound.per_subject,
             fp_expected=bound.expected_false_matches,
         )
@@ -327,7 +316,7 @@ class QueryRunner:
         record: QueryRecord,
         keys: list[str],
         facts: CustodianFacts,
-        index: EncryptedIndex,
+        index: SegmentedIndex,
         timings: _Timings,
     ) -> np.ndarray:
         """Indices (into ``keys``) of the keys whose b·H(x) is in the index."""
@@ -361,7 +350,7 @@ class QueryRunner:
             authorization=record.authorization,
             mode=MODE_ENUMS[record.mode],
             recipe=record.recipe,
-            epoch_id=facts.manifest.epoch_id,
+            epoch_id=index.epoch_id,
             point_count=len(keys),
             replay_of_sha256=replay_of,
         )
@@ -380,7 +369,7 @@ class QueryRunner:
         sent_sizes: list[int],
         total: int,
         query: BlindedQuery,
-        index: EncryptedIndex,
+        index: SegmentedIndex,
         timings: _Timings,
     ) -> np.ndarray:
         hits: list[np.ndarray] = []
@@ -410,7 +399,7 @@ class QueryRunner:
         query: BlindedQuery,
         sent: int,
         answer: list[bytes],
-        index: EncryptedIndex,
+        index: SegmentedIndex,
         timings: _Timings,
     ) -> np.ndarray:
         began = time.perf_counter()

@@ -189,7 +189,6 @@ class AgencyStore(SqliteFile):
             conn.execute("DELETE FROM subjects WHERE query_id = ?", (query_id,))
             conn.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
             conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
-            faults.point("query_committing")
             conn.execute("DELETE FROM queries WHERE query_id = ?", (query_id,))
 
     def discard_unsealed(self) -> int:
@@ -307,6 +306,7 @@ class AgencyStore(SqliteFile):
             )
             conn.execute(*_query_update(query_id, {**fields, "state": SUCCEEDED}))
             conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
+            faults.point("query_committing")
 
     def matches(self, query_id: str) -> Iterator[tuple[str, dict[str, str]]]:
         """(recipe, subject) for every match of a query, in submission order."""

@@ -19,6 +19,12 @@ Points:
   (after each answer message is received), ``query_collected`` (every answer received,
   nothing recorded yet), ``query_committing`` (inside the transaction that records the
   matches, before its commit).
+- key epochs and segments (custodian CLI and service): ``epoch_create_before_registry`` (a
+  new key is on disk, the registry does not name it), ``epoch_activate_before_registry``,
+  ``epoch_retire_before_registry`` (the old key is destroyed, the registry still says
+  retiring), ``segment_before_publish`` (a segment is built, not yet renamed into place),
+  ``compact_after_commit`` (the new base is staged and marked committed, not yet moved
+  into place).
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 
-from psi_core.index import EncryptedIndex
+from psi_core.index import Clock, EpochRecord, ServedEpochs, utc_now
 from psi_core.policy import (
     AuditLog,
     AuthorizationLedger,
@@ -35,6 +36,17 @@ def peer_agency_id(context: grpc.ServicerContext) -> str | None:
     """The agency id in the caller's mTLS certificate; None on a plaintext connection."""
     pem = peer_certificate_pem(context)
     return peer_identity_from_cert_pem(pem) if pem else None
+
+
+def epoch_event(kind: str, record: EpochRecord, **extra: object) -> dict[str, object]:
+    """The audit entry for an epoch event: ids and times only, never key material."""
+    event: dict[str, object] = {"kind": kind, "epoch_id": record.epoch_id, "state": record.state}
+    for name in ("activated_at", "ends_at", "retired_at"):
+        value = getattr(record, name)
+        if value:
+            event[name] = value
+    event.update(extra)
+    return event
 
 
 def custodian_call_caps(limits: CustodianLimits) -> list[CallCap]:
@@ -78,14 +90,16 @@ def start_custodian(
     tls: TlsMaterial | None,
     trusted_authorities: Sequence[Path],
     max_workers: int = 16,
+    clock: Clock = utc_now,
     metrics: ServiceMetrics | None = None,
 ) -> RunningServer:
-    """Load the state (epoch key, verified index, ledger, audit log) and start serving."""
+    """Load the state (epoch keys, verified indexes, ledger, audit log) and start serving.
+
+    ``clock`` decides when an overlap window ends (tests inject one instead of sleeping).
+    """
     refuse_plaintext_off_loopback(address, tls, "serve")
     state = CustodianState(state_dir)
     config = state.config()
-    epoch = state.epoch()
-    index = EncryptedIndex.open(state.index_dir(epoch.epoch_id))
     trusted = TrustedAuthorities.load(list(trusted_authorities))
     ledger = AuthorizationLedger(state.database)
     try:
@@ -94,10 +108,17 @@ def start_custodian(
         ledger.close()
         raise
     try:
+
+        def retired(record: EpochRecord) -> None:
+            audit.append(epoch_event("epoch_retired", record, by="service"))
+            if metrics is not None:
+                with contextlib.suppress(KeyError):
+                    metrics.index_keys.remove(record.epoch_id)
+
+        epochs = ServedEpochs(state.registry(clock), on_retired=retired)
         servicer = CustodianServicer(
             config=config,
-            epoch=epoch,
-            index=index,
+            epochs=epochs,
             policy=AuthorizationPolicy(
                 custodian_id=config.custodian_id, trusted=trusted, ledger=ledger, audit=audit
             ),
@@ -106,7 +127,8 @@ def start_custodian(
             metrics=metrics,
         )
         if metrics is not None:
-            metrics.index_keys.labels(epoch.epoch_id).set(index.manifest.key_count)
+            for served in epochs.refresh():
+                metrics.index_keys.labels(served.epoch_id).set(served.index.key_count)
             metrics.report_token_use(lambda: _token_use(ledger))
         return create_server(
             address,

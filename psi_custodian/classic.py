@@ -16,7 +16,7 @@ from pathlib import Path
 
 from psi_core import faults
 from psi_core.errors import PreconditionError, PsiError
-from psi_core.index import iter_index_keys
+from psi_core.index import iter_live_keys
 from psi_core.protocol import classic_setup
 
 #: How often the parent looks at the cancel flag while it waits for the child.
@@ -48,7 +48,7 @@ def build_setup(job: ClassicJob) -> bytes:
     """The serialized ServerSetup over the job's recipe keys (all recipes for "")."""
     prefix = job.recipe + "|"
     keys = [
-        key for key in iter_index_keys(job.index_dir) if not job.recipe or key.startswith(prefix)
+        key for key in iter_live_keys(job.index_dir) if not job.recipe or key.startswith(prefix)
     ]
     return classic_setup(job.secret, keys, job.fpr, job.num_client_inputs)
 

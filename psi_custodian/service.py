@@ -24,15 +24,24 @@ from psi_core.errors import (
     BudgetExhaustedError,
     InvalidInputError,
     MalformedMessageError,
+    NotFoundError,
     PreconditionError,
     PsiError,
     shown,
 )
-from psi_core.index import EncryptedIndex, EpochKey
+from psi_core.index import (
+    ADD,
+    BASE,
+    REMOVE,
+    EncryptedIndex,
+    IndexManifest,
+    ServedEpoch,
+    ServedEpochs,
+    parse_time,
+)
 from psi_core.policy import DEFAULT_MAX_TOKEN_BYTES, AuditLog, RequestKey, read_claims_unverified
 from psi_core.protocol import (
     FalsePositiveBound,
-    Reencryptor,
     RequestDigest,
     classic_setup_size_bound,
     openmined,
@@ -48,6 +57,11 @@ from psi_rpc.status import grpc_errors
 _CLASSIC_CACHE_SIZE = 4
 #: A ClassicSetup message around its server_setup: two tags and two lengths.
 _CLASSIC_FRAMING_BYTES = 32
+_KINDS = {
+    BASE: custodian_pb2.SEGMENT_KIND_BASE,
+    ADD: custodian_pb2.SEGMENT_KIND_ADD,
+    REMOVE: custodian_pb2.SEGMENT_KIND_REMOVE,
+}
 
 PeerIdentity = Callable[[grpc.ServicerContext], str | None]
 
@@ -75,6 +89,44 @@ def _request_key(header: custodian_pb2.EvaluateHeader, mode: str, sha256: bytes)
         mode=mode,
         recipe=header.recipe,
         epoch_id=header.epoch_id,
+    )
+
+
+def _segment_info(manifest: IndexManifest) -> custodian_pb2.IndexSegment:
+    return custodian_pb2.IndexSegment(
+        seq=manifest.seq,
+        kind=_KINDS[manifest.kind],
+        key_count=manifest.key_count,
+        size_bytes=manifest.size_bytes,
+        sha256=bytes.fromhex(manifest.sha256),
+        record_count=manifest.record_count,
+    )
+
+
+def _epoch_info(served: ServedEpoch) -> custodian_pb2.EpochInfo:
+    index = served.index
+    ends = served.record.ends_at
+    return custodian_pb2.EpochInfo(
+        epoch_id=served.epoch_id,
+        current=served.current,
+        ends_at_unix_seconds=0 if served.current or not ends else int(parse_time(ends).timestamp()),
+        recipes=list(index.manifest.recipes),
+        record_count=index.record_count,
+        key_count=index.key_count,
+        base=_segment_info(index.manifest),
+        segments=[_segment_info(s.manifest) for s in index.segments],
+    )
+
+
+def _piece(served: ServedEpoch, segment: int) -> EncryptedIndex:
+    """The base (segment 0) or the segment with that seq; NotFoundError otherwise."""
+    if segment == 0:
+        return served.index.base
+    for piece in served.index.segments:
+        if piece.manifest.seq == segment:
+            return piece
+    raise NotFoundError(
+        f"epoch {served.epoch_id} holds no segment {segment}; call GetInfo for its segments"
     )
 
 
@@ -114,28 +166,23 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         self,
         *,
         config: CustodianConfig,
-        epoch: EpochKey,
-        index: EncryptedIndex,
+        epochs: ServedEpochs,
         policy: AdmissionPolicy,
         audit: AuditLog,
         peer_identity: PeerIdentity,
         slot_wait_seconds: float = 30.0,
         metrics: ServiceMetrics | None = None,
     ) -> None:
-        if index.manifest.epoch_id != epoch.epoch_id:
-            raise PreconditionError("the index was built under another key epoch; rebuild it")
         self._config = config
         self._limits = config.limits
-        self._epoch = epoch
-        self._index = index
+        self._epochs = epochs
         self._policy = policy
         self._audit = audit
         self._peer_identity = peer_identity
-        self._reencryptor = Reencryptor(epoch.secret)
         self._metrics = metrics
         self._slots = threading.BoundedSemaphore(self._limits.max_concurrent_evaluations)
         self._slot_wait = slot_wait_seconds
-        self._classic_cache: OrderedDict[tuple[float, int, str], bytes] = OrderedDict()
+        self._classic_cache: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
         self._classic_lock = threading.Lock()
 
     # -- helpers -------------------------------------------------------------------------
@@ -195,19 +242,29 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         if len(token) > DEFAULT_MAX_TOKEN_BYTES:
             raise InvalidInputError("the authorization is larger than any valid token")
 
-    def _check_recipe(self, recipe: str) -> None:
-        if recipe not in self._index.manifest.recipes:
+    @staticmethod
+    def _check_recipe(recipe: str, served: ServedEpoch) -> None:
+        recipes = served.index.manifest.recipes
+        if recipe not in recipes:
             raise PreconditionError(
                 f"recipe {shown(recipe)} is not in this custodian's index; it holds "
-                f"{', '.join(self._index.manifest.recipes)}"
+                f"{', '.join(recipes)}"
             )
+
+    def _served(self, epoch_id: str) -> ServedEpoch:
+        """The named served epoch, or the current one when ``epoch_id`` is empty."""
+        return self._epochs.get(epoch_id) if epoch_id else self._epochs.current()
 
     # -- Custodian API -------------------------------------------------------------------
 
     @grpc_errors
     def GetInfo(self, request: custodian_pb2.GetInfoRequest, context: grpc.ServicerContext) -> Any:
-        manifest = self._index.manifest
-        bound = FalsePositiveBound.for_query(manifest.key_count, 1)
+        served = self._epochs.refresh()
+        if self._metrics is not None:
+            for epoch in served:
+                self._metrics.index_keys.labels(epoch.epoch_id).set(epoch.index.key_count)
+        manifest = served[0].index.manifest
+        bound = FalsePositiveBound.for_query(served[0].index.key_count, 1)
         return custodian_pb2.CustodianInfo(
             custodian_id=self._config.custodian_id,
             epoch_id=manifest.epoch_id,
@@ -228,6 +285,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 per_subject=bound.per_subject, fingerprint_bits=bound.fingerprint_bits
             ),
             classic_setup_available=manifest.classic_setup_available,
+            epochs=[_epoch_info(epoch) for epoch in served],
         )
 
     @grpc_errors
@@ -238,22 +296,18 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             self._audited("fetch_index", context) as event,
             Watchdog(lambda: _time_out(event, context)) as watchdog,
         ):
-            manifest = self._index.manifest
-            event["offset"] = request.offset
-            if request.epoch_id != manifest.epoch_id:
-                raise PreconditionError(
-                    f"epoch {shown(request.epoch_id, 32)} is not current; the current epoch is "
-                    f"{manifest.epoch_id} (call GetInfo)"
-                )
-            if request.offset % 8 or request.offset > manifest.size_bytes:
-                raise InvalidInputError(
-                    f"offset must be a multiple of 8 between 0 and {manifest.size_bytes}"
-                )
+            event.update(offset=request.offset, segment=request.segment)
+            if not request.epoch_id:
+                raise PreconditionError("name the epoch to fetch (call GetInfo for its id)")
+            served = self._epochs.get(request.epoch_id)
+            event["epoch_id"] = served.epoch_id
+            piece = _piece(served, request.segment)
+            size = piece.manifest.size_bytes
+            if request.offset % 8 or request.offset > size:
+                raise InvalidInputError(f"offset must be a multiple of 8 between 0 and {size}")
             # gRPC waits, in this thread, for the reader to take each chunk: a reader that
             # stops reading is cancelled once no chunk has gone out for a while.
-            for offset, data in self._index.read_chunks(
-                request.offset, self._limits.index_chunk_bytes
-            ):
+            for offset, data in piece.read_chunks(request.offset, self._limits.index_chunk_bytes):
                 watchdog.arm(self._limits.fetch_progress_seconds)
                 yield custodian_pb2.IndexChunk(offset=offset, data=data)
 
@@ -269,9 +323,14 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             Watchdog(lambda: _time_out(event, context)) as watchdog,
         ):
             watchdog.arm(limits.evaluate_base_seconds)
-            header = self._read_header(request_iterator)
+            header, served = self._read_header(request_iterator)
             mode = mode_name(header.mode)
-            event.update(mode=mode, recipe=header.recipe, subjects=header.point_count)
+            event.update(
+                mode=mode,
+                recipe=header.recipe,
+                subjects=header.point_count,
+                epoch_id=served.epoch_id,
+            )
             watchdog.arm(
                 limits.evaluate_base_seconds
                 + limits.evaluate_seconds_per_point * header.point_count
@@ -304,25 +363,26 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 )
                 chunks = self._point_chunks(request_iterator, header.point_count)
                 if replay_of is not None and admission.replayed:
-                    yield from self._answer(mode, self._replayed_chunks(chunks, replay_of))
+                    yield from self._answer(served, mode, self._replayed_chunks(chunks, replay_of))
                     return
                 digest = RequestDigest()
-                yield from self._answer(mode, _hashed(chunks, digest))
+                yield from self._answer(served, mode, _hashed(chunks, digest))
                 self._policy.record_answered(admission, _request_key(header, mode, digest.digest()))
 
     def _answer(
-        self, mode: str, chunks: Iterable[list[bytes]]
+        self, served: ServedEpoch, mode: str, chunks: Iterable[list[bytes]]
     ) -> Iterator[custodian_pb2.EvaluateResponse]:
+        reencryptor = served.reencryptor
         if mode == "membership":
             for chunk in chunks:
                 with self._reencrypting(mode, len(chunk)):
-                    points = self._reencryptor.membership(chunk)
+                    points = reencryptor.membership(chunk)
                 yield custodian_pb2.EvaluateResponse(points=points)
                 faults.point("evaluate_answered")
             return
         received = [point for chunk in chunks for point in chunk]
         with self._reencrypting(mode, len(received)):
-            answer = self._reencryptor.cardinality(received)
+            answer = reencryptor.cardinality(received)
         step = self._limits.max_points_per_chunk
         for start in range(0, len(answer), step):
             yield custodian_pb2.EvaluateResponse(points=answer[start : start + step])
@@ -347,19 +407,17 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
 
     def _read_header(
         self, request_iterator: Iterator[custodian_pb2.EvaluateRequest]
-    ) -> custodian_pb2.EvaluateHeader:
+    ) -> tuple[custodian_pb2.EvaluateHeader, ServedEpoch]:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("kind") != "header":
             raise InvalidInputError("an Evaluate stream must start with an EvaluateHeader")
         header = first.header
         self._check_authorization_field(header.authorization)
         mode_name(header.mode)
-        self._check_recipe(header.recipe)
-        if header.epoch_id != self._index.manifest.epoch_id:
-            raise PreconditionError(
-                f"the query was prepared for epoch {shown(header.epoch_id, 32)} but the current "
-                f"epoch is {self._index.manifest.epoch_id}; sync the index and retry"
-            )
+        if not header.epoch_id:
+            raise PreconditionError("the query names no key epoch; call GetInfo and sync")
+        served = self._epochs.get(header.epoch_id)
+        self._check_recipe(header.recipe, served)
         if len(header.replay_of_sha256) not in (0, 32):
             raise InvalidInputError("replay_of_sha256 must be empty or 32 bytes (SHA-256)")
         if not 1 <= header.point_count <= self._limits.max_subjects_per_query:
@@ -367,7 +425,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 f"point_count must be between 1 and {self._limits.max_subjects_per_query} "
                 f"(this custodian's per-query cap)"
             )
-        return header
+        return header, served
 
     def _point_chunks(
         self, request_iterator: Iterator[custodian_pb2.EvaluateRequest], declared: int
@@ -404,8 +462,9 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             Watchdog(lambda: _time_out(event, context)) as watchdog,
         ):
             self._check_authorization_field(request.authorization)
-            manifest = self._index.manifest
-            if not manifest.classic_setup_available:
+            served = self._served(request.epoch_id)
+            event["epoch_id"] = served.epoch_id
+            if not served.index.classic_setup_available:
                 raise PreconditionError(
                     "this custodian does not offer the classic openmined-psi setup: its "
                     "index was built without plaintext keys. Use Evaluate, or ask the "
@@ -413,7 +472,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                     "(which keeps every plaintext key; see docs/THREAT_MODEL.md)"
                 )
             if request.recipe:
-                self._check_recipe(request.recipe)
+                self._check_recipe(request.recipe, served)
             most = limits.max_classic_client_inputs
             if not 1 <= request.num_client_inputs <= most:
                 raise InvalidInputError(f"num_client_inputs must be between 1 and {most}")
@@ -421,7 +480,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 raise InvalidInputError("fpr must be strictly between 0 and 1")
             event.update(subjects=request.num_client_inputs, recipe=request.recipe or "*")
             _record_claims(event, request.authorization)
-            self._check_classic_size(request)
+            self._check_classic_size(request, served)
             admission = self._policy.admit(
                 AdmissionRequest(
                     kind="classic_setup",
@@ -445,17 +504,19 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             if not context.add_callback(cancelled.set):
                 cancelled.set()
             setup = self._classic_setup(
-                request.fpr, request.num_client_inputs, request.recipe, cancelled
+                served, request.fpr, request.num_client_inputs, request.recipe, cancelled
             )
-            return custodian_pb2.ClassicSetup(server_setup=setup, epoch_id=self._epoch.epoch_id)
+            return custodian_pb2.ClassicSetup(server_setup=setup, epoch_id=served.epoch_id)
 
-    def _check_classic_size(self, request: custodian_pb2.ClassicSetupRequest) -> None:
+    def _check_classic_size(
+        self, request: custodian_pb2.ClassicSetupRequest, served: ServedEpoch
+    ) -> None:
         """Refuse, before any work, a setup the library cannot build or gRPC cannot send."""
-        keys = self._index.manifest.classic_key_count(request.recipe)
+        keys = served.index.classic_key_count(request.recipe)
         bound = (
             classic_setup_size_bound(keys, request.fpr, request.num_client_inputs)
             + _CLASSIC_FRAMING_BYTES
-            + len(self._epoch.epoch_id)
+            + len(served.epoch_id)
         )
         most = self._limits.max_message_bytes
         if bound > most:
@@ -466,7 +527,12 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             )
 
     def _classic_setup(
-        self, fpr: float, num_client_inputs: int, recipe: str, cancelled: threading.Event
+        self,
+        served: ServedEpoch,
+        fpr: float,
+        num_client_inputs: int,
+        recipe: str,
+        cancelled: threading.Event,
     ) -> bytes:
         """The setup from the cache, or built in a child process that ``cancelled`` kills,
         holding an evaluation slot while it runs.
@@ -474,7 +540,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         One is built at a time (each reads every kept key); a call that finds another being
         built waits as long as for an evaluation slot, and holds no slot while it waits.
         """
-        cache_key = (fpr, num_client_inputs, recipe)
+        cache_key = (served.epoch_id, served.index.version, fpr, num_client_inputs, recipe)
         if not self._classic_lock.acquire(timeout=self._slot_wait):
             raise BudgetExhaustedError("another classic setup is being built; retry later")
         try:
@@ -482,9 +548,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             if cached is not None:
                 self._classic_cache.move_to_end(cache_key)
                 return cached
-            job = ClassicJob(
-                self._index.directory, recipe, self._epoch.secret, fpr, num_client_inputs
-            )
+            job = ClassicJob(served.directory, recipe, served.key.secret, fpr, num_client_inputs)
             with self._evaluation_slot():
                 setup = build_in_child(job, cancelled)
             self._classic_cache[cache_key] = setup
@@ -500,10 +564,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
     ) -> Any:
         with self._audited("classic_request", context) as event:
             self._check_authorization_field(request.authorization)
+            served = self._served(request.epoch_id)
             points = openmined.parse_classic_request(
                 request.request, max_points=self._limits.max_subjects_per_query
             )
-            event.update(subjects=len(points), mode="membership")
+            event.update(subjects=len(points), mode="membership", epoch_id=served.epoch_id)
             with self._evaluation_slot():
                 _record_claims(event, request.authorization)
                 admission = self._policy.admit(
@@ -518,7 +583,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 )
                 faults.point("after_charge")
                 event.update(token_id=admission.token_id, case_id=admission.case_id, verified=True)
-                answer = self._reencryptor.membership(points)
+                answer = served.reencryptor.membership(points)
             return custodian_pb2.ClassicResponse(
                 response=openmined.classic_response(points, answer)
             )

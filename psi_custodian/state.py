@@ -4,8 +4,11 @@
 
     STATE/
       custodian.json        custodian id, limits
-      epoch/epoch.key       the secret scalar b (0600)   epoch/epoch.json
-      index/<epoch_id>/     fingerprints.u64, manifest.json, keys/ (own plaintext keys)
+      epochs.json           every key epoch: state (pending, current, retiring, retired), times
+      epochs/<epoch_id>/    epoch.key (the secret scalar b, 0600), epoch.json
+      epoch/                the one key of a state directory made before epochs (adopted)
+      index/<epoch_id>/     fingerprints.u64, manifest.json, keys/ (own plaintext keys),
+                            segments/<seq>-add|remove/ (delta and removal segments)
       custodian.sqlite      authorization ledger and hash-chained audit log
 """
 
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from psi_core.errors import IntegrityError, PreconditionError, PsiError, shown
-from psi_core.index import EpochKey, create_epoch, load_epoch
+from psi_core.index import Clock, EpochKey, EpochRegistry, utc_now
 from psi_core.io import read_json_object, write_file_atomically
 from psi_core.policy import validate_party_id
 
@@ -70,9 +73,8 @@ class CustodianState:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    @property
-    def epoch_dir(self) -> Path:
-        return self.root / "epoch"
+    def registry(self, clock: Clock = utc_now) -> EpochRegistry:
+        return EpochRegistry(self.root, clock=clock)
 
     @property
     def database(self) -> Path:
@@ -87,7 +89,7 @@ class CustodianState:
         if (self.root / self.CONFIG).exists():
             raise PreconditionError(f"{self.root} is already a custodian state directory")
         self.root.mkdir(parents=True, exist_ok=True)
-        epoch = create_epoch(self.epoch_dir)
+        epoch = self.registry().create(current=True)
         config = {"custodian_id": custodian_id, "limits": asdict(limits or CustodianLimits())}
         text = json.dumps(config, indent=2) + "\n"
         write_file_atomically(self.root / self.CONFIG, text.encode("utf-8"), 0o644)
@@ -107,14 +109,15 @@ class CustodianState:
             raise IntegrityError(f"{path}: {exc}") from None
         return CustodianConfig(custodian_id=custodian_id, limits=_limits(path, data))
 
-    def epoch(self) -> EpochKey:
-        """The current epoch key; a file that cannot be read is named in the error."""
+    def epoch(self, epoch_id: str | None = None) -> EpochKey:
+        """The key of ``epoch_id``, or of the current epoch; a file that cannot be read is
+        named in the error."""
+        registry = self.registry()
         try:
-            return load_epoch(self.epoch_dir)
+            return registry.key(epoch_id or registry.current().epoch_id)
         except OSError as exc:
             raise PreconditionError(
-                f"{exc.filename or self.epoch_dir}: cannot read the epoch key: "
-                f"{exc.strerror or exc}"
+                f"{exc.filename or self.root}: cannot read the epoch key: {exc.strerror or exc}"
             ) from None
 
 

@@ -44,11 +44,12 @@ def _synth_subjects(args: argparse.Namespace) -> int:
             args.out,
             args.truth,
             progress=bar.update,
+            profile=args.profile,
             options=options,
         )
     print(
-        f"wrote {report.rows:,} subjects to {args.out} ({report.members:,} in the population, "
-        f"{report.non_members:,} not) and the truth to {args.truth}"
+        f"wrote {report.rows:,} {args.profile} subjects to {args.out} ({report.members:,} in "
+        f"the population, {report.non_members:,} not) and the truth to {args.truth}"
     )
     return 0
 
@@ -127,6 +128,13 @@ def parser() -> argparse.ArgumentParser:
     subjects.add_argument("--seed", type=int, default=2)
     subjects.add_argument("--out", type=Path, required=True)
     subjects.add_argument("--truth", type=Path, required=True)
+    subjects.add_argument(
+        "--profile",
+        choices=("realistic", "formatting"),
+        default="realistic",
+        help="realistic: content differences at documented rates (typos, nicknames, moves, "
+        "...; see psi_tools/synth/_realistic.py); formatting: only what recipes undo",
+    )
     add_input_arguments(subjects)
     subjects.set_defaults(handler=_synth_subjects)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from psi_core.errors import PeerError, PreconditionError
 from psi_core.policy import ADMITTED, AuditLog
-from psi_core.recipes import recipe_ids
+from psi_core.recipes import DEFAULT_RECIPE_IDS
 from psi_rpc.cli import EXIT_DATAERR
 
 _READY_TIMEOUT = 300.0
@@ -204,7 +204,7 @@ def run_demo(settings: DemoSettings) -> int:
                     "--legal-basis",
                     "demonstration only: 8 U.S.C. 1360 (illustrative)",
                     "--max-subjects",
-                    str(settings.subjects * len(recipe_ids())),
+                    str(settings.subjects * len(DEFAULT_RECIPE_IDS)),
                     "--max-queries",
                     "3",
                     "--ttl",
@@ -288,7 +288,7 @@ def run_demo(settings: DemoSettings) -> int:
             outputs = {settings.recipe: query(settings.recipe, files["matches"])}
         if settings.mode == "membership":
             with clock.phase("the same subjects under the other recipes (same authorization)"):
-                for recipe in recipe_ids():
+                for recipe in DEFAULT_RECIPE_IDS:
                     if recipe not in outputs:
                         outputs[recipe] = query(recipe, work / f"matches-{recipe}.csv")
             _print_quality(outputs)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from psi_core.index import EpochKey, EpochRegistry, ServedEpochs
 from psi_core.io import RECORD_COLUMNS, SUBJECT_COLUMNS, RowWriter
 
 GIVEN = ["José", "Mei", "Priya", "Łukasz", "John", "Aisha", "Minh", "Olga", "Kwame", "Sofía"]
@@ -74,3 +76,26 @@ def off_curve_point() -> bytes:
         except ValueError:
             return candidate
     raise AssertionError("no off-curve x below 100")
+
+
+def served_epochs_with_key(root: Path, key: EpochKey) -> ServedEpochs:
+    """Served epochs of a state directory whose one current epoch has the fixed ``key``.
+
+    Its index must already be in ``root/index/<epoch_id>``. Writes the files
+    ``EpochRegistry`` reads, so tests can use a deterministic key.
+    """
+    key_dir = root / "epochs" / key.epoch_id
+    key_dir.mkdir(parents=True)
+    (key_dir / "epoch.key").write_text(key.secret.hex() + "\n")
+    (key_dir / "epoch.key").chmod(0o600)
+    (key_dir / "epoch.json").write_text(
+        json.dumps({"epoch_id": key.epoch_id, "created_at": key.created_at})
+    )
+    record = {
+        "epoch_id": key.epoch_id,
+        "key_dir": f"epochs/{key.epoch_id}",
+        "state": "current",
+        "created_at": key.created_at,
+    }
+    (root / "epochs.json").write_text(json.dumps({"epochs": [record]}))
+    return ServedEpochs(EpochRegistry(root))

@@ -3,12 +3,14 @@
 The agency downloads the index as a stream of chunks. ``IndexDownload`` appends each
 chunk to ``fingerprints.u64.partial`` after checking that it starts where the file ends,
 is a whole number of fingerprints and does not run past the announced size. A restart
-resumes from the partial file's length. The SHA-256 and the sort order (an unsorted
-index would make lookups silently wrong) are checked as the bytes arrive: each chunk is
-hashed and compared with the last fingerprint before it is written, and a resumed partial
-file is read back once in blocks. No step holds more than one chunk or one block, so a
-64 GiB index needs no more memory than a 64 KiB one. ``finish`` compares the digest with
-the one the custodian announced, then publishes the index atomically.
+resumes from the partial file's length, unless the partial file was begun for another
+digest (the custodian compacted or rebuilt meanwhile): then it starts over. The SHA-256
+and the sort order (an unsorted index would make lookups silently wrong) are checked as
+the bytes arrive: each chunk is hashed and compared with the last fingerprint before it
+is written, and a resumed partial file is read back once in blocks. No step holds more
+than one chunk or one block, so a 64 GiB index needs no more memory than a 64 KiB one.
+``finish`` compares the digest with the one the custodian announced, then publishes the
+index atomically.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from psi_core.index.encrypted import INDEX_FILE, EncryptedIndex, IndexManifest, 
 from psi_core.protocol import FINGERPRINT_BYTES, INDEX_DTYPE, is_strictly_increasing
 
 PARTIAL_SUFFIX = ".partial"
+#: Beside a partial file: the SHA-256 (hex) of the file it is becoming.
+TARGET_SUFFIX = ".target"
 #: Block size for reading a resumed partial file back (bounded memory whatever its size).
 _READ_BLOCK = 1 << 20
 
@@ -40,7 +44,11 @@ class IndexDownload:
         self.directory = directory
         self.expected = expected
         self.partial = directory / (INDEX_FILE + PARTIAL_SUFFIX)
+        self._target = directory / (INDEX_FILE + PARTIAL_SUFFIX + TARGET_SUFFIX)
         directory.mkdir(parents=True, exist_ok=True)
+        if self._target.exists() and self._target.read_text().strip() != expected.sha256:
+            self.partial.unlink(missing_ok=True)
+        self._target.write_text(expected.sha256 + "\n")
         self._truncate_to_whole_fingerprints()
         self._hash = hashlib.sha256()
         self._last: int | None = None
@@ -96,6 +104,7 @@ class IndexDownload:
 
     def discard(self) -> None:
         self.partial.unlink(missing_ok=True)
+        self._target.unlink(missing_ok=True)
 
     def finish(self) -> EncryptedIndex:
         """Verify the whole file and publish it; a failed check discards the download."""
@@ -113,4 +122,5 @@ class IndexDownload:
             os.fsync(handle.fileno())
         os.replace(self.partial, self.directory / INDEX_FILE)
         write_manifest(self.directory, self.expected)
+        self._target.unlink(missing_ok=True)
         return EncryptedIndex.open(self.directory, verify_digest=False)

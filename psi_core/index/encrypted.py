@@ -35,11 +35,19 @@ INDEX_FILE = "fingerprints.u64"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "psi-encrypted-index/v1"
 _HASH_BLOCK = 1 << 24
+BASE, ADD, REMOVE = "base", "add", "remove"
+SEGMENT_KINDS = (BASE, ADD, REMOVE)
 
 
 @dataclass(frozen=True)
 class IndexManifest:
-    """What an index holds. ``key_count`` is K; ``record_count`` the records it came from."""
+    """What an index file holds. ``key_count`` is K; ``record_count`` the records it came from.
+
+    ``kind`` is "base" for an epoch's base index, "add" for a delta segment (fingerprints
+    of appended records) and "remove" for a removal segment (fingerprints of removed
+    records). ``seq`` orders segments within an epoch (1, 2, ...); for a base it is the
+    last segment merged into it by compaction (0 for a fresh build).
+    """
 
     epoch_id: str
     recipes: tuple[str, ...]
@@ -49,6 +57,8 @@ class IndexManifest:
     sha256: str
     format: str = FORMAT
     fingerprint: str = "first 8 bytes of x(b*H(key)), big-endian, stored as little-endian u64"
+    kind: str = "base"
+    seq: int = 0
     #: Per recipe, how many plaintext key strings the custodian kept (``keys/``) to serve
     #: openmined-psi's classic setup; None when the index was built without
     #: ``--classic-keys`` (the default), so no plaintext key is kept and classic setups are
@@ -95,12 +105,16 @@ class IndexManifest:
                 size_bytes=int(data["size_bytes"]),
                 sha256=str(data["sha256"]),
                 format=str(data["format"]),
+                kind=str(data.get("kind", "base")),
+                seq=int(data.get("seq", 0)),
                 classic_keys=_classic_keys(data.get("classic_keys")),
             )
         except KeyError as exc:
             raise IntegrityError(f"the index manifest is damaged: no field {exc}") from None
         except (ValueError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"the index manifest is damaged: {exc}") from None
+        if manifest.kind not in SEGMENT_KINDS or manifest.seq < 0:
+            raise IntegrityError("the index manifest names an unknown kind or a negative seq")
         if manifest.format != FORMAT:
             raise IntegrityError(f"unsupported index format {manifest.format!r}")
         if manifest.size_bytes != manifest.key_count * FINGERPRINT_BYTES:

@@ -67,3 +67,34 @@ def member_mask(index: Fingerprints, probes: Fingerprints) -> npt.NDArray[np.boo
 def is_strictly_increasing(values: Fingerprints) -> bool:
     """True when ``values`` is sorted ascending with no repeats (a well-formed index)."""
     return bool(values.size < 2 or np.all(values[1:] > values[:-1]))
+
+
+def live_mask(
+    base: Fingerprints,
+    layers: Sequence[tuple[bool, Fingerprints]],
+    probes: Fingerprints,
+) -> npt.NDArray[np.bool_]:
+    """For each probe, whether it is in ``base`` updated by ``layers`` in order.
+
+    Each layer is ``(added, sorted fingerprints)``: an added layer puts its fingerprints
+    in, a removal layer takes them out, and the last layer naming a fingerprint wins (so a
+    record removed and appended again is in). O(n log K) per layer.
+    """
+    probes = np.asarray(probes, dtype=INDEX_DTYPE)
+    present = member_mask(base, probes)
+    for added, values in layers:
+        named = member_mask(values, probes)
+        present = (present | named) if added else (present & ~named)
+    return np.asarray(present)
+
+
+def apply_layers(base: Fingerprints, layers: Sequence[tuple[bool, Fingerprints]]) -> Fingerprints:
+    """``base`` updated by ``layers`` as in :func:`live_mask`, as one sorted unique array."""
+    values = np.asarray(base, dtype=INDEX_DTYPE)
+    for added, layer in layers:
+        layer = np.asarray(layer, dtype=INDEX_DTYPE)
+        if added:
+            values = np.union1d(values, layer).astype(INDEX_DTYPE)
+        else:
+            values = np.setdiff1d(values, layer, assume_unique=True).astype(INDEX_DTYPE)
+    return values

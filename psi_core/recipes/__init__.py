@@ -13,7 +13,19 @@ recipe                    key string
 ``name_address_v1``       ``name_address_v1|<NAME>|<STREET>|<STATE>|<ZIP5>``
 ``name_dob_v1``           ``name_dob_v1|<NAME>|<YYYY-MM-DD>``
 ``tin_v1``                ``tin_v1|<9 digits>``
+``name_address_v2``       ``name_address_v2|<TOLERANT NAME>|<STREET>|<STATE>|<ZIP5>``
+``name_dob_v2``           ``name_dob_v2|<TOLERANT NAME>|<YYYY-A-B>``
+``name_house_v1``         ``name_house_v1|<TOLERANT NAME>|<HOUSE NUMBER>|<ZIP5>``
+``house_dob_v1``          ``house_dob_v1|<HOUSE NUMBER>|<ZIP5>|<YYYY-A-B>``
+``sound_dob_v1``          ``sound_dob_v1|<SOUNDEX> <SOUNDEX>|<YYYY-A-B>``
+``tin_v2``                ``tin_v2|<9 digits>`` (leading zeros restored)
+``tin_initials_v1``       ``tin_initials_v1|<9 digits>|<2 initials>``
 ========================  ==========================================================
+
+``DEFAULT_RECIPE_IDS`` (the three ``_v1`` recipes) is what an index holds when no recipe is
+named. The second-generation forms (``<TOLERANT NAME>``, ``<YYYY-A-B>``) are described in
+:mod:`psi_core.recipes._tolerant`; ``quality.json`` beside this file holds the measured
+false-match rate of each recipe and multi-key rule (:mod:`psi_core.recipes.quality`).
 
 ``<NAME>`` is every token of given and family name, folded (accents and punctuation
 removed, upper case) and sorted, joined by single spaces: "José García-López", "GARCIA
@@ -30,6 +42,25 @@ used (see ``name_address_v1``). No field can contain ``|``.
 from __future__ import annotations
 
 from ._reasons import NO_KEY_REASONS
-from ._recipes import RECIPES, MatchKeyRecipe, Record, get_recipe, recipe_ids
+from ._recipes import (
+    DEFAULT_RECIPE_IDS,
+    RECIPES,
+    MatchKeyRecipe,
+    Record,
+    get_recipe,
+    recipe_ids,
+)
+from .quality import QualityEstimate, expected_false_matches, rule_id
 
-__all__ = ["NO_KEY_REASONS", "RECIPES", "MatchKeyRecipe", "Record", "get_recipe", "recipe_ids"]
+__all__ = [
+    "DEFAULT_RECIPE_IDS",
+    "NO_KEY_REASONS",
+    "RECIPES",
+    "MatchKeyRecipe",
+    "QualityEstimate",
+    "Record",
+    "expected_false_matches",
+    "get_recipe",
+    "recipe_ids",
+    "rule_id",
+]

@@ -1,11 +1,23 @@
 from psi_proto.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class SegmentKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEGMENT_KIND_UNSPECIFIED: _ClassVar[SegmentKind]
+    SEGMENT_KIND_BASE: _ClassVar[SegmentKind]
+    SEGMENT_KIND_ADD: _ClassVar[SegmentKind]
+    SEGMENT_KIND_REMOVE: _ClassVar[SegmentKind]
+SEGMENT_KIND_UNSPECIFIED: SegmentKind
+SEGMENT_KIND_BASE: SegmentKind
+SEGMENT_KIND_ADD: SegmentKind
+SEGMENT_KIND_REMOVE: SegmentKind
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
@@ -28,7 +40,7 @@ class PolicyLimits(_message.Message):
     def __init__(self, max_subjects_per_query: _Optional[int] = ..., max_points_per_chunk: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_concurrent_evaluations: _Optional[int] = ..., max_replays_per_token: _Optional[int] = ..., max_classic_setups_per_token: _Optional[int] = ...) -> None: ...
 
 class CustodianInfo(_message.Message):
-    __slots__ = ("custodian_id", "epoch_id", "record_count", "key_count", "recipes", "index_sha256", "index_size_bytes", "limits", "false_positive_bound", "classic_setup_available")
+    __slots__ = ("custodian_id", "epoch_id", "record_count", "key_count", "recipes", "index_sha256", "index_size_bytes", "limits", "false_positive_bound", "classic_setup_available", "epochs")
     CUSTODIAN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +51,7 @@ class CustodianInfo(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     FALSE_POSITIVE_BOUND_FIELD_NUMBER: _ClassVar[int]
     CLASSIC_SETUP_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
     custodian_id: str
     epoch_id: str
     record_count: int
@@ -49,15 +62,54 @@ class CustodianInfo(_message.Message):
     limits: PolicyLimits
     false_positive_bound: _common_pb2.FalsePositiveBound
     classic_setup_available: bool
-    def __init__(self, custodian_id: _Optional[str] = ..., epoch_id: _Optional[str] = ..., record_count: _Optional[int] = ..., key_count: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., index_sha256: _Optional[bytes] = ..., index_size_bytes: _Optional[int] = ..., limits: _Optional[_Union[PolicyLimits, _Mapping]] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., classic_setup_available: bool = ...) -> None: ...
+    epochs: _containers.RepeatedCompositeFieldContainer[EpochInfo]
+    def __init__(self, custodian_id: _Optional[str] = ..., epoch_id: _Optional[str] = ..., record_count: _Optional[int] = ..., key_count: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., index_sha256: _Optional[bytes] = ..., index_size_bytes: _Optional[int] = ..., limits: _Optional[_Union[PolicyLimits, _Mapping]] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., classic_setup_available: bool = ..., epochs: _Optional[_Iterable[_Union[EpochInfo, _Mapping]]] = ...) -> None: ...
+
+class IndexSegment(_message.Message):
+    __slots__ = ("seq", "kind", "key_count", "size_bytes", "sha256", "record_count")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    KEY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    kind: SegmentKind
+    key_count: int
+    size_bytes: int
+    sha256: bytes
+    record_count: int
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[SegmentKind, str]] = ..., key_count: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[bytes] = ..., record_count: _Optional[int] = ...) -> None: ...
+
+class EpochInfo(_message.Message):
+    __slots__ = ("epoch_id", "current", "ends_at_unix_seconds", "recipes", "record_count", "key_count", "base", "segments")
+    EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    ENDS_AT_UNIX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RECIPES_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    epoch_id: str
+    current: bool
+    ends_at_unix_seconds: int
+    recipes: _containers.RepeatedScalarFieldContainer[str]
+    record_count: int
+    key_count: int
+    base: IndexSegment
+    segments: _containers.RepeatedCompositeFieldContainer[IndexSegment]
+    def __init__(self, epoch_id: _Optional[str] = ..., current: bool = ..., ends_at_unix_seconds: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., record_count: _Optional[int] = ..., key_count: _Optional[int] = ..., base: _Optional[_Union[IndexSegment, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[IndexSegment, _Mapping]]] = ...) -> None: ...
 
 class FetchIndexRequest(_message.Message):
-    __slots__ = ("epoch_id", "offset")
+    __slots__ = ("epoch_id", "offset", "segment")
     EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
     epoch_id: str
     offset: int
-    def __init__(self, epoch_id: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+    segment: int
+    def __init__(self, epoch_id: _Optional[str] = ..., offset: _Optional[int] = ..., segment: _Optional[int] = ...) -> None: ...
 
 class IndexChunk(_message.Message):
     __slots__ = ("offset", "data")
@@ -104,16 +156,18 @@ class EvaluateResponse(_message.Message):
     def __init__(self, points: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ClassicSetupRequest(_message.Message):
-    __slots__ = ("authorization", "fpr", "num_client_inputs", "recipe")
+    __slots__ = ("authorization", "fpr", "num_client_inputs", "recipe", "epoch_id")
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
     FPR_FIELD_NUMBER: _ClassVar[int]
     NUM_CLIENT_INPUTS_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
     authorization: bytes
     fpr: float
     num_client_inputs: int
     recipe: str
-    def __init__(self, authorization: _Optional[bytes] = ..., fpr: _Optional[float] = ..., num_client_inputs: _Optional[int] = ..., recipe: _Optional[str] = ...) -> None: ...
+    epoch_id: str
+    def __init__(self, authorization: _Optional[bytes] = ..., fpr: _Optional[float] = ..., num_client_inputs: _Optional[int] = ..., recipe: _Optional[str] = ..., epoch_id: _Optional[str] = ...) -> None: ...
 
 class ClassicSetup(_message.Message):
     __slots__ = ("server_setup", "epoch_id")
@@ -124,12 +178,14 @@ class ClassicSetup(_message.Message):
     def __init__(self, server_setup: _Optional[bytes] = ..., epoch_id: _Optional[str] = ...) -> None: ...
 
 class ClassicRequest(_message.Message):
-    __slots__ = ("authorization", "request")
+    __slots__ = ("authorization", "request", "epoch_id")
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
     authorization: bytes
     request: bytes
-    def __init__(self, authorization: _Optional[bytes] = ..., request: _Optional[bytes] = ...) -> None: ...
+    epoch_id: str
+    def __init__(self, authorization: _Optional[bytes] = ..., request: _Optional[bytes] = ..., epoch_id: _Optional[str] = ...) -> None: ...
 
 class ClassicResponse(_message.Message):
     __slots__ = ("response",)

@@ -86,11 +86,12 @@ class CustodianServicer(object):
         """The encrypted index (sorted 64-bit fingerprints of b*H(y), little-endian), as a
         stream of chunks starting at `offset`, so an interrupted download resumes. Needs no
         authorization and charges nothing: without b the index reveals only its size.
-        Errors: FAILED_PRECONDITION for an epoch that is not current; INVALID_ARGUMENT for a
-        bad offset; RESOURCE_EXHAUSTED when the custodian already serves its maximum of
-        FetchIndex calls (32 by default); CANCELLED for a reader that takes no chunk for a
-        while (60 s by default): resume from the offset reached. Check the concatenated bytes
-        against CustodianInfo.index_sha256.
+        Errors: FAILED_PRECONDITION for an epoch that is not served; NOT_FOUND for a segment
+        the epoch does not hold; INVALID_ARGUMENT for a bad offset; RESOURCE_EXHAUSTED when
+        the custodian already serves its maximum of FetchIndex calls (32 by default);
+        CANCELLED for a reader that takes no chunk for a while (60 s by default): resume from
+        the offset reached. Check the concatenated bytes against the piece's
+        IndexSegment.sha256.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,7 +106,7 @@ class CustodianServicer(object):
         point_count subjects, not refunded if the call fails later). Errors: INVALID_ARGUMENT
         (no header first, missing or oversized authorization, unset mode, malformed or
         miscounted chunks or points); FAILED_PRECONDITION (recipe not held, epoch not
-        current); UNAUTHENTICATED or PERMISSION_DENIED (token refused); RESOURCE_EXHAUSTED
+        served); UNAUTHENTICATED or PERMISSION_DENIED (token refused); RESOURCE_EXHAUSTED
         (point_count 0 or over max_subjects_per_query, budget used up, replays used up, no
         evaluation slot free within about 30 seconds, or the maximum of Evaluate calls at
         once, 64 by default, already open).

@@ -13,6 +13,7 @@ held in Arrow tables), never with the population.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from psi_core.io import (
     RowWriter,
     read_rows,
 )
+from psi_tools.synth import _realistic
 from psi_tools.synth._population import (
     BLOCK_ROWS,
     STREAM_OUTSIDERS,
@@ -47,12 +49,14 @@ NEAR_MISS_SHARE: Final = 0.25
 
 _NEAR_MISS_KINDS_P: Final = (0.5, 0.25, 0.25)
 _DIFFERENT, _SAME_DOB, _SAME_ADDRESS = range(3)
+_NEAR_MISS_LABELS: Final = ("same_name", "same_name_dob", "same_name_address")
 _ADDRESS: Final = ("street", "city", "state", "zip")
 _PERSON: Final = RECORD_COLUMNS[1:]
 
 _PURPOSE_SAMPLE: Final = 10
 _PURPOSE_ORDER: Final = 11
 _PURPOSE_VARY: Final = 12
+_PURPOSE_REALISTIC: Final = 13
 
 
 class SubjectBatch(NamedTuple):
@@ -120,6 +124,7 @@ def generate_subjects(
     seed: int,
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    profile: str = "formatting",
     options: InputOptions | None = None,
 ) -> Iterator[SubjectBatch]:
     """Yield ``n`` subjects and their truth in batches of ``batch_rows``.
@@ -130,12 +135,35 @@ def generate_subjects(
     shuffled together. Arguments are checked (see :func:`plan_subjects`) before this
     returns; the population is read on the first ``next()``, and an unreadable row in it
     is raised as :class:`~psi_core.errors.RowError`.
+
+    ``profile`` is ``"formatting"`` (the default here, and the only profile before
+    profiles existed: its output is unchanged) or ``"realistic"`` (the ``psi synth
+    subjects`` default; see :mod:`psi_tools.synth._realistic`), whose truth rows also
+    carry :data:`~psi_tools.synth._realistic.TRUTH_DETAIL_COLUMNS`.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    _check_profile(profile)
     plan = plan_subjects(population_path, n, overlap, seed, options=options)
-    blocks = _subject_blocks(os.fspath(population_path), plan, seed, options=options)
+    blocks = _subject_blocks(
+        os.fspath(population_path), plan, seed, profile=profile, options=options
+    )
     return _rebatch(blocks, batch_rows)
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in _realistic.PROFILES:
+        raise ValueError(
+            f"unknown subject profile {profile!r}; use one of {', '.join(_realistic.PROFILES)}"
+        )
+
+
+def truth_columns(profile: str) -> tuple[str, ...]:
+    """The columns of a truth file written under ``profile``."""
+    _check_profile(profile)
+    if profile == "formatting":
+        return TRUTH_COLUMNS
+    return (*TRUTH_COLUMNS, *_realistic.TRUTH_DETAIL_COLUMNS)
 
 
 def _rebatch(blocks: Iterator[SubjectBatch], batch_rows: int) -> Iterator[SubjectBatch]:
@@ -223,6 +251,7 @@ def _subject_blocks(
     plan: SubjectPlan,
     seed: int,
     tally: _Tally | None = None,
+    profile: str = "formatting",
     options: InputOptions | None = None,
 ) -> Iterator[SubjectBatch]:
     tally = tally if tally is not None else _Tally()
@@ -255,14 +284,71 @@ def _subject_blocks(
             .random((len(slots), DECISIONS))
             .tolist()
         )
+        if profile == "realistic":
+            rnd = random.Random(f"{seed}/{_PURPOSE_REALISTIC}/{block_start // BLOCK_ROWS}")
+            yield _realistic_block(block_start, rows, draws, rnd)
+            continue
         subjects: list[dict[str, str]] = []
         truth: list[dict[str, str]] = []
-        for offset, ((record_id, person), u) in enumerate(zip(rows, draws, strict=True)):
+        for offset, ((record_id, person, _), u) in enumerate(zip(rows, draws, strict=True)):
             subject_id = f"S{block_start + offset:07d}"
             varied = vary(person, u)
             subjects.append({"subject_id": subject_id, **{c: varied[c] for c in _PERSON}})
             truth.append({"subject_id": subject_id, "record_id": record_id})
         yield SubjectBatch(subjects, truth)
+
+
+_NEAR_MISS_MAKERS: Final = {
+    "household": _realistic.make_household_relative,
+    "zip_collision": _realistic.make_zip_collision,
+    "twin": _realistic.make_twin,
+}
+
+
+def _realistic_block(
+    block_start: int,
+    rows: list[tuple[str, dict[str, str], str]],
+    draws: list[list[float]],
+    rnd: random.Random,
+) -> SubjectBatch:
+    """One block under the ``realistic`` profile (see :mod:`psi_tools.synth._realistic`)."""
+    sources = [dict(person) for record_id, person, _ in rows if record_id]
+    extra = tuple(_realistic.NEAR_MISS_EXTRA.items())
+    subjects: list[dict[str, str]] = []
+    truth: list[dict[str, str]] = []
+    for offset, ((record_id, person, near), u) in enumerate(zip(rows, draws, strict=True)):
+        if not record_id and not near and sources:
+            draw = rnd.random()
+            for kind, share in extra:
+                if draw < share:
+                    source = rnd.choice(sources)
+                    make = _NEAR_MISS_MAKERS[kind]
+                    make(person, source, rnd)
+                    near = kind
+                    break
+                draw -= share
+        origin = _realistic.infer_origin(person["given_name"], person["family_name"])
+        applied = _realistic.vary_content(person, rnd)
+        varied = vary(person, u)
+        if any(varied[c] != person[c] for c in _PERSON):
+            applied.append("formatting")
+        if person["date_of_birth"] and not varied["date_of_birth"]:
+            applied.append("dob_missing")
+        if person["tin"] and not varied["tin"]:
+            applied.append("tin_missing")
+        applied.extend(_realistic.damage(varied, rnd))
+        subject_id = f"S{block_start + offset:07d}"
+        subjects.append({"subject_id": subject_id, **{c: varied[c] for c in _PERSON}})
+        truth.append(
+            {
+                "subject_id": subject_id,
+                "record_id": record_id,
+                "origin": origin,
+                "variations": ";".join(applied),
+                "near_miss": near,
+            }
+        )
+    return SubjectBatch(subjects, truth)
 
 
 def _rows_for_slots(
@@ -273,8 +359,8 @@ def _rows_for_slots(
     near_source: np.ndarray,
     near_kinds: np.ndarray,
     tally: _Tally,
-) -> list[tuple[str, dict[str, str]]]:
-    """The unvaried person behind each slot, with its truth ``record_id``."""
+) -> list[tuple[str, dict[str, str], str]]:
+    """The unvaried person behind each slot, its truth ``record_id`` and near-miss kind."""
     is_member = slots < plan.members
     member_rows = picks.members.take(pa.array(slots[is_member])).to_pylist()
     outsider_slots = slots[~is_member] - plan.members
@@ -285,20 +371,23 @@ def _rows_for_slots(
     )
     kinds = iter(near_kinds[outsider_slots[near]].tolist())
     members_iter, outsiders_iter = iter(member_rows), iter(outsider_rows)
-    out: list[tuple[str, dict[str, str]]] = []
+    out: list[tuple[str, dict[str, str], str]] = []
     for member, is_near in zip(is_member.tolist(), _spread(is_member, near), strict=True):
         if member:
             row = next(members_iter)
-            out.append((row["record_id"], row))
+            out.append((row["record_id"], row, ""))
             continue
         person = next(outsiders_iter)
+        label = ""
         if is_near:
-            _make_near_miss(person, next(source_rows), next(kinds))
+            kind = next(kinds)
+            _make_near_miss(person, next(source_rows), kind)
+            label = _NEAR_MISS_LABELS[kind]
         tin = person["tin"].replace("-", "")
         if tin.isdigit() and int(tin) in picks.colliding_tins:
             person["tin"] = ""
             tally.tins_cleared += 1
-        out.append(("", person))
+        out.append(("", person, label))
     return out
 
 
@@ -334,6 +423,7 @@ def write_subjects(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: Callable[[int], None] | None = None,
+    profile: str = "formatting",
     options: InputOptions | None = None,
 ) -> SynthReport:
     """Write :func:`generate_subjects`'s output to ``out_path`` and ``truth_path``.
@@ -343,18 +433,20 @@ def write_subjects(
     paths must name three different files (:class:`ValueError` otherwise), so the
     population is never overwritten.
     ``progress``, if given, is called with the number of subject rows just written.
+    ``profile`` is as for :func:`generate_subjects`.
     ``options`` say how to read the population (encoding, delimiter, sheet, column
     mapping); only ``record_id`` must be in it, absent columns read as empty.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    columns = truth_columns(profile)
     _check_distinct_paths(population_path, out_path, truth_path)
     plan = plan_subjects(population_path, n, overlap, seed, options=options)
     tally = _Tally()
-    blocks = _subject_blocks(os.fspath(population_path), plan, seed, tally, options)
+    blocks = _subject_blocks(os.fspath(population_path), plan, seed, tally, profile, options)
     with (
         RowWriter(out_path, SUBJECT_COLUMNS) as subjects,
-        RowWriter(truth_path, TRUTH_COLUMNS) as truth,
+        RowWriter(truth_path, columns) as truth,
     ):
         for batch in _rebatch(blocks, batch_rows):
             subjects.write_rows(batch.subjects)

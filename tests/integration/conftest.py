@@ -13,9 +13,9 @@ import pytest
 
 from psi_agency.app import RunningAgency, start_agency
 from psi_agency.client import AgencyClient
-from psi_core.index import EncryptedIndex, build_index, write_index
+from psi_core.index import Clock, EncryptedIndex, build_index, utc_now, write_index
 from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
-from psi_core.recipes import RECIPES
+from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
 from psi_proto.v1 import common_pb2, custodian_pb2
@@ -114,7 +114,7 @@ def prepare_custodian(
         write_records(root / "records.parquet", records),
         state.index_dir(epoch.epoch_id),
         epoch,
-        [RECIPES[r] for r in recipes or RECIPES],
+        [RECIPES[r] for r in recipes or DEFAULT_RECIPE_IDS],
         batch_rows=100,
         classic_keys=classic_keys,
     )
@@ -149,6 +149,7 @@ def make_deployment(
     pad_index: int = 0,
     custodian_metrics: ServiceMetrics | None = None,
     agency_metrics: ServiceMetrics | None = None,
+    clock: Clock = utc_now,
 ) -> Deployment:
     prepared = prepare_custodian(
         root, recipes=recipes, limits=limits, classic_keys=classic_keys, pad_index=pad_index
@@ -164,6 +165,7 @@ def make_deployment(
         "127.0.0.1:0",
         tls=load_tls_material(pki.root, "custodian-server"),
         trusted_authorities=[authority],
+        clock=clock,
         metrics=custodian_metrics,
     )
     deployment = Deployment(root, pki, authority, state.root, records, custodian)

@@ -212,7 +212,7 @@ EVALUATE_CASES: list[tuple[str, Requests, grpc.StatusCode, str]] = [
         "wrong-epoch",
         lambda t, e: [_header(t, "0000000000000000", 1), _chunk(VALID[:1])],
         PRECONDITION,
-        "current epoch",
+        "is not served",
     ),
     ("empty-epoch", lambda t, e: [_header(t, "", 1), _chunk(VALID[:1])], PRECONDITION, "epoch"),
     (

@@ -35,9 +35,10 @@ from psi_agency.custodian_client import (
     CustodianFacts,
     points_per_message,
 )
+from psi_agency.epochs import IndexHolder
 from psi_agency.progress import ProgressBoard
 from psi_agency.retry import RetryPolicy
-from psi_agency.runner import IndexHolder, QueryRunner
+from psi_agency.runner import QueryRunner
 from psi_agency.store import AgencyStore
 from psi_core.errors import IntegrityError, PeerError, PreconditionError
 from psi_core.index import (
@@ -46,6 +47,7 @@ from psi_core.index import (
     EncryptedIndex,
     EpochKey,
     IndexManifest,
+    SegmentedIndex,
     build_index,
     create_epoch,
 )
@@ -394,7 +396,7 @@ def test_stream_ending_before_all_chunks_were_sent_fails_the_query(world, tmp_pa
             yield world.fake.reencryptor.membership(next(chunks))
 
     index = EncryptedIndex.open(world.root / "index")
-    holder = IndexHolder(lambda facts: index)
+    holder = IndexHolder(lambda epoch: SegmentedIndex(index, []))
     store = AgencyStore(tmp_path / "agency.sqlite")
     try:
         with AuditLog(tmp_path / "agency.sqlite") as audit:

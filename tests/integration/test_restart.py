@@ -182,5 +182,5 @@ def test_interrupted_index_download_resumes_from_its_offset(fresh):
     (target / "fingerprints.u64.partial").write_bytes(source[: 8 * 100])
 
     fresh.agency = fresh.start_agency(state)
-    assert fresh.agency.index.values.tobytes() == source
+    assert fresh.agency.index.base.values.tobytes() == source
     assert [f["offset"] for f in _fetches(fresh)] == [800]

@@ -91,7 +91,7 @@ def test_dask_local_cluster_build_equals_inline_build(tmp_path, records, epoch):
     inline = build_index(records, tmp_path / "a", epoch, ALL, batch_rows=64)
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

@@ -77,12 +77,21 @@ def _into_directory(path_of: Callable[[Path], Path]) -> Damage:
     return damage
 
 
+def _epoch_dir(root: Path) -> Path:
+    (directory,) = (root / "epochs").iterdir()
+    return directory
+
+
 def _epoch_key(root: Path) -> Path:
-    return root / "epoch" / "epoch.key"
+    return _epoch_dir(root) / "epoch.key"
 
 
 def _epoch_meta(root: Path) -> Path:
-    return root / "epoch" / "epoch.json"
+    return _epoch_dir(root) / "epoch.json"
+
+
+def _registry(root: Path) -> Path:
+    return root / "epochs.json"
 
 
 CONFIG_DAMAGE: dict[str, Damage] = {
@@ -108,6 +117,12 @@ CONFIG_DAMAGE: dict[str, Damage] = {
     "epoch-meta-truncated": _write(_epoch_meta, b'{"epoch_id": '),
     "epoch-meta-no-id": _edit_json(_epoch_meta, lambda d: d.pop("epoch_id")),
     "epoch-meta-directory": _into_directory(_epoch_meta),
+    "registry-truncated": _write(_registry, b'{"epochs": ['),
+    "registry-no-list": _edit_json(_registry, lambda d: d.update(epochs=3)),
+    "registry-unknown-state": _edit_json(
+        _registry, lambda d: d["epochs"][0].update(state="sideways")
+    ),
+    "registry-unknown-field": _edit_json(_registry, lambda d: d["epochs"][0].update(x=1)),
     "manifest-truncated": _write(_manifest, b'{"epoch_id":'),
     "manifest-array": _write(_manifest, b"[]"),
     "manifest-no-key-count": _edit_json(_manifest, lambda d: d.pop("key_count")),
@@ -122,7 +137,7 @@ def _copy(pristine: Path, tmp_path: Path) -> Path:
 
     root = tmp_path / "state"
     shutil.copytree(pristine, root)
-    (root / "epoch" / "epoch.key").chmod(0o600)
+    _epoch_key(root).chmod(0o600)
     return root
 
 

@@ -33,13 +33,14 @@ from psi_core.errors import (
     PermissionDeniedError,
     PreconditionError,
 )
-from psi_core.index import EncryptedIndex, EpochKey, IndexDownload, IndexManifest, write_index
+from psi_core.index import EpochKey, IndexDownload, IndexManifest, write_index
 from psi_core.policy import AuditLog, TrustedAuthorities, verify_authorization
 from psi_core.protocol import BlindedQuery, Blinder, Reencryptor, openmined
 from psi_core.recipes import recipe_ids
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianConfig, CustodianLimits
 from psi_proto.v1 import agency_pb2, authorization_pb2, custodian_pb2
+from tests.factories import served_epochs_with_key
 
 FUZZ = settings(max_examples=200, deadline=None)
 
@@ -277,7 +278,7 @@ _REFUSALS = (InvalidInputError, PreconditionError, BudgetExhaustedError)
 def servicer(tmp_path_factory) -> CustodianServicer:
     root = tmp_path_factory.mktemp("fuzz-custodian")
     write_index(
-        root / "index",
+        root / "index" / _EPOCH.epoch_id,
         np.array([1, 2, 3], dtype="<u8"),
         epoch_id=_EPOCH.epoch_id,
         recipes=("tin_v1",),
@@ -288,8 +289,7 @@ def servicer(tmp_path_factory) -> CustodianServicer:
         config=CustodianConfig(
             "custodian", CustodianLimits(max_subjects_per_query=16, max_points_per_chunk=4)
         ),
-        epoch=_EPOCH,
-        index=EncryptedIndex.open(root / "index"),
+        epochs=served_epochs_with_key(root, _EPOCH),
         policy=None,  # type: ignore[arg-type]
         audit=audit,
         peer_identity=lambda context: "agency",
@@ -352,7 +352,7 @@ def test_evaluate_stream_validation_raises_only_refusals(servicer, messages):
     """Any Evaluate stream is refused with our errors or reaches the curve only when valid."""
     stream = iter(messages)
     try:
-        header = servicer._read_header(stream)
+        header, _ = servicer._read_header(stream)
         for chunk in servicer._point_chunks(stream, header.point_count):
             answer = _REENCRYPTOR.membership(chunk)
             assert len(answer) == len(chunk)

@@ -152,6 +152,9 @@ def test_services_use_psi_tools_only_for_truth_scoring():
         ("distributed", {"psi_core/index/build.py"}),
         ("dask", {"psi_core/index/build.py"}),
         ("tenacity", {"psi_agency/retry.py"}),
+        ("pseudopeople", {"psi_tools/pseudopeople_corpus.py"}),
+        ("anyascii", {"psi_core/recipes/_tolerant.py"}),
+        ("nicknames", {"psi_core/recipes/_nicknames.py"}),
     ],
 )  # fmt: skip
 def test_each_foreign_library_has_one_owner(library, owners):
