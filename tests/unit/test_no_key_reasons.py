@@ -17,8 +17,7 @@ GOOD = make_records(1, seed=3)[0]
 
 
 def _records() -> list[dict[str, str]]:
-    vectors = json.loads(VECTORS.read_text(encoding="utf-8"))["vectors"]
-    records = [dict(v["record"]) for v in vectors]
+    records = [dict(r) for r in json.loads(VECTORS.read_text(encoding="utf-8"))["records"].values()]
     for record in make_records(40, seed=5):
         for column in list(record)[1:]:
             records.append({**record, column: ""})
