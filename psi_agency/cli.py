@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -15,9 +16,12 @@ from google.protobuf.json_format import MessageToDict
 
 from psi_agency.app import AgencyState, start_agency
 from psi_agency.client import AgencyClient
+from psi_agency.quality import describe
 from psi_agency.retry import RetryPolicy
+from psi_agency.service import rule_message
 from psi_core.errors import InputFileError, RowError
 from psi_core.io import SUBJECT_COLUMNS, ColumnPlan, InputFile, RowWriter
+from psi_core.protocol import MatchRule
 from psi_core.recipes import NO_KEY_REASONS, get_recipe, recipe_ids
 from psi_proto.v1 import agency_pb2
 from psi_rpc.cli import (
@@ -38,7 +42,9 @@ from psi_rpc.modes import MODE_ENUMS, MODE_NAMES
 from psi_rpc.server import create_channel
 from psi_tools.evaluation import members_from_truth, score
 
+#: ``recipe`` holds the recipes that matched, ``;``-joined.
 MATCH_COLUMNS = ("subject_id", "recipe", *SUBJECT_COLUMNS[1:])
+DEFAULT_RECIPE = "name_address_v1"
 _BATCH = 5_000
 
 
@@ -96,8 +102,7 @@ def _subject_batches(
 
 
 def _recipe_ids(args: argparse.Namespace) -> list[str]:
-    chosen = args.recipe
-    return [chosen] if isinstance(chosen, str) else list(chosen)
+    return list(MatchRule.of(args.recipe or [DEFAULT_RECIPE], args.rule).recipes)
 
 
 def needed_columns(recipes: Sequence[str]) -> dict[str, str]:
@@ -123,6 +128,23 @@ def _client(args: argparse.Namespace) -> tuple[grpc.Channel, AgencyClient]:
     return channel, AgencyClient(channel)
 
 
+def query_header(args: argparse.Namespace) -> agency_pb2.QueryHeader:
+    """The QueryHeader for ``--recipe`` (once or repeated) and ``--rule``."""
+    recipes = args.recipe or [DEFAULT_RECIPE]
+    rule = MatchRule.of(recipes, args.rule)
+    header = agency_pb2.QueryHeader(
+        authorization=_read_token(args.authorization),
+        mode=MODE_ENUMS[args.mode],
+        requested_by=args.requested_by,
+    )
+    if len(rule.recipes) == 1:
+        header.recipe = rule.recipes[0]
+    else:
+        header.recipes.extend(rule.recipes)
+        header.rule.CopyFrom(rule_message(rule))
+    return header
+
+
 def _query(args: argparse.Namespace) -> int:
     with InputFile(args.subjects, input_options(args)) as source:
         plan = source.plan(SUBJECT_COLUMNS, needed_columns(_recipe_ids(args)))
@@ -131,12 +153,7 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _run_query(args: argparse.Namespace, source: InputFile, plan: ColumnPlan) -> int:
-    header = agency_pb2.QueryHeader(
-        authorization=_read_token(args.authorization),
-        mode=MODE_ENUMS[args.mode],
-        recipe=args.recipe,
-        requested_by=args.requested_by,
-    )
+    header = query_header(args)
     channel, client = _client(args)
     with channel:
         row_errors: list[RowError] = []
@@ -207,7 +224,7 @@ def _write_matches(client: AgencyClient, status: agency_pb2.QueryStatus, out: Pa
         rows: list[dict[str, str]] = []
         for match in client.matches(status.query_id):
             subject = {name: getattr(match.subject, name) for name in SUBJECT_COLUMNS}
-            rows.append({**subject, "recipe": match.recipe})
+            rows.append({**subject, "recipe": ";".join(match.matched_recipes)})
             matched_ids.append(match.subject.subject_id)
             if len(rows) == _BATCH:
                 writer.write_rows(rows)
@@ -314,9 +331,11 @@ def print_summary(status: agency_pb2.QueryStatus) -> None:
     mode = MODE_NAMES.get(status.mode, "unspecified")
     t = status.timings
     bound = status.false_positive_bound
+    what = f"recipe {status.recipe}"
+    if len(status.recipes) > 1:
+        what = f"rule {status.rule_id}"
     print(
-        f"query {status.query_id}: {mode}, recipe {status.recipe}, case {status.case_id}, "
-        f"epoch {status.epoch_id}"
+        f"query {status.query_id}: {mode}, {what}, case {status.case_id}, epoch {status.epoch_id}"
     )
     print(
         f"subjects {status.subject_count:,} (with a key: {status.keyed_subject_count:,}); "
@@ -327,6 +346,8 @@ def print_summary(status: agency_pb2.QueryStatus) -> None:
         f"{bound.per_subject:.2e} per subject, "
         f"{bound.expected_false_matches:.2e} expected in this query"
     )
+    if status.HasField("quality"):
+        print(describe(status.quality, status.rule_id))
     for line in no_key_lines(status):
         print(line)
     print(
@@ -349,6 +370,12 @@ def no_key_lines(status: agency_pb2.QueryStatus) -> list[str]:
         )
         lines.append(f"no key for {recipe}: {total:,} subjects ({reasons})")
     return lines
+
+
+def _rule_text(text: str) -> str:
+    if not re.fullmatch(r"any|all|at-least-[1-9][0-9]{0,2}", text):
+        raise argparse.ArgumentTypeError("use any, all or at-least-K")
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -399,7 +426,18 @@ def parser() -> argparse.ArgumentParser:
         "--subjects", type=Path, required=True, help=".csv, .xlsx or .parquet subject list"
     )
     query.add_argument("--mode", choices=tuple(MODE_ENUMS), default="membership")
-    query.add_argument("--recipe", choices=recipe_ids(), default="name_address_v1")
+    query.add_argument(
+        "--recipe",
+        choices=recipe_ids(),
+        action="append",
+        help=f"match-key recipe (default {DEFAULT_RECIPE}); repeat for a multi-key query",
+    )
+    query.add_argument(
+        "--rule",
+        type=_rule_text,
+        default="any",
+        help="with several recipes: any, all or at-least-K of them must match (default any)",
+    )
     query.add_argument("--authorization", type=Path, required=True, help="signed token file")
     query.add_argument("--out", type=Path, default=Path("matches.csv"))
     query.add_argument("--truth", type=Path, help="synthetic truth file: report precision/recall")

@@ -1,9 +1,11 @@
 """Runs agency queries in the background, one at a time, against the custodian.
 
-For each query: compute the recipe's key for every stored subject, blind the distinct
-keys with a fresh scalar, stream them to the custodian in chunks, unblind the answers,
-look the fingerprints up in the local copy of the index, and store the result. Any
-failure marks the query FAILED with a status name and a message; nothing is half-stored.
+For each query: compute each stored subject's key under every recipe of the query, blind
+the distinct keys of each recipe with a fresh scalar, stream them to the custodian in
+chunks (recipe after recipe), unblind the answers, look the fingerprints up in the local
+copy of the index, apply the query's rule (``psi_core.protocol.rules``) and store the
+result with its expected false matches. Any failure marks the query FAILED with a status
+name and a message; nothing is half-stored.
 A custodian that is unreachable or too slow is tried again with backoff (``retry``); the
 query waits QUEUED meanwhile, saying why. Stopping leaves queued queries queued, gives
 the one in flight a deadline, then cancels its calls and leaves it resumable.
@@ -24,19 +26,27 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from psi_agency.custodian_client import CustodianClient, CustodianFacts
 from psi_agency.epochs import IndexHolder
 from psi_agency.progress import ProgressBoard
+from psi_agency.quality import estimate_quality
 from psi_agency.retry import RetryPolicy, retry_unreachable
 from psi_agency.store import FAILED, QUEUED, RUNNING, AgencyStore, QueryRecord
 from psi_core import faults
 from psi_core.errors import PeerError, PreconditionError, PsiError, UnreachableError
 from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog
-from psi_core.protocol import BlindedQuery, FalsePositiveBound, RequestDigest, distinct_keys
-from psi_core.recipes import get_recipe
+from psi_core.protocol import (
+    BlindedQuery,
+    FalsePositiveBound,
+    KeyDeclaration,
+    KeyFlags,
+    MatchRule,
+    RequestDigest,
+    SubjectKeys,
+    count_found,
+)
+from psi_core.recipes import MatchKeyRecipe, get_recipe
 from psi_proto.v1 import custodian_pb2
 from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.modes import MODE_ENUMS
@@ -89,6 +99,36 @@ def _bounded_cardinality_answer(
 
 class _Interrupted(Exception):
     """The runner is stopping: the query goes back to QUEUED, its scalar kept."""
+
+
+def _no_key_counts(
+    recipes: list[MatchKeyRecipe],
+    subject_keys: SubjectKeys,
+    subjects: Iterable[dict[str, str]],
+) -> dict[str, dict[str, int]]:
+    """Per recipe, per reason code: how many subjects gave no key.
+
+    Only the subjects without a key under some recipe are looked at again (``subjects``
+    is read up to the last of them, in submission order; not at all when every subject
+    has every key).
+    """
+    keyless = (subject_keys.key_index < 0).any(axis=1).nonzero()[0]
+    if not len(keyless):
+        return {}
+    counts: dict[str, Counter[str]] = {recipe.id: Counter() for recipe in recipes}
+    wanted = iter(keyless)
+    target = int(next(wanted))
+    for seq, subject in enumerate(subjects):
+        if seq != target:
+            continue
+        for recipe, position in zip(recipes, subject_keys.key_index[seq].tolist(), strict=True):
+            if position < 0:
+                counts[recipe.id][recipe.why_no_key(subject) or "incomplete"] += 1
+        following = next(wanted, None)
+        if following is None:
+            break
+        target = int(following)
+    return {recipe_id: dict(found) for recipe_id, found in counts.items() if found}
 
 
 class QueryRunner:
@@ -251,57 +291,52 @@ class QueryRunner:
 
     def _execute(self, record: QueryRecord) -> int:
         timings = _Timings()
-        recipe = get_recipe(record.recipe)
+        rule = MatchRule.from_id(record.recipe)
+        recipes = [get_recipe(recipe_id) for recipe_id in rule.recipes]
         facts = self._custodian.info()
         if self._store.blinding_key(record.query_id) is not None and record.epoch_id:
             epoch, index = self._index.for_epoch(facts, record.epoch_id)
         else:
             epoch, index = self._index.for_new_query(facts)
-        if recipe.id not in epoch.recipes:
+        missing = [r for r in rule.recipes if r not in epoch.recipes]
+        if missing:
             raise PreconditionError(
-                f"the custodian does not hold recipe {recipe.id}; it holds "
+                f"the custodian does not hold recipe {', '.join(missing)}; it holds "
                 f"{', '.join(epoch.recipes)}"
             )
 
         started = time.perf_counter()
-        subject_keys: list[str | None] = []
-        no_key: Counter[str] = Counter()
-        for subject in self._store.subjects(record.query_id):
-            key = recipe.key(subject)
-            subject_keys.append(key)
-            if key is None:
-                no_key[recipe.why_no_key(subject) or "incomplete"] += 1
-        keys, key_of_subject = distinct_keys(subject_keys)
+        subject_keys = SubjectKeys.build(recipes, self._store.subjects(record.query_id))
+        keys = subject_keys.keys
+        no_key = _no_key_counts(recipes, subject_keys, self._store.subjects(record.query_id))
         timings.blind += time.perf_counter() - started
-        keyed = int(np.count_nonzero(key_of_subject >= 0))
+        keyed = subject_keys.keyed_subjects
         bound = FalsePositiveBound.for_query(index.key_count, len(keys))
         self._store.update(
             record.query_id,
             keyed_count=keyed,
-            no_key_counts={recipe.id: dict(no_key)} if no_key else {},
+            no_key_counts=no_key,
             epoch_id=epoch.epoch_id,
             fp_per_subject=bound.per_subject,
             fp_expected=bound.expected_false_matches,
+            quality=estimate_quality(rule.rule_id, keyed, bound.expected_false_matches),
         )
         if len(keys) > facts.max_subjects_per_query:
             raise PreconditionError(
                 f"the query has {len(keys)} distinct keys; the custodian accepts at most "
                 f"{facts.max_subjects_per_query} per query: split it"
             )
-        matched_keys = self._match(record, keys, facts, index, timings)
+        subject_keys, found = self._match(record, subject_keys, facts, index, timings)
 
         if record.mode == "membership":
-            matched_mask = np.zeros(len(keys) + 1, dtype=bool)
-            matched_mask[: len(keys)][matched_keys] = True
-            subject_hits = matched_mask[key_of_subject]
-            seqs = np.flatnonzero(subject_hits & (key_of_subject >= 0)).tolist()
-            match_count = len(seqs)
+            hits = subject_keys.hits(found)
+            matches = [(seq, ";".join(hits.recipes_of(seq))) for seq in hits.matched(rule)]
+            match_count = len(matches)
         else:
-            seqs, match_count = [], len(matched_keys)
+            matches, match_count = [], count_found(found)
         self._store.finish(
             record.query_id,
-            seqs,
-            recipe.id,
+            matches,
             processed_count=keyed,
             match_count=match_count,
             timings=timings.as_dict(),
@@ -314,18 +349,23 @@ class QueryRunner:
     def _match(
         self,
         record: QueryRecord,
-        keys: list[str],
+        subject_keys: SubjectKeys,
         facts: CustodianFacts,
         index: SegmentedIndex,
         timings: _Timings,
-    ) -> np.ndarray:
-        """Indices (into ``keys``) of the keys whose b·H(x) is in the index."""
-        if not keys:
-            return np.empty(0, dtype=np.int64)
+    ) -> tuple[SubjectKeys, list[KeyFlags]]:
+        """The keys in the order they were sent, and for each (chunk by chunk) whether
+        b·H(x) is in the index."""
+        if not subject_keys.keys:
+            return subject_keys, []
         step = facts.points_per_request
         sent_sizes: list[int] = []
         stored_scalar = self._store.blinding_key(record.query_id)
         query = BlindedQuery(stored_scalar)
+        began = time.perf_counter()
+        subject_keys = subject_keys.in_secret_order(query.scalar)
+        keys = subject_keys.keys
+        timings.blind += time.perf_counter() - began
 
         def blinded_chunks() -> Iterator[list[bytes]]:
             for start in range(0, len(keys), step):
@@ -349,37 +389,40 @@ class QueryRunner:
         header = custodian_pb2.EvaluateHeader(
             authorization=record.authorization,
             mode=MODE_ENUMS[record.mode],
-            recipe=record.recipe,
             epoch_id=index.epoch_id,
             point_count=len(keys),
             replay_of_sha256=replay_of,
+            **_declared_fields(subject_keys.declaration()),
         )
         answers = self._custodian.evaluate(header, chunks, timeout=self._timeout(len(keys)))
         if record.mode == "membership":
-            return self._membership(record, answers, sent_sizes, len(keys), query, index, timings)
+            found = self._membership(
+                record, answers, sent_sizes, subject_keys, query, index, timings
+            )
+            return subject_keys, found
         collected = _bounded_cardinality_answer(answers, len(keys), facts.max_points_per_chunk)
         faults.point("query_collected")
-        hits = self._lookup(query, len(keys), collected, index, timings)
-        return np.flatnonzero(hits)
+        return subject_keys, [self._lookup(query, len(keys), collected, index, timings)]
 
     def _membership(
         self,
         record: QueryRecord,
         answers: Iterator[list[bytes]],
         sent_sizes: list[int],
-        total: int,
+        subject_keys: SubjectKeys,
         query: BlindedQuery,
         index: SegmentedIndex,
         timings: _Timings,
-    ) -> np.ndarray:
-        hits: list[np.ndarray] = []
-        processed = 0
+    ) -> list[KeyFlags]:
+        hits: list[KeyFlags] = []
+        processed, total, keyed = 0, len(subject_keys.keys), subject_keys.keyed_subjects
         for number, answer in enumerate(answers):
             if number >= len(sent_sizes):
                 raise PeerError("the custodian answered more chunks than were sent")
             hits.append(self._lookup(query, sent_sizes[number], answer, index, timings))
             processed += sent_sizes[number]
-            self._store.update(record.query_id, processed_count=processed)
+            # Progress in keyed subjects (the unit QueryStatus reports), whatever the recipes.
+            self._store.update(record.query_id, processed_count=processed * keyed // total)
             self._board.bump(record.query_id)
             faults.point("query_answered")
         if len(hits) != len(sent_sizes):
@@ -392,7 +435,7 @@ class QueryRunner:
                 "the query is void"
             )
         faults.point("query_collected")
-        return np.flatnonzero(np.concatenate(hits))
+        return hits
 
     @staticmethod
     def _lookup(
@@ -401,7 +444,7 @@ class QueryRunner:
         answer: list[bytes],
         index: SegmentedIndex,
         timings: _Timings,
-    ) -> np.ndarray:
+    ) -> KeyFlags:
         began = time.perf_counter()
         fingerprints = query.fingerprints(sent, answer)
         timings.unblind += time.perf_counter() - began
@@ -409,3 +452,17 @@ class QueryRunner:
         hits = index.contains(fingerprints)
         timings.lookup += time.perf_counter() - began
         return hits
+
+
+def _declared_fields(declared: KeyDeclaration) -> dict[str, object]:
+    """The header fields that declare the keys: the single-recipe form when it says it all
+    (so a custodian that knows no multi-key header still serves single-recipe queries)."""
+    if declared.is_single:
+        return {"recipe": declared.recipes[0]}
+    return {
+        "recipe_keys": [
+            custodian_pb2.RecipeKeyCount(recipe=recipe, key_count=count)
+            for recipe, count in declared.segments
+        ],
+        "subject_count": declared.subjects,
+    }

@@ -13,10 +13,12 @@ import grpc
 
 from psi_agency.paging import Cursor, PageTokens
 from psi_agency.progress import ProgressBoard
+from psi_agency.quality import quality_message, quality_metadata
 from psi_agency.runner import QueryRunner
 from psi_agency.store import SUBJECT_FIELDS, SUCCEEDED, TERMINAL_STATES, AgencyStore, QueryRecord
 from psi_core.errors import BudgetExhaustedError, InvalidInputError, PreconditionError
 from psi_core.policy import read_claims_unverified
+from psi_core.protocol import ALL, ANY, AT_LEAST, MatchRule
 from psi_core.recipes import get_recipe
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc, common_pb2
 from psi_rpc.modes import MODE_ENUMS, mode_name
@@ -34,6 +36,11 @@ MAX_FIELD_CHARS = 256
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1_000
 _WATCH_WAKEUP_SECONDS = 5.0
+_RULE_KINDS = {
+    ANY: agency_pb2.MATCH_RULE_KIND_ANY,
+    ALL: agency_pb2.MATCH_RULE_KIND_ALL,
+    AT_LEAST: agency_pb2.MATCH_RULE_KIND_AT_LEAST,
+}
 #: Most WatchQuery streams served at once: each holds a server thread while it waits.
 DEFAULT_MAX_WATCHERS = 16
 
@@ -59,8 +66,35 @@ def subject_row(subject: agency_pb2.Subject) -> dict[str, str]:
     return row
 
 
+def rule_of(header: agency_pb2.QueryHeader) -> MatchRule:
+    """The query's recipes and rule from a QueryHeader (either form), checked."""
+    if header.recipe and header.recipes:
+        raise InvalidInputError("set recipe (one recipe) or recipes (several), not both")
+    recipes = [get_recipe(r).id for r in (header.recipes or [header.recipe])]
+    kind = header.rule.kind
+    if kind == agency_pb2.MATCH_RULE_KIND_UNSPECIFIED:
+        if len(recipes) > 1:
+            raise InvalidInputError(
+                "a query with several recipes needs a rule: any, all or at least k"
+            )
+        return MatchRule.of(recipes)
+    if kind == agency_pb2.MATCH_RULE_KIND_AT_LEAST:
+        return MatchRule.of(recipes, f"at-least-{header.rule.at_least}")
+    names = {number: name for name, number in _RULE_KINDS.items()}
+    if kind not in names:
+        raise InvalidInputError(f"unknown rule kind {kind}")
+    return MatchRule.of(recipes, names[kind])
+
+
+def rule_message(rule: MatchRule) -> agency_pb2.MatchRule:
+    return agency_pb2.MatchRule(
+        kind=_RULE_KINDS[rule.kind], at_least=rule.k if rule.kind == AT_LEAST else 0
+    )
+
+
 def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
     timings = record.timings
+    rule = record.rule
     return agency_pb2.QueryStatus(
         query_id=record.query_id,
         state=STATE_ENUMS[record.state],
@@ -80,6 +114,10 @@ def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
         error_message=record.error_message,
         timings=agency_pb2.PhaseTimings(**timings),
         case_id=record.case_id,
+        recipes=rule.recipes,
+        rule=rule_message(rule),
+        rule_id=rule.rule_id,
+        quality=quality_message(record.quality),
         waiting_reason=record.waiting_reason,
         attempts=record.attempts,
         created_at=_rfc3339(record.created_at),
@@ -133,21 +171,28 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
 
     def _header(
         self, request_iterator: Iterator[agency_pb2.SubmitQueryRequest]
-    ) -> agency_pb2.QueryHeader:
+    ) -> tuple[agency_pb2.QueryHeader, MatchRule]:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("kind") != "header":
             raise InvalidInputError("a SubmitQuery stream must start with a QueryHeader")
         header = first.header
-        mode_name(header.mode)
-        recipe = get_recipe(header.recipe)
+        mode = mode_name(header.mode)
+        rule = rule_of(header)
+        if mode != "membership" and len(rule.recipes) > 1:
+            raise InvalidInputError(
+                "a cardinality query takes one recipe: its sorted answer cannot tie a "
+                "subject's keys together, so a rule over several recipes cannot be applied"
+            )
         held = self._custodian_recipes()
-        if recipe.id not in held:
+        missing = [r for r in rule.recipes if r not in held]
+        if missing:
             raise PreconditionError(
-                f"the custodian does not hold recipe {recipe.id}; it holds {', '.join(held)}"
+                f"the custodian does not hold recipe {', '.join(missing)}; it holds "
+                f"{', '.join(held)}"
             )
         if len(header.requested_by) > MAX_FIELD_CHARS:
             raise InvalidInputError(f"requested_by is limited to {MAX_FIELD_CHARS} characters")
-        return header
+        return header, rule
 
     @grpc_errors
     def SubmitQuery(
@@ -155,12 +200,12 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
         request_iterator: Iterator[agency_pb2.SubmitQueryRequest],
         context: grpc.ServicerContext,
     ) -> Any:
-        header = self._header(request_iterator)
+        header, rule = self._header(request_iterator)
         query_id = secrets.token_hex(8)
         self._store.begin_query(
             query_id,
             mode=mode_name(header.mode),
-            recipe=header.recipe,
+            recipe=rule.rule_id,
             authorization=header.authorization,
             case_id=case_id_of(header.authorization),
             requested_by=header.requested_by,
@@ -252,8 +297,13 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
             raise PreconditionError("a cardinality query has no list of matches, only a count")
         if record.state != SUCCEEDED:
             raise PreconditionError(f"the query is {record.state}; matches exist once it SUCCEEDED")
-        for recipe, subject in self._store.matches(request.query_id):
-            yield agency_pb2.Match(recipe=recipe, subject=agency_pb2.Subject(**subject))
+        context.send_initial_metadata(quality_metadata(record.quality))
+        for recipes, subject in self._store.matches(request.query_id):
+            yield agency_pb2.Match(
+                recipe=record.recipe,
+                subject=agency_pb2.Subject(**subject),
+                matched_recipes=recipes.split(";"),
+            )
 
     @grpc_errors
     def ListQueries(

@@ -22,6 +22,7 @@ from psi_core import faults
 from psi_core.errors import InvalidInputError, NotFoundError
 from psi_core.io import SUBJECT_COLUMNS, utc_timestamp
 from psi_core.policy import SqliteFile
+from psi_core.protocol import MatchRule
 
 SUBJECT_FIELDS = SUBJECT_COLUMNS
 
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS queries (
     query_id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
     mode TEXT NOT NULL,
-    recipe TEXT NOT NULL,
+    recipe TEXT NOT NULL, -- the rule id (psi_core.protocol.MatchRule.rule_id)
     authorization BLOB NOT NULL,
     case_id TEXT NOT NULL,
     requested_by TEXT NOT NULL,
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS queries (
     timings TEXT NOT NULL DEFAULT '{{}}',
     waiting_reason TEXT NOT NULL DEFAULT '',
     attempts INTEGER NOT NULL DEFAULT 0,
+    quality TEXT NOT NULL DEFAULT '{{}}',
     no_key_counts TEXT NOT NULL DEFAULT '{{}}'
 );
 CREATE TABLE IF NOT EXISTS subjects (
@@ -68,7 +70,7 @@ CREATE TABLE IF NOT EXISTS blinding_keys (
 CREATE TABLE IF NOT EXISTS matches (
     query_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    recipe TEXT NOT NULL,
+    recipe TEXT NOT NULL, -- the recipes that matched, ';'-joined
     PRIMARY KEY (query_id, seq)
 );
 """
@@ -76,11 +78,10 @@ CREATE TABLE IF NOT EXISTS matches (
 _ADDED_COLUMNS = {
     "waiting_reason": "TEXT NOT NULL DEFAULT ''",
     "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "quality": "TEXT NOT NULL DEFAULT '{}'",
     "no_key_counts": "TEXT NOT NULL DEFAULT '{}'",
 }
-
-
-_JSON_COLUMNS = ("timings", "no_key_counts")
+_JSON_COLUMNS = ("timings", "quality", "no_key_counts")
 
 
 def _now() -> str:
@@ -88,11 +89,12 @@ def _now() -> str:
 
 
 def _query_update(query_id: str, fields: dict[str, object]) -> tuple[str, tuple[object, ...]]:
-    """An UPDATE of ``queries`` setting ``fields`` (``timings`` as a dict) and updated_at."""
+    """An UPDATE of ``queries`` setting ``fields`` (``timings`` and ``quality`` as dicts)
+    and updated_at."""
     values = dict(fields, updated_at=_now())
     for name in _JSON_COLUMNS:
         if name in values:
-            values[name] = json.dumps(values[name], sort_keys=True)
+            values[name] = json.dumps(values[name])
     assignments = ", ".join(f"{name} = ?" for name in values)
     return f"UPDATE queries SET {assignments} WHERE query_id = ?", (*values.values(), query_id)
 
@@ -102,6 +104,7 @@ class QueryRecord:
     query_id: str
     state: str
     mode: str
+    #: The rule id: a recipe id alone, or e.g. ``any(name_dob_v1,tin_v1)``.
     recipe: str
     authorization: bytes
     case_id: str
@@ -120,8 +123,15 @@ class QueryRecord:
     timings: dict[str, float] = field(default_factory=dict)
     waiting_reason: str = ""
     attempts: int = 0
+    #: The expected false matches (``psi_agency.quality.estimate_quality``); empty until
+    #: the query has counted its keys.
+    quality: dict[str, object] = field(default_factory=dict)
     no_key_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per recipe, per reason code: subjects that gave no key."""
+
+    @property
+    def rule(self) -> MatchRule:
+        return MatchRule.from_id(self.recipe)
 
 
 def _record(columns: dict[str, object]) -> QueryRecord:
@@ -294,22 +304,22 @@ class AgencyStore(SqliteFile):
                 yield dict(zip(SUBJECT_FIELDS, row[1:], strict=True))
             last = rows[-1][0]
 
-    def finish(
-        self, query_id: str, matched_seqs: Iterable[int], recipe: str, **fields: object
-    ) -> None:
-        """Store the matches and mark the query SUCCEEDED, in one transaction."""
+    def finish(self, query_id: str, matches: Iterable[tuple[int, str]], **fields: object) -> None:
+        """Store the matches, (seq, recipes that matched ``;``-joined), and mark the query
+        SUCCEEDED, in one transaction."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM matches WHERE query_id = ?", (query_id,))
             conn.executemany(
                 "INSERT INTO matches VALUES (?, ?, ?)",
-                ((query_id, s, recipe) for s in matched_seqs),
+                ((query_id, seq, recipes) for seq, recipes in matches),
             )
             conn.execute(*_query_update(query_id, {**fields, "state": SUCCEEDED}))
             conn.execute("DELETE FROM blinding_keys WHERE query_id = ?", (query_id,))
             faults.point("query_committing")
 
     def matches(self, query_id: str) -> Iterator[tuple[str, dict[str, str]]]:
-        """(recipe, subject) for every match of a query, in submission order."""
+        """(recipes that matched ``;``-joined, subject) for every match of a query, in
+        submission order."""
         columns = ", ".join(f"s.{name}" for name in SUBJECT_FIELDS)
         last = -1
         while True:

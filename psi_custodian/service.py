@@ -42,6 +42,7 @@ from psi_core.index import (
 from psi_core.policy import DEFAULT_MAX_TOKEN_BYTES, AuditLog, RequestKey, read_claims_unverified
 from psi_core.protocol import (
     FalsePositiveBound,
+    KeyDeclaration,
     RequestDigest,
     classic_setup_size_bound,
     openmined,
@@ -82,13 +83,29 @@ def _hashed(chunks: Iterable[list[bytes]], digest: RequestDigest) -> Iterator[li
         yield chunk
 
 
-def _request_key(header: custodian_pb2.EvaluateHeader, mode: str, sha256: bytes) -> RequestKey:
+def _request_key(
+    header: custodian_pb2.EvaluateHeader, declared: KeyDeclaration, mode: str, sha256: bytes
+) -> RequestKey:
     return RequestKey(
         sha256=sha256,
         point_count=header.point_count,
         mode=mode,
-        recipe=header.recipe,
+        recipe=declared.ledger_recipe(),
         epoch_id=header.epoch_id,
+    )
+
+
+def _declared(header: custodian_pb2.EvaluateHeader) -> KeyDeclaration:
+    """The header's keys per recipe and subjects to charge, in either form of header."""
+    if not header.recipe_keys:
+        return KeyDeclaration(
+            ((header.recipe, header.point_count),), header.subject_count or header.point_count
+        )
+    if header.recipe:
+        raise InvalidInputError("set recipe (one recipe) or recipe_keys (several), not both")
+    return KeyDeclaration(
+        tuple((entry.recipe, entry.key_count) for entry in header.recipe_keys),
+        header.subject_count,
     )
 
 
@@ -325,12 +342,15 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             watchdog.arm(limits.evaluate_base_seconds)
             header, served = self._read_header(request_iterator)
             mode = mode_name(header.mode)
+            declared = self._check_declaration(header, mode, served)
             event.update(
                 mode=mode,
-                recipe=header.recipe,
-                subjects=header.point_count,
+                recipe=",".join(declared.recipes),
+                subjects=declared.subjects,
                 epoch_id=served.epoch_id,
             )
+            if not declared.is_single:
+                event.update(points=header.point_count, recipe_keys=dict(declared.segments))
             watchdog.arm(
                 limits.evaluate_base_seconds
                 + limits.evaluate_seconds_per_point * header.point_count
@@ -338,7 +358,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             with self._evaluation_slot():
                 _record_claims(event, header.authorization)
                 replay_of = (
-                    _request_key(header, mode, header.replay_of_sha256)
+                    _request_key(header, declared, mode, header.replay_of_sha256)
                     if header.replay_of_sha256
                     else None
                 )
@@ -346,7 +366,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                     AdmissionRequest(
                         kind="evaluate",
                         authorization=header.authorization,
-                        subjects=header.point_count,
+                        subjects=declared.subjects,
                         mode=mode,
                         peer_agency_id=self._peer_identity(context),
                         replay_of=replay_of,
@@ -367,7 +387,9 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                     return
                 digest = RequestDigest()
                 yield from self._answer(served, mode, _hashed(chunks, digest))
-                self._policy.record_answered(admission, _request_key(header, mode, digest.digest()))
+                self._policy.record_answered(
+                    admission, _request_key(header, declared, mode, digest.digest())
+                )
 
     def _answer(
         self, served: ServedEpoch, mode: str, chunks: Iterable[list[bytes]]
@@ -417,7 +439,6 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         if not header.epoch_id:
             raise PreconditionError("the query names no key epoch; call GetInfo and sync")
         served = self._epochs.get(header.epoch_id)
-        self._check_recipe(header.recipe, served)
         if len(header.replay_of_sha256) not in (0, 32):
             raise InvalidInputError("replay_of_sha256 must be empty or 32 bytes (SHA-256)")
         if not 1 <= header.point_count <= self._limits.max_subjects_per_query:
@@ -426,6 +447,22 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 f"(this custodian's per-query cap)"
             )
         return header, served
+
+    def _check_declaration(
+        self, header: custodian_pb2.EvaluateHeader, mode: str, served: ServedEpoch
+    ) -> KeyDeclaration:
+        """The header's declaration, refused unless consistent and within this custodian's
+        limits; runs before any charge or curve work."""
+        declared = _declared(header)
+        declared.check(point_count=header.point_count, mode=mode)
+        for recipe in declared.recipes:
+            self._check_recipe(recipe, served)
+        if declared.subjects > self._limits.max_subjects_per_query:
+            raise BudgetExhaustedError(
+                f"subject_count must be at most {self._limits.max_subjects_per_query} "
+                "(this custodian's per-query cap)"
+            )
+        return declared
 
     def _point_chunks(
         self, request_iterator: Iterator[custodian_pb2.EvaluateRequest], declared: int

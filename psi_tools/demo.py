@@ -83,16 +83,38 @@ def _run(args: Sequence[str], *, capture: bool = False) -> str:
 
 _QUALITY = re.compile(r"precision ([0-9.]+), recall ([0-9.]+) \((\d+) true, (\d+) false")
 
+#: Multi-key rules the demo tries beside each recipe alone: (recipes, rule). The last is
+#: the best rule of the linkage report on the synthetic realistic profile (docs/LINKAGE.md).
+DEMO_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("name_address_v1", "name_dob_v1", "tin_v1"), "any"),
+    (("name_address_v1", "name_dob_v1", "tin_v1"), "at-least-2"),
+    (("name_dob_v1", "tin_v1"), "any"),
+    (("house_dob_v1", "sound_dob_v1", "tin_v1", "tin_v2"), "at-least-2"),
+)
+#: The index holds the default recipes and every recipe a demo rule names.
+DEMO_INDEX_RECIPES = tuple(
+    dict.fromkeys([*DEFAULT_RECIPE_IDS, *(r for recipes, _ in DEMO_RULES for r in recipes)])
+)
+
 
 def _print_quality(outputs: dict[str, str]) -> None:
-    """Precision and recall per recipe: what each key definition costs and buys."""
-    print("\n== match quality per recipe, against the synthetic truth")
-    print(f"   {'recipe':<18}{'true':>6}{'false':>7}{'precision':>11}{'recall':>8}")
-    for recipe, output in outputs.items():
+    """Precision and recall per recipe and rule, and the rule that does best (highest F1,
+    then precision): what each key definition costs and buys."""
+    print("\n== match quality per recipe and rule, against the synthetic truth")
+    width = max(len(label) for label in outputs) + 2
+    print(f"   {'recipe or rule':<{width}}{'true':>6}{'false':>7}{'precision':>11}{'recall':>8}")
+    scored: list[tuple[float, float, float, str]] = []
+    for label, output in outputs.items():
         found = _QUALITY.search(output)
         if found:
             precision, recall, true, false = found.groups()
-            print(f"   {recipe:<18}{true:>6}{false:>7}{precision:>11}{recall:>8}")
+            print(f"   {label:<{width}}{true:>6}{false:>7}{precision:>11}{recall:>8}")
+            p, r = float(precision), float(recall)
+            f1 = 2 * p * r / (p + r) if p + r else 0.0
+            scored.append((f1, p, r, label))
+    if scored:
+        f1, p, r, label = max(scored)
+        print(f"   best on this data: {label} (precision {p:.4f}, recall {r:.4f}, F1 {f1:.4f})")
 
 
 def _start(args: Sequence[str], marker: str) -> tuple[subprocess.Popen[str], str]:
@@ -204,9 +226,9 @@ def run_demo(settings: DemoSettings) -> int:
                     "--legal-basis",
                     "demonstration only: 8 U.S.C. 1360 (illustrative)",
                     "--max-subjects",
-                    str(settings.subjects * len(DEFAULT_RECIPE_IDS)),
+                    str(settings.subjects * (len(DEFAULT_RECIPE_IDS) + len(DEMO_RULES))),
                     "--max-queries",
-                    "3",
+                    str(len(DEFAULT_RECIPE_IDS) + len(DEMO_RULES)),
                     "--ttl",
                     "2h",
                     "--out",
@@ -234,6 +256,7 @@ def run_demo(settings: DemoSettings) -> int:
                     str(files["population"]),
                     "--workers",
                     str(settings.workers),
+                    *(arg for recipe in DEMO_INDEX_RECIPES for arg in ("--recipe", recipe)),
                 ]
             )
         with clock.phase(
@@ -272,12 +295,14 @@ def run_demo(settings: DemoSettings) -> int:
             )
             services.append(process)
 
-        def query(recipe: str, out: Path) -> str:
+        def query(recipes: Sequence[str], out: Path, rule: str = "any") -> str:
             return _run(
                 [
                     *agency, "query", "--server", agency_address,
                     "--tls-dir", str(files["tls"]), "--subjects", str(files["subjects"]),
-                    "--mode", settings.mode, "--recipe", recipe,
+                    "--mode", settings.mode,
+                    *(arg for recipe in recipes for arg in ("--recipe", recipe)),
+                    "--rule", rule,
                     "--authorization", str(files["token"]), "--out", str(out),
                     "--truth", str(files["truth"]),
                 ],
@@ -285,12 +310,16 @@ def run_demo(settings: DemoSettings) -> int:
             )  # fmt: skip
 
         with clock.phase(f"authorized {settings.mode} query of {settings.subjects:,} subjects"):
-            outputs = {settings.recipe: query(settings.recipe, files["matches"])}
+            outputs = {settings.recipe: query([settings.recipe], files["matches"])}
         if settings.mode == "membership":
             with clock.phase("the same subjects under the other recipes (same authorization)"):
                 for recipe in DEFAULT_RECIPE_IDS:
                     if recipe not in outputs:
-                        outputs[recipe] = query(recipe, work / f"matches-{recipe}.csv")
+                        outputs[recipe] = query([recipe], work / f"matches-{recipe}.csv")
+            with clock.phase("the same subjects under multi-key rules (charged once per subject)"):
+                for number, (recipes, rule) in enumerate(DEMO_RULES):
+                    label = f"{rule}({','.join(recipes)})"
+                    outputs[label] = query(recipes, work / f"matches-rule-{number}.csv", rule)
             _print_quality(outputs)
     finally:
         for process in reversed(services):
@@ -308,7 +337,7 @@ def run_demo(settings: DemoSettings) -> int:
             event = entry.event_data()
             if event.get("kind") == "evaluate" and event.get("stage") != ADMITTED:
                 shown = {
-                    k: event.get(k)
+                    k: event[k]
                     for k in (
                         "peer",
                         "case_id",
@@ -316,13 +345,16 @@ def run_demo(settings: DemoSettings) -> int:
                         "mode",
                         "recipe",
                         "subjects",
+                        "points",
+                        "recipe_keys",
                         "outcome",
                     )
+                    if k in event
                 }
                 print("   " + json.dumps(shown))
     print(
-        "   (the number of subjects, the mode, the authorization and the time;"
-        " no names, no matches)"
+        "   (the number of subjects, of keys per recipe, the mode, the authorization and the"
+        " time; no names, no matches)"
     )
     print("\n== audit logs")
     _run([*custodian, "audit", "verify", "--state", str(files["custodian"])])

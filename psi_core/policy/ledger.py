@@ -80,7 +80,9 @@ class LedgerEntry:
 @dataclass(frozen=True)
 class RequestKey:
     """What makes two requests the same request: the SHA-256 of their points in order,
-    and the count, mode, recipe and key epoch they were answered under."""
+    and the count, mode, recipe and key epoch they were answered under. For a multi-key
+    request ``recipe`` names the whole declaration, keys per recipe and subjects
+    (``psi_core.protocol.KeyDeclaration.ledger_recipe``)."""
 
     sha256: bytes
     point_count: int

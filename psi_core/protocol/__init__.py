@@ -1,5 +1,6 @@
-"""The DH-PSI protocol: blinding, re-encryption, unblinding, fingerprints, and the one
-module that owns openmined-psi (with the classic stock-client messages).
+"""The DH-PSI protocol: blinding, re-encryption, unblinding, fingerprints, multi-key
+rules (``rules``), and the one module that owns openmined-psi (with the classic
+stock-client messages).
 """
 
 from __future__ import annotations
@@ -37,8 +38,22 @@ from psi_core.protocol.openmined import (
     classic_setup_size_bound,
     parse_classic_request,
 )
+from psi_core.protocol.rules import (
+    ALL,
+    ANY,
+    AT_LEAST,
+    KeyDeclaration,
+    KeyFlags,
+    KeyHits,
+    MatchRule,
+    SubjectKeys,
+    count_found,
+)
 
 __all__ = [
+    "ALL",
+    "ANY",
+    "AT_LEAST",
     "FINGERPRINT_BITS",
     "FINGERPRINT_BYTES",
     "INDEX_DTYPE",
@@ -51,14 +66,20 @@ __all__ = [
     "FalsePositiveBound",
     "Fingerprints",
     "KeyCipher",
+    "KeyDeclaration",
+    "KeyFlags",
+    "KeyHits",
+    "MatchRule",
     "Reencryptor",
     "RequestDigest",
+    "SubjectKeys",
     "Unblinder",
     "check_compressed_point",
     "classic_hash_range",
     "classic_response",
     "classic_setup",
     "classic_setup_size_bound",
+    "count_found",
     "distinct_keys",
     "is_strictly_increasing",
     "is_valid_scalar",

@@ -8,6 +8,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class MatchRuleKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MATCH_RULE_KIND_UNSPECIFIED: _ClassVar[MatchRuleKind]
+    MATCH_RULE_KIND_ANY: _ClassVar[MatchRuleKind]
+    MATCH_RULE_KIND_ALL: _ClassVar[MatchRuleKind]
+    MATCH_RULE_KIND_AT_LEAST: _ClassVar[MatchRuleKind]
+
 class QueryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     QUERY_STATE_UNSPECIFIED: _ClassVar[QueryState]
@@ -15,6 +22,10 @@ class QueryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     QUERY_STATE_RUNNING: _ClassVar[QueryState]
     QUERY_STATE_SUCCEEDED: _ClassVar[QueryState]
     QUERY_STATE_FAILED: _ClassVar[QueryState]
+MATCH_RULE_KIND_UNSPECIFIED: MatchRuleKind
+MATCH_RULE_KIND_ANY: MatchRuleKind
+MATCH_RULE_KIND_ALL: MatchRuleKind
+MATCH_RULE_KIND_AT_LEAST: MatchRuleKind
 QUERY_STATE_UNSPECIFIED: QueryState
 QUERY_STATE_QUEUED: QueryState
 QUERY_STATE_RUNNING: QueryState
@@ -44,16 +55,28 @@ class Subject(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ..., given_name: _Optional[str] = ..., family_name: _Optional[str] = ..., date_of_birth: _Optional[str] = ..., street: _Optional[str] = ..., city: _Optional[str] = ..., state: _Optional[str] = ..., zip: _Optional[str] = ..., tin: _Optional[str] = ...) -> None: ...
 
 class QueryHeader(_message.Message):
-    __slots__ = ("authorization", "mode", "recipe", "requested_by")
+    __slots__ = ("authorization", "mode", "recipe", "requested_by", "recipes", "rule")
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    RECIPES_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
     authorization: bytes
     mode: _common_pb2.QueryMode
     recipe: str
     requested_by: str
-    def __init__(self, authorization: _Optional[bytes] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+    recipes: _containers.RepeatedScalarFieldContainer[str]
+    rule: MatchRule
+    def __init__(self, authorization: _Optional[bytes] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., requested_by: _Optional[str] = ..., recipes: _Optional[_Iterable[str]] = ..., rule: _Optional[_Union[MatchRule, _Mapping]] = ...) -> None: ...
+
+class MatchRule(_message.Message):
+    __slots__ = ("kind", "at_least")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    AT_LEAST_FIELD_NUMBER: _ClassVar[int]
+    kind: MatchRuleKind
+    at_least: int
+    def __init__(self, kind: _Optional[_Union[MatchRuleKind, str]] = ..., at_least: _Optional[int] = ...) -> None: ...
 
 class SubjectBatch(_message.Message):
     __slots__ = ("subjects",)
@@ -122,7 +145,7 @@ class PhaseTimings(_message.Message):
     def __init__(self, blind_seconds: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., unblind_seconds: _Optional[float] = ..., lookup_seconds: _Optional[float] = ...) -> None: ...
 
 class QueryStatus(_message.Message):
-    __slots__ = ("query_id", "state", "mode", "recipe", "subject_count", "keyed_subject_count", "processed_count", "match_count", "false_positive_bound", "epoch_id", "error_code", "error_message", "timings", "case_id", "waiting_reason", "attempts", "created_at", "updated_at", "no_key_counts")
+    __slots__ = ("query_id", "state", "mode", "recipe", "subject_count", "keyed_subject_count", "processed_count", "match_count", "false_positive_bound", "epoch_id", "error_code", "error_message", "timings", "case_id", "waiting_reason", "attempts", "recipes", "rule", "rule_id", "quality", "created_at", "updated_at", "no_key_counts")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +162,10 @@ class QueryStatus(_message.Message):
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     WAITING_REASON_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RECIPES_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     NO_KEY_COUNTS_FIELD_NUMBER: _ClassVar[int]
@@ -158,10 +185,14 @@ class QueryStatus(_message.Message):
     case_id: str
     waiting_reason: str
     attempts: int
+    recipes: _containers.RepeatedScalarFieldContainer[str]
+    rule: MatchRule
+    rule_id: str
+    quality: MatchQuality
     created_at: str
     updated_at: str
     no_key_counts: _containers.RepeatedCompositeFieldContainer[NoKeyCount]
-    def __init__(self, query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., subject_count: _Optional[int] = ..., keyed_subject_count: _Optional[int] = ..., processed_count: _Optional[int] = ..., match_count: _Optional[int] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., epoch_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., timings: _Optional[_Union[PhaseTimings, _Mapping]] = ..., case_id: _Optional[str] = ..., waiting_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., no_key_counts: _Optional[_Iterable[_Union[NoKeyCount, _Mapping]]] = ...) -> None: ...
+    def __init__(self, query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., subject_count: _Optional[int] = ..., keyed_subject_count: _Optional[int] = ..., processed_count: _Optional[int] = ..., match_count: _Optional[int] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., epoch_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., timings: _Optional[_Union[PhaseTimings, _Mapping]] = ..., case_id: _Optional[str] = ..., waiting_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., rule: _Optional[_Union[MatchRule, _Mapping]] = ..., rule_id: _Optional[str] = ..., quality: _Optional[_Union[MatchQuality, _Mapping]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., no_key_counts: _Optional[_Iterable[_Union[NoKeyCount, _Mapping]]] = ...) -> None: ...
 
 class NoKeyCount(_message.Message):
     __slots__ = ("recipe", "reason", "count")
@@ -173,10 +204,30 @@ class NoKeyCount(_message.Message):
     count: int
     def __init__(self, recipe: _Optional[str] = ..., reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
+class MatchQuality(_message.Message):
+    __slots__ = ("expected_false_matches", "cryptographic_bound", "semantic_expected", "semantic_rate", "measured", "source", "semantic_rate_upper")
+    EXPECTED_FALSE_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    CRYPTOGRAPHIC_BOUND_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_RATE_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_RATE_UPPER_FIELD_NUMBER: _ClassVar[int]
+    expected_false_matches: float
+    cryptographic_bound: float
+    semantic_expected: float
+    semantic_rate: float
+    measured: bool
+    source: str
+    semantic_rate_upper: float
+    def __init__(self, expected_false_matches: _Optional[float] = ..., cryptographic_bound: _Optional[float] = ..., semantic_expected: _Optional[float] = ..., semantic_rate: _Optional[float] = ..., measured: bool = ..., source: _Optional[str] = ..., semantic_rate_upper: _Optional[float] = ...) -> None: ...
+
 class Match(_message.Message):
-    __slots__ = ("recipe", "subject")
+    __slots__ = ("recipe", "subject", "matched_recipes")
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_RECIPES_FIELD_NUMBER: _ClassVar[int]
     recipe: str
     subject: Subject
-    def __init__(self, recipe: _Optional[str] = ..., subject: _Optional[_Union[Subject, _Mapping]] = ...) -> None: ...
+    matched_recipes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, recipe: _Optional[str] = ..., subject: _Optional[_Union[Subject, _Mapping]] = ..., matched_recipes: _Optional[_Iterable[str]] = ...) -> None: ...

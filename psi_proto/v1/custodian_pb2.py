@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from psi_proto.v1 import common_pb2 as psi__proto_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpsi_proto/v1/custodian.proto\x12\x06psi.v1\x1a\x19psi_proto/v1/common.proto\"\x10\n\x0eGetInfoRequest\"\xd0\x01\n\x0cPolicyLimits\x12\x1e\n\x16max_subjects_per_query\x18\x01 \x01(\x04\x12\x1c\n\x14max_points_per_chunk\x18\x02 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\x12\"\n\x1amax_concurrent_evaluations\x18\x04 \x01(\r\x12\x1d\n\x15max_replays_per_token\x18\x14 \x01(\r\x12$\n\x1cmax_classic_setups_per_token\x18\x15 \x01(\r\"\xc5\x02\n\rCustodianInfo\x12\x14\n\x0c\x63ustodian_id\x18\x01 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x04\x12\x11\n\tkey_count\x18\x04 \x01(\x04\x12\x0f\n\x07recipes\x18\x05 \x03(\t\x12\x14\n\x0cindex_sha256\x18\x06 \x01(\x0c\x12\x18\n\x10index_size_bytes\x18\x07 \x01(\x04\x12$\n\x06limits\x18\x08 \x01(\x0b\x32\x14.psi.v1.PolicyLimits\x12\x38\n\x14\x66\x61lse_positive_bound\x18\t \x01(\x0b\x32\x1a.psi.v1.FalsePositiveBound\x12\x1f\n\x17\x63lassic_setup_available\x18\x14 \x01(\x08\x12!\n\x06\x65pochs\x18\n \x03(\x0b\x32\x11.psi.v1.EpochInfo\"\x8b\x01\n\x0cIndexSegment\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12!\n\x04kind\x18\x02 \x01(\x0e\x32\x13.psi.v1.SegmentKind\x12\x11\n\tkey_count\x18\x03 \x01(\x04\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\x12\x14\n\x0crecord_count\x18\x06 \x01(\x04\"\xd2\x01\n\tEpochInfo\x12\x10\n\x08\x65poch_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x08\x12\x1c\n\x14\x65nds_at_unix_seconds\x18\x03 \x01(\x03\x12\x0f\n\x07recipes\x18\x04 \x03(\t\x12\x14\n\x0crecord_count\x18\x05 \x01(\x04\x12\x11\n\tkey_count\x18\x06 \x01(\x04\x12\"\n\x04\x62\x61se\x18\x07 \x01(\x0b\x32\x14.psi.v1.IndexSegment\x12&\n\x08segments\x18\x08 \x03(\x0b\x32\x14.psi.v1.IndexSegment\"F\n\x11\x46\x65tchIndexRequest\x12\x10\n\x08\x65poch_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0f\n\x07segment\x18\x03 \x01(\r\"*\n\nIndexChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x99\x01\n\x0e\x45valuateHeader\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x1f\n\x04mode\x18\x02 \x01(\x0e\x32\x11.psi.v1.QueryMode\x12\x0e\n\x06recipe\x18\x03 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x04 \x01(\t\x12\x13\n\x0bpoint_count\x18\x05 \x01(\x04\x12\x18\n\x10replay_of_sha256\x18\x06 \x01(\x0c\"\x1c\n\nPointChunk\x12\x0e\n\x06points\x18\x01 \x03(\x0c\"h\n\x0f\x45valuateRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.psi.v1.EvaluateHeaderH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.psi.v1.PointChunkH\x00\x42\x06\n\x04kind\"\"\n\x10\x45valuateResponse\x12\x0e\n\x06points\x18\x01 \x03(\x0c\"v\n\x13\x43lassicSetupRequest\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x0b\n\x03\x66pr\x18\x02 \x01(\x01\x12\x19\n\x11num_client_inputs\x18\x03 \x01(\x04\x12\x0e\n\x06recipe\x18\x04 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x05 \x01(\t\"6\n\x0c\x43lassicSetup\x12\x14\n\x0cserver_setup\x18\x01 \x01(\x0c\x12\x10\n\x08\x65poch_id\x18\x02 \x01(\t\"J\n\x0e\x43lassicRequest\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x0f\n\x07request\x18\x02 \x01(\x0c\x12\x10\n\x08\x65poch_id\x18\x03 \x01(\t\"#\n\x0f\x43lassicResponse\x12\x10\n\x08response\x18\x01 \x01(\x0c*q\n\x0bSegmentKind\x12\x1c\n\x18SEGMENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SEGMENT_KIND_BASE\x10\x01\x12\x14\n\x10SEGMENT_KIND_ADD\x10\x02\x12\x17\n\x13SEGMENT_KIND_REMOVE\x10\x03\x32\xd7\x02\n\tCustodian\x12\x38\n\x07GetInfo\x12\x16.psi.v1.GetInfoRequest\x1a\x15.psi.v1.CustodianInfo\x12=\n\nFetchIndex\x12\x19.psi.v1.FetchIndexRequest\x1a\x12.psi.v1.IndexChunk0\x01\x12\x41\n\x08\x45valuate\x12\x17.psi.v1.EvaluateRequest\x1a\x18.psi.v1.EvaluateResponse(\x01\x30\x01\x12\x44\n\x0fGetClassicSetup\x12\x1b.psi.v1.ClassicSetupRequest\x1a\x14.psi.v1.ClassicSetup\x12H\n\x15ProcessClassicRequest\x12\x16.psi.v1.ClassicRequest\x1a\x17.psi.v1.ClassicResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpsi_proto/v1/custodian.proto\x12\x06psi.v1\x1a\x19psi_proto/v1/common.proto\"\x10\n\x0eGetInfoRequest\"\xd0\x01\n\x0cPolicyLimits\x12\x1e\n\x16max_subjects_per_query\x18\x01 \x01(\x04\x12\x1c\n\x14max_points_per_chunk\x18\x02 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\x12\"\n\x1amax_concurrent_evaluations\x18\x04 \x01(\r\x12\x1d\n\x15max_replays_per_token\x18\x14 \x01(\r\x12$\n\x1cmax_classic_setups_per_token\x18\x15 \x01(\r\"\xc5\x02\n\rCustodianInfo\x12\x14\n\x0c\x63ustodian_id\x18\x01 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x04\x12\x11\n\tkey_count\x18\x04 \x01(\x04\x12\x0f\n\x07recipes\x18\x05 \x03(\t\x12\x14\n\x0cindex_sha256\x18\x06 \x01(\x0c\x12\x18\n\x10index_size_bytes\x18\x07 \x01(\x04\x12$\n\x06limits\x18\x08 \x01(\x0b\x32\x14.psi.v1.PolicyLimits\x12\x38\n\x14\x66\x61lse_positive_bound\x18\t \x01(\x0b\x32\x1a.psi.v1.FalsePositiveBound\x12\x1f\n\x17\x63lassic_setup_available\x18\x14 \x01(\x08\x12!\n\x06\x65pochs\x18\n \x03(\x0b\x32\x11.psi.v1.EpochInfo\"\x8b\x01\n\x0cIndexSegment\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12!\n\x04kind\x18\x02 \x01(\x0e\x32\x13.psi.v1.SegmentKind\x12\x11\n\tkey_count\x18\x03 \x01(\x04\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\x12\x14\n\x0crecord_count\x18\x06 \x01(\x04\"\xd2\x01\n\tEpochInfo\x12\x10\n\x08\x65poch_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x08\x12\x1c\n\x14\x65nds_at_unix_seconds\x18\x03 \x01(\x03\x12\x0f\n\x07recipes\x18\x04 \x03(\t\x12\x14\n\x0crecord_count\x18\x05 \x01(\x04\x12\x11\n\tkey_count\x18\x06 \x01(\x04\x12\"\n\x04\x62\x61se\x18\x07 \x01(\x0b\x32\x14.psi.v1.IndexSegment\x12&\n\x08segments\x18\x08 \x03(\x0b\x32\x14.psi.v1.IndexSegment\"F\n\x11\x46\x65tchIndexRequest\x12\x10\n\x08\x65poch_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0f\n\x07segment\x18\x03 \x01(\r\"*\n\nIndexChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xdd\x01\n\x0e\x45valuateHeader\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x1f\n\x04mode\x18\x02 \x01(\x0e\x32\x11.psi.v1.QueryMode\x12\x0e\n\x06recipe\x18\x03 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x04 \x01(\t\x12\x13\n\x0bpoint_count\x18\x05 \x01(\x04\x12\x18\n\x10replay_of_sha256\x18\x06 \x01(\x0c\x12+\n\x0brecipe_keys\x18\x07 \x03(\x0b\x32\x16.psi.v1.RecipeKeyCount\x12\x15\n\rsubject_count\x18\x08 \x01(\x04\"3\n\x0eRecipeKeyCount\x12\x0e\n\x06recipe\x18\x01 \x01(\t\x12\x11\n\tkey_count\x18\x02 \x01(\x04\"\x1c\n\nPointChunk\x12\x0e\n\x06points\x18\x01 \x03(\x0c\"h\n\x0f\x45valuateRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.psi.v1.EvaluateHeaderH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.psi.v1.PointChunkH\x00\x42\x06\n\x04kind\"\"\n\x10\x45valuateResponse\x12\x0e\n\x06points\x18\x01 \x03(\x0c\"v\n\x13\x43lassicSetupRequest\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x0b\n\x03\x66pr\x18\x02 \x01(\x01\x12\x19\n\x11num_client_inputs\x18\x03 \x01(\x04\x12\x0e\n\x06recipe\x18\x04 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x05 \x01(\t\"6\n\x0c\x43lassicSetup\x12\x14\n\x0cserver_setup\x18\x01 \x01(\x0c\x12\x10\n\x08\x65poch_id\x18\x02 \x01(\t\"J\n\x0e\x43lassicRequest\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x0f\n\x07request\x18\x02 \x01(\x0c\x12\x10\n\x08\x65poch_id\x18\x03 \x01(\t\"#\n\x0f\x43lassicResponse\x12\x10\n\x08response\x18\x01 \x01(\x0c*q\n\x0bSegmentKind\x12\x1c\n\x18SEGMENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SEGMENT_KIND_BASE\x10\x01\x12\x14\n\x10SEGMENT_KIND_ADD\x10\x02\x12\x17\n\x13SEGMENT_KIND_REMOVE\x10\x03\x32\xd7\x02\n\tCustodian\x12\x38\n\x07GetInfo\x12\x16.psi.v1.GetInfoRequest\x1a\x15.psi.v1.CustodianInfo\x12=\n\nFetchIndex\x12\x19.psi.v1.FetchIndexRequest\x1a\x12.psi.v1.IndexChunk0\x01\x12\x41\n\x08\x45valuate\x12\x17.psi.v1.EvaluateRequest\x1a\x18.psi.v1.EvaluateResponse(\x01\x30\x01\x12\x44\n\x0fGetClassicSetup\x12\x1b.psi.v1.ClassicSetupRequest\x1a\x14.psi.v1.ClassicSetup\x12H\n\x15ProcessClassicRequest\x12\x16.psi.v1.ClassicRequest\x1a\x17.psi.v1.ClassicResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'psi_proto.v1.custodian_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEGMENTKIND']._serialized_start=1712
-  _globals['_SEGMENTKIND']._serialized_end=1825
+  _globals['_SEGMENTKIND']._serialized_start=1833
+  _globals['_SEGMENTKIND']._serialized_end=1946
   _globals['_GETINFOREQUEST']._serialized_start=67
   _globals['_GETINFOREQUEST']._serialized_end=83
   _globals['_POLICYLIMITS']._serialized_start=86
@@ -49,21 +49,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INDEXCHUNK']._serialized_start=1051
   _globals['_INDEXCHUNK']._serialized_end=1093
   _globals['_EVALUATEHEADER']._serialized_start=1096
-  _globals['_EVALUATEHEADER']._serialized_end=1249
-  _globals['_POINTCHUNK']._serialized_start=1251
-  _globals['_POINTCHUNK']._serialized_end=1279
-  _globals['_EVALUATEREQUEST']._serialized_start=1281
-  _globals['_EVALUATEREQUEST']._serialized_end=1385
-  _globals['_EVALUATERESPONSE']._serialized_start=1387
-  _globals['_EVALUATERESPONSE']._serialized_end=1421
-  _globals['_CLASSICSETUPREQUEST']._serialized_start=1423
-  _globals['_CLASSICSETUPREQUEST']._serialized_end=1541
-  _globals['_CLASSICSETUP']._serialized_start=1543
-  _globals['_CLASSICSETUP']._serialized_end=1597
-  _globals['_CLASSICREQUEST']._serialized_start=1599
-  _globals['_CLASSICREQUEST']._serialized_end=1673
-  _globals['_CLASSICRESPONSE']._serialized_start=1675
-  _globals['_CLASSICRESPONSE']._serialized_end=1710
-  _globals['_CUSTODIAN']._serialized_start=1828
-  _globals['_CUSTODIAN']._serialized_end=2171
+  _globals['_EVALUATEHEADER']._serialized_end=1317
+  _globals['_RECIPEKEYCOUNT']._serialized_start=1319
+  _globals['_RECIPEKEYCOUNT']._serialized_end=1370
+  _globals['_POINTCHUNK']._serialized_start=1372
+  _globals['_POINTCHUNK']._serialized_end=1400
+  _globals['_EVALUATEREQUEST']._serialized_start=1402
+  _globals['_EVALUATEREQUEST']._serialized_end=1506
+  _globals['_EVALUATERESPONSE']._serialized_start=1508
+  _globals['_EVALUATERESPONSE']._serialized_end=1542
+  _globals['_CLASSICSETUPREQUEST']._serialized_start=1544
+  _globals['_CLASSICSETUPREQUEST']._serialized_end=1662
+  _globals['_CLASSICSETUP']._serialized_start=1664
+  _globals['_CLASSICSETUP']._serialized_end=1718
+  _globals['_CLASSICREQUEST']._serialized_start=1720
+  _globals['_CLASSICREQUEST']._serialized_end=1794
+  _globals['_CLASSICRESPONSE']._serialized_start=1796
+  _globals['_CLASSICRESPONSE']._serialized_end=1831
+  _globals['_CUSTODIAN']._serialized_start=1949
+  _globals['_CUSTODIAN']._serialized_end=2292
 # @@protoc_insertion_point(module_scope)

@@ -120,20 +120,32 @@ class IndexChunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class EvaluateHeader(_message.Message):
-    __slots__ = ("authorization", "mode", "recipe", "epoch_id", "point_count", "replay_of_sha256")
+    __slots__ = ("authorization", "mode", "recipe", "epoch_id", "point_count", "replay_of_sha256", "recipe_keys", "subject_count")
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
     POINT_COUNT_FIELD_NUMBER: _ClassVar[int]
     REPLAY_OF_SHA256_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_COUNT_FIELD_NUMBER: _ClassVar[int]
     authorization: bytes
     mode: _common_pb2.QueryMode
     recipe: str
     epoch_id: str
     point_count: int
     replay_of_sha256: bytes
-    def __init__(self, authorization: _Optional[bytes] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., epoch_id: _Optional[str] = ..., point_count: _Optional[int] = ..., replay_of_sha256: _Optional[bytes] = ...) -> None: ...
+    recipe_keys: _containers.RepeatedCompositeFieldContainer[RecipeKeyCount]
+    subject_count: int
+    def __init__(self, authorization: _Optional[bytes] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., epoch_id: _Optional[str] = ..., point_count: _Optional[int] = ..., replay_of_sha256: _Optional[bytes] = ..., recipe_keys: _Optional[_Iterable[_Union[RecipeKeyCount, _Mapping]]] = ..., subject_count: _Optional[int] = ...) -> None: ...
+
+class RecipeKeyCount(_message.Message):
+    __slots__ = ("recipe", "key_count")
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    recipe: str
+    key_count: int
+    def __init__(self, recipe: _Optional[str] = ..., key_count: _Optional[int] = ...) -> None: ...
 
 class PointChunk(_message.Message):
     __slots__ = ("points",)

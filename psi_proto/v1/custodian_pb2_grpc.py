@@ -103,7 +103,8 @@ class CustodianServicer(object):
         request order. Cardinality mode answers only after the last chunk, with all points
         sorted, so no answer can be tied to a subject. Authorization and budget are checked
         on the header, before any curve work, and the budget is charged then (one query and
-        point_count subjects, not refunded if the call fails later). Errors: INVALID_ARGUMENT
+        the header's subject count, which is point_count for a single recipe; not refunded
+        if the call fails later). Errors: INVALID_ARGUMENT
         (no header first, missing or oversized authorization, unset mode, malformed or
         miscounted chunks or points); FAILED_PRECONDITION (recipe not held, epoch not
         served); UNAUTHENTICATED or PERMISSION_DENIED (token refused); RESOURCE_EXHAUSTED

@@ -53,6 +53,9 @@ def test_demo_runs_end_to_end_with_mtls_and_reports_quality(tmp_path):
     assert out.count("audit log intact") == 2, report
     table = out.split("match quality per recipe", 1)[1].split("\n\n", 1)[0]
     assert all(recipe in table for recipe in ("name_address_v1", "name_dob_v1", "tin_v1")), report
+    assert "at-least-2(name_address_v1,name_dob_v1,tin_v1)" in table, report
+    assert "best on this data: " in table, report
+    assert '"recipe_keys": {"name_address_v1": ' in out, report
     matches = [
         row
         for batch in read_rows(tmp_path / "demo" / "matches.csv", ("subject_id", "recipe"))

@@ -99,13 +99,23 @@ def _evaluations(deployment) -> list[dict]:
         ]
 
 
-def test_query_answered_before_a_crash_is_run_again_without_a_second_charge(fresh, monkeypatch):
+MULTI_KEY = {
+    "recipes": ["name_dob_v1", "tin_v1"],
+    "rule": agency_pb2.MatchRule(kind=agency_pb2.MATCH_RULE_KIND_ALL),
+}
+
+
+@pytest.mark.parametrize("recipes", [{"recipe": "tin_v1"}, MULTI_KEY], ids=["single", "multi"])
+def test_query_answered_before_a_crash_is_run_again_without_a_second_charge(
+    fresh, monkeypatch, recipes
+):
     """The agency dies after the custodian answered but before the matches were stored.
 
     The state a crash leaves is rebuilt exactly: the query RUNNING, its blinding scalar
-    kept. On restart the query runs again, declares itself a replay, and succeeds on a
-    token that allows one query only, with the same matches; the custodian's audit shows
-    the second evaluation uncharged.
+    kept. On restart the query runs again, declares itself a replay (for several recipes,
+    the same keys per recipe and subjects), and succeeds on a token that allows one query
+    only, with the same matches; the custodian's audit shows the second evaluation
+    uncharged.
     """
     kept: dict[str, bytes] = {}
     keep = AgencyStore.keep_blinding_key
@@ -122,9 +132,9 @@ def test_query_answered_before_a_crash_is_run_again_without_a_second_charge(fres
     subjects = as_subjects(fresh.records[:6]) + strangers
     status = client.submit(
         agency_pb2.QueryHeader(
-            authorization=fresh.token(max_queries=1),
+            authorization=fresh.token(max_queries=1, max_subjects=len(subjects)),
             mode=common_pb2.QUERY_MODE_MEMBERSHIP,
-            recipe="tin_v1",
+            **recipes,
         ),
         [[agency_pb2.Subject(**s) for s in subjects]],
     )

@@ -40,7 +40,7 @@ def test_a_kept_scalar_survives_a_reopen_and_progress_updates(store, tmp_path):
 
 def test_success_failure_and_discard_each_drop_the_scalar(store):
     store.keep_blinding_key("q1", SCALAR)
-    store.finish("q1", [0], "tin_v1", match_count=1)
+    store.finish("q1", [(0, "tin_v1")], match_count=1)
     assert store.blinding_key("q1") is None
 
     store.keep_blinding_key("q1", SCALAR)

@@ -40,6 +40,7 @@ from psi_core.recipes import recipe_ids
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianConfig, CustodianLimits
 from psi_proto.v1 import agency_pb2, authorization_pb2, custodian_pb2
+from psi_rpc.modes import mode_name
 from tests.factories import served_epochs_with_key
 
 FUZZ = settings(max_examples=200, deadline=None)
@@ -307,6 +308,17 @@ def evaluate_requests(draw: st.DrawFn) -> custodian_pb2.EvaluateRequest:
             recipe=draw(st.sampled_from(["tin_v1", "name_dob_v1"]) | TEXT),
             epoch_id=draw(st.just(_EPOCH.epoch_id) | TEXT),
             point_count=draw(UINT64 | st.integers(0, 20)),
+            recipe_keys=draw(
+                st.lists(
+                    st.builds(
+                        custodian_pb2.RecipeKeyCount,
+                        recipe=st.sampled_from(["tin_v1", "name_dob_v1"]) | TEXT,
+                        key_count=UINT64 | st.integers(0, 20),
+                    ),
+                    max_size=3,
+                )
+            ),
+            subject_count=draw(UINT64 | st.integers(0, 20)),
         )
         return custodian_pb2.EvaluateRequest(header=header)
     if kind == "chunk":
@@ -352,7 +364,8 @@ def test_evaluate_stream_validation_raises_only_refusals(servicer, messages):
     """Any Evaluate stream is refused with our errors or reaches the curve only when valid."""
     stream = iter(messages)
     try:
-        header, _ = servicer._read_header(stream)
+        header, served = servicer._read_header(stream)
+        servicer._check_declaration(header, mode_name(header.mode), served)
         for chunk in servicer._point_chunks(stream, header.point_count):
             answer = _REENCRYPTOR.membership(chunk)
             assert len(answer) == len(chunk)
@@ -395,8 +408,13 @@ def submit_requests(draw: st.DrawFn) -> agency_pb2.SubmitQueryRequest:
         header = agency_pb2.QueryHeader(
             authorization=draw(tokens()),
             mode=draw(st.integers(-(2**31), 2**31 - 1) | st.sampled_from([1, 2])),
-            recipe=draw(st.sampled_from(["tin_v1", "name_dob_v1", "name_address_v1"]) | TEXT),
+            recipe=draw(st.sampled_from(["tin_v1", "name_dob_v1", "name_address_v1", ""]) | TEXT),
             requested_by=draw(TEXT | st.text(min_size=257, max_size=300)),
+            recipes=draw(st.lists(st.sampled_from(["tin_v1", "name_dob_v1"]) | TEXT, max_size=3)),
+            rule=agency_pb2.MatchRule(
+                kind=draw(st.integers(-(2**31), 2**31 - 1) | st.sampled_from([0, 1, 2, 3])),
+                at_least=draw(st.integers(0, 2**32 - 1)),
+            ),
         )
         return agency_pb2.SubmitQueryRequest(header=header)
     if kind == "batch":
@@ -425,7 +443,7 @@ def test_submit_stream_validation_raises_only_refusals(messages):
     """Any SubmitQuery stream is refused with our errors before anything is stored."""
     stream = iter(messages)
     try:
-        header = _AGENCY._header(stream)
+        header, _ = _AGENCY._header(stream)
         case_id_of(header.authorization)
         for message in stream:
             if message.WhichOneof("kind") != "batch":

@@ -133,6 +133,18 @@ def test_services_use_psi_tools_only_for_truth_scoring():
     assert importers <= {"psi_agency/cli.py"}
 
 
+def test_services_leave_array_arithmetic_to_the_core():
+    """No module of a service imports numpy: match arithmetic lives in psi_core.protocol."""
+    offenders = set()
+    for path in _python_files(*SERVICES):
+        if any(
+            m == "numpy" or m.startswith("numpy.")
+            for m in imported_modules(path.read_text("utf-8"))
+        ):
+            offenders.add(str(path.relative_to(ROOT)))
+    assert offenders == set()
+
+
 @pytest.mark.parametrize(
     ("library", "owners"),
     [
