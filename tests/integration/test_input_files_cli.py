@@ -379,3 +379,25 @@ def test_synth_subjects_reads_a_population_as_exported(tmp_path):
     members = {row["subject_id"] for row in truth if row["record_id"]}
     assert len(rows) == 50 and len(members) == 25
     assert not any(row["tin"] for row in rows if row["subject_id"] in members)
+
+
+def test_a_multi_key_query_counts_missing_keys_per_recipe(deployment, token, tmp_path):
+    """Under two recipes, each subject lacking a key is counted under each recipe it lacks."""
+    subjects = subjects_of(deployment, 10, 0)
+    for s in subjects[:4]:
+        s["tin"] = ""
+    for s in subjects[2:5]:
+        s["date_of_birth"] = "12/31/1980"
+    path = write_csv(
+        tmp_path / "s.csv", SUBJECT_COLUMNS, [[s[c] for c in SUBJECT_COLUMNS] for s in subjects]
+    )
+    result, matched = query(
+        deployment, token, path, "--recipe", "tin_v1", "--recipe", "name_dob_v1", "--rule", "any"
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(matched) == 8
+    query_id = result.stdout.split("query ", 1)[1].split(":", 1)[0]
+    status = deployment.agency_client().get(query_id)
+    counts = {(c.recipe, c.reason): c.count for c in status.no_key_counts}
+    assert counts == {("tin_v1", "no_tin"): 4, ("name_dob_v1", "birth_date_not_valid"): 3}
+    assert "no key for name_dob_v1: 3 subjects" in result.stdout
