@@ -20,18 +20,20 @@ from psi_agency.client import AgencyClient
 from psi_agency.quality import describe
 from psi_agency.retry import RetryPolicy
 from psi_agency.service import rule_message
-from psi_core.errors import RowError
-from psi_core.io import SUBJECT_COLUMNS, RowWriter, read_rows
+from psi_core.errors import InputFileError, RowError
+from psi_core.io import SUBJECT_COLUMNS, ColumnPlan, InputFile, RowWriter
 from psi_core.protocol import MatchRule
-from psi_core.recipes import recipe_ids
+from psi_core.recipes import NO_KEY_REASONS, get_recipe, recipe_ids
 from psi_proto.v1 import agency_pb2
 from psi_rpc.cli import (
     EXIT_ERROR,
     add_audit_commands,
     add_backend_argument,
+    add_input_arguments,
     add_logging_arguments,
     add_metrics_arguments,
     add_tls_arguments,
+    input_options,
     metrics_from_args,
     progress_bar,
     run_cli,
@@ -93,12 +95,38 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _subject_batches(
-    path: Path, on_error: str, errors: list[RowError]
+    source: InputFile, plan: ColumnPlan, on_error: str, errors: list[RowError]
 ) -> Iterator[list[agency_pb2.Subject]]:
-    for rows in read_rows(
-        path, SUBJECT_COLUMNS, batch_rows=_BATCH, on_error=on_error, errors=errors
-    ):
+    """The file's subjects in batches; a file without one is an input file error."""
+    sent = 0
+    for rows in source.read_rows(plan, batch_rows=_BATCH, on_error=on_error, errors=errors):
+        sent += len(rows)
         yield [agency_pb2.Subject(**row) for row in rows]
+    if not sent:
+        why = f"all {len(errors)} were skipped" if errors else "only a header"
+        raise InputFileError(source.name, f"no subject rows to query ({why})")
+
+
+def _recipe_ids(args: argparse.Namespace) -> list[str]:
+    return list(MatchRule.of(args.recipe or [DEFAULT_RECIPE], args.rule).recipes)
+
+
+def needed_columns(recipes: Sequence[str]) -> dict[str, str]:
+    """Our columns the recipes read, each with the words saying which recipes read it."""
+    readers: dict[str, list[str]] = {}
+    for recipe_id in recipes:
+        for column in get_recipe(recipe_id).required:
+            readers.setdefault(column, []).append(recipe_id)
+    return {column: f"read by {', '.join(ids)}" for column, ids in readers.items()}
+
+
+def _read_token(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(str(path), "no such file") from None
+    except OSError as exc:
+        raise InputFileError(str(path), f"cannot be read ({exc.strerror})") from None
 
 
 def _client(args: argparse.Namespace) -> tuple[grpc.Channel, AgencyClient]:
@@ -111,7 +139,7 @@ def query_header(args: argparse.Namespace) -> agency_pb2.QueryHeader:
     recipes = args.recipe or [DEFAULT_RECIPE]
     rule = MatchRule.of(recipes, args.rule)
     header = agency_pb2.QueryHeader(
-        authorization=args.authorization.read_bytes(),
+        authorization=_read_token(args.authorization),
         mode=MODE_ENUMS[args.mode],
         requested_by=args.requested_by,
     )
@@ -124,13 +152,24 @@ def query_header(args: argparse.Namespace) -> agency_pb2.QueryHeader:
 
 
 def _query(args: argparse.Namespace) -> int:
+    with InputFile(args.subjects, input_options(args)) as source:
+        plan = source.plan(SUBJECT_COLUMNS, needed_columns(_recipe_ids(args)))
+        print(source.describe(plan), file=sys.stderr, flush=True)
+        return _run_query(args, source, plan)
+
+
+def _run_query(args: argparse.Namespace, source: InputFile, plan: ColumnPlan) -> int:
+    header = query_header(args)
     channel, client = _client(args)
     with channel:
-        header = query_header(args)
         row_errors: list[RowError] = []
-        status = client.submit(header, _subject_batches(args.subjects, args.on_error, row_errors))
-        for error in row_errors:
-            print(f"skipped: {error}", file=sys.stderr)
+        try:
+            status = client.submit(
+                header, _subject_batches(source, plan, args.on_error, row_errors)
+            )
+        finally:
+            for error in row_errors:
+                print(f"skipped: {error}", file=sys.stderr)
         if args.detach:
             print(status.query_id)
             print(
@@ -315,6 +354,8 @@ def print_summary(status: agency_pb2.QueryStatus) -> None:
     )
     if status.HasField("quality"):
         print(describe(status.quality, status.rule_id))
+    for line in no_key_lines(status):
+        print(line)
     print(
         f"time: blind {t.blind_seconds:.3f} s, custodian {t.evaluate_seconds:.3f} s, "
         f"unblind {t.unblind_seconds:.3f} s, lookup {t.lookup_seconds:.4f} s"
@@ -324,6 +365,22 @@ def print_summary(status: agency_pb2.QueryStatus) -> None:
             f"curve backends: agency {status.agency_backend or '?'}, "
             f"custodian {status.custodian_backend or '?'}"
         )
+
+
+def no_key_lines(status: agency_pb2.QueryStatus) -> list[str]:
+    """One line per recipe saying how many subjects gave no key, and why."""
+    by_recipe: dict[str, list[agency_pb2.NoKeyCount]] = {}
+    for entry in status.no_key_counts:
+        by_recipe.setdefault(entry.recipe, []).append(entry)
+    lines = []
+    for recipe, entries in by_recipe.items():
+        entries.sort(key=lambda e: (-e.count, e.reason))
+        total = sum(e.count for e in entries)
+        reasons = ", ".join(
+            f"{e.count:,} {NO_KEY_REASONS.get(e.reason, e.reason)} [{e.reason}]" for e in entries
+        )
+        lines.append(f"no key for {recipe}: {total:,} subjects ({reasons})")
+    return lines
 
 
 def _rule_text(text: str) -> str:
@@ -377,7 +434,9 @@ def parser() -> argparse.ArgumentParser:
 
     query = commands.add_parser("query", help="submit a query to an agency service and wait")
     query.add_argument("--server", required=True, help="address of the agency service")
-    query.add_argument("--subjects", type=Path, required=True, help=".csv or .parquet")
+    query.add_argument(
+        "--subjects", type=Path, required=True, help=".csv, .xlsx or .parquet subject list"
+    )
     query.add_argument("--mode", choices=tuple(MODE_ENUMS), default="membership")
     query.add_argument(
         "--recipe",
@@ -401,6 +460,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the query id once the subjects are stored, and return",
     )
+    add_input_arguments(query)
     add_tls_arguments(query)
     query.set_defaults(handler=_query)
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 
 import grpc
 
+from psi_core.errors import PeerError
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
 from psi_rpc.status import error_from_rpc
 
@@ -24,15 +25,47 @@ class AgencyClient:
         *,
         timeout: float = 3600.0,
     ) -> agency_pb2.QueryStatus:
+        """Send a query's header, its subjects and the end message declaring their count.
+
+        ``batches`` is read while the call streams. If reading it raises (a file error
+        met half-way), the call is cancelled, the end message is never sent (so the
+        agency keeps nothing, however the transport reports the cancel) and that
+        exception is raised here, not a transport status.
+        """
+        failure: list[Exception] = []
+        calls: list[grpc.Future] = []
+
         def requests() -> Iterator[agency_pb2.SubmitQueryRequest]:
             yield agency_pb2.SubmitQueryRequest(header=header)
-            for batch in batches:
-                yield agency_pb2.SubmitQueryRequest(batch=agency_pb2.SubjectBatch(subjects=batch))
+            count = 0
+            try:
+                for batch in batches:
+                    yield agency_pb2.SubmitQueryRequest(
+                        batch=agency_pb2.SubjectBatch(subjects=batch)
+                    )
+                    count += len(batch)
+            except Exception as exc:
+                failure.append(exc)
+                for call in calls:
+                    call.cancel()
+                return
+            yield agency_pb2.SubmitQueryRequest(end=agency_pb2.SubmitEnd(subject_count=count))
 
+        call = self._stub.SubmitQuery.future(requests(), timeout=timeout)
+        calls.append(call)
+        if failure:
+            call.cancel()
         try:
-            return self._stub.SubmitQuery(requests(), timeout=timeout)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc, _PEER) from exc
+            result = call.result()
+        except (grpc.RpcError, grpc.FutureCancelledError) as exc:
+            if failure:
+                raise failure[0] from None
+            if isinstance(exc, grpc.RpcError):
+                raise error_from_rpc(exc, _PEER) from exc
+            raise PeerError(f"the call to the {_PEER} was cancelled") from exc
+        if failure:
+            raise failure[0]
+        return result
 
     def get(self, query_id: str) -> agency_pb2.QueryStatus:
         try:

@@ -22,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -47,7 +48,7 @@ from psi_core.protocol import (
     count_found,
     default_backend,
 )
-from psi_core.recipes import get_recipe
+from psi_core.recipes import MatchKeyRecipe, get_recipe
 from psi_proto.v1 import custodian_pb2
 from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.modes import MODE_ENUMS
@@ -100,6 +101,36 @@ def _bounded_cardinality_answer(
 
 class _Interrupted(Exception):
     """The runner is stopping: the query goes back to QUEUED, its scalar kept."""
+
+
+def _no_key_counts(
+    recipes: list[MatchKeyRecipe],
+    subject_keys: SubjectKeys,
+    subjects: Iterable[dict[str, str]],
+) -> dict[str, dict[str, int]]:
+    """Per recipe, per reason code: how many subjects gave no key.
+
+    Only the subjects without a key under some recipe are looked at again (``subjects``
+    is read up to the last of them, in submission order; not at all when every subject
+    has every key).
+    """
+    keyless = (subject_keys.key_index < 0).any(axis=1).nonzero()[0]
+    if not len(keyless):
+        return {}
+    counts: dict[str, Counter[str]] = {recipe.id: Counter() for recipe in recipes}
+    wanted = iter(keyless)
+    target = int(next(wanted))
+    for seq, subject in enumerate(subjects):
+        if seq != target:
+            continue
+        for recipe, position in zip(recipes, subject_keys.key_index[seq].tolist(), strict=True):
+            if position < 0:
+                counts[recipe.id][recipe.why_no_key(subject) or "incomplete"] += 1
+        following = next(wanted, None)
+        if following is None:
+            break
+        target = int(following)
+    return {recipe_id: dict(found) for recipe_id, found in counts.items() if found}
 
 
 class QueryRunner:
@@ -286,12 +317,14 @@ class QueryRunner:
         started = time.perf_counter()
         subject_keys = SubjectKeys.build(recipes, self._store.subjects(record.query_id))
         keys = subject_keys.keys
+        no_key = _no_key_counts(recipes, subject_keys, self._store.subjects(record.query_id))
         timings.blind += time.perf_counter() - started
         keyed = subject_keys.keyed_subjects
         bound = FalsePositiveBound.for_query(index.key_count, len(keys))
         self._store.update(
             record.query_id,
             keyed_count=keyed,
+            no_key_counts=no_key,
             epoch_id=epoch.epoch_id,
             fp_per_subject=bound.per_subject,
             fp_expected=bound.expected_false_matches,

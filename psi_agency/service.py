@@ -124,11 +124,28 @@ def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
         custodian_backend=record.custodian_backend,
         created_at=_rfc3339(record.created_at),
         updated_at=_rfc3339(record.updated_at),
+        no_key_counts=[
+            agency_pb2.NoKeyCount(recipe=recipe, reason=reason, count=count)
+            for recipe, reasons in sorted(record.no_key_counts.items())
+            for reason, count in sorted(reasons.items())
+        ],
     )
 
 
 def _rfc3339(stored: str) -> str:
     return stored.replace("+00:00", "Z")
+
+
+def _until_cancelled(
+    requests: Iterator[agency_pb2.SubmitQueryRequest],
+) -> Iterator[agency_pb2.SubmitQueryRequest]:
+    """The stream's messages; a client's cancel (grpc raises a bare RpcError) is a refusal."""
+    try:
+        yield from requests
+    except grpc.RpcError:
+        raise InvalidInputError(
+            "the client cancelled the submission; nothing of the query was kept"
+        ) from None
 
 
 class AgencyServicer(agency_pb2_grpc.AgencyServicer):
@@ -196,9 +213,16 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
             requested_by=header.requested_by,
         )
         count = 0
+        declared: int | None = None
         try:
-            for message in request_iterator:
-                if message.WhichOneof("kind") != "batch":
+            for message in _until_cancelled(request_iterator):
+                kind = message.WhichOneof("kind")
+                if declared is not None:
+                    raise InvalidInputError("nothing may follow the SubmitEnd message")
+                if kind == "end":
+                    declared = message.end.subject_count
+                    continue
+                if kind != "batch":
                     raise InvalidInputError("only SubjectBatch messages may follow the header")
                 batch = [subject_row(s) for s in message.batch.subjects]
                 if len(batch) > self._max_batch:
@@ -209,6 +233,16 @@ class AgencyServicer(agency_pb2_grpc.AgencyServicer):
                 count += len(batch)
             if count == 0:
                 raise InvalidInputError("the query holds no subjects")
+            if declared is None or not context.is_active():
+                raise InvalidInputError(
+                    "the subject stream ended without its SubmitEnd message (the client "
+                    "stopped or cancelled); nothing of the query was kept"
+                )
+            if declared != count:
+                raise InvalidInputError(
+                    f"the SubmitEnd message declares {declared} subjects but {count} arrived; "
+                    "nothing of the query was kept"
+                )
             record = self._store.seal_query(query_id, count)
         except BaseException:
             self._store.discard_query(query_id)

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS queries (
     waiting_reason TEXT NOT NULL DEFAULT '',
     attempts INTEGER NOT NULL DEFAULT 0,
     quality TEXT NOT NULL DEFAULT '{{}}',
+    no_key_counts TEXT NOT NULL DEFAULT '{{}}',
     agency_backend TEXT NOT NULL DEFAULT '',
     custodian_backend TEXT NOT NULL DEFAULT ''
 );
@@ -80,10 +81,11 @@ _ADDED_COLUMNS = {
     "waiting_reason": "TEXT NOT NULL DEFAULT ''",
     "attempts": "INTEGER NOT NULL DEFAULT 0",
     "quality": "TEXT NOT NULL DEFAULT '{}'",
+    "no_key_counts": "TEXT NOT NULL DEFAULT '{}'",
     "agency_backend": "TEXT NOT NULL DEFAULT ''",
     "custodian_backend": "TEXT NOT NULL DEFAULT ''",
 }
-_JSON_COLUMNS = ("timings", "quality")
+_JSON_COLUMNS = ("timings", "quality", "no_key_counts")
 
 
 def _now() -> str:
@@ -130,6 +132,8 @@ class QueryRecord:
     #: The expected false matches (``psi_agency.quality.estimate_quality``); empty until
     #: the query has counted its keys.
     quality: dict[str, object] = field(default_factory=dict)
+    no_key_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per recipe, per reason code: subjects that gave no key."""
 
     @property
     def rule(self) -> MatchRule:
@@ -269,8 +273,8 @@ class AgencyStore(SqliteFile):
         return [r[0] for r in rows]
 
     def update(self, query_id: str, **fields: object) -> None:
-        """Set columns of a query (``timings`` as a dict); a query that ends (FAILED)
-        loses its blinding key in the same transaction."""
+        """Set columns of a query (``timings`` and ``no_key_counts`` as dicts); a query
+        that ends (FAILED) loses its blinding key in the same transaction."""
         with self._transaction() as conn:
             conn.execute(*_query_update(query_id, fields))
             if fields.get("state") in TERMINAL_STATES:

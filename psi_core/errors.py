@@ -11,7 +11,8 @@ must act on them, and never echo a subject, a key string or a curve point.
     ├── InvalidInputError          INVALID_ARGUMENT
     │   ├── UnknownRecipeError
     │   ├── MalformedMessageError
-    │   └── RowError               (a file row that cannot be read; carries its line)
+    │   └── InputFileError         (a file given to a command that cannot be read as given)
+    │       └── RowError           (one row of it; carries its line)
     ├── AuthenticationError        UNAUTHENTICATED
     ├── PermissionDeniedError      PERMISSION_DENIED
     ├── BudgetExhaustedError       RESOURCE_EXHAUSTED
@@ -45,18 +46,38 @@ class MalformedMessageError(InvalidInputError):
     """Bytes from the wire that fail validation before they reach a cryptographic library."""
 
 
-class RowError(InvalidInputError):
-    """A row of an input file that cannot be read.
+class InputFileError(InvalidInputError):
+    """An input file (records, subjects, a population) that cannot be read as given.
 
-    ``line`` is the 1-based physical line (CSV) or row number counting the header as
-    line 1 (Parquet), so a person can open the file at that place.
+    The message reads ``PATH: line N, column 'C': reason`` (line and column when known),
+    so a person can open the file at that place; the command-line tools print it as an
+    input file error with exit status 65 (``EX_DATAERR``). ``line`` is the 1-based
+    physical line of a CSV file, the row number of a spreadsheet, or a Parquet row index
+    plus 2 (as if it had a header line); ``column`` is the file's own header.
     """
 
-    def __init__(self, path: str, line: int, reason: str) -> None:
-        super().__init__(f"{path}: line {line}: {reason}")
+    def __init__(
+        self, path: str, reason: str, *, line: int | None = None, column: str | None = None
+    ) -> None:
+        where = path
+        if line is not None:
+            where += f": line {line}"
+        if column is not None:
+            where += f"{',' if line is not None else ':'} column {column!r}"
+        super().__init__(f"{where}: {reason}")
         self.path = path
         self.line = line
+        self.column = column
         self.reason = reason
+
+
+class RowError(InputFileError):
+    """A row of an input file that cannot be read; ``line`` is always set."""
+
+    line: int
+
+    def __init__(self, path: str, line: int, reason: str, column: str | None = None) -> None:
+        super().__init__(path, reason, line=line, column=column)
 
 
 class AuthenticationError(PsiError):

@@ -13,11 +13,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from psi_core.errors import InvalidInputError, PsiError
+from psi_core.errors import InputFileError, InvalidInputError, PsiError
 from psi_core.index import (
     ADD,
     REMOVE,
     BuildReport,
+    EpochKey,
     Executor,
     build_index,
     build_segment,
@@ -28,16 +29,18 @@ from psi_core.index import (
     process_pool,
     read_manifest,
 )
-from psi_core.io import estimate_rows
+from psi_core.io import RECORD_COLUMNS, InputFile
 from psi_core.policy import AuditLog
 from psi_core.protocol import select_backend
-from psi_core.recipes import DEFAULT_RECIPE_IDS, get_recipe, recipe_ids
+from psi_core.recipes import DEFAULT_RECIPE_IDS, MatchKeyRecipe, get_recipe, recipe_ids
 from psi_custodian.app import epoch_event
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
     add_backend_argument,
+    add_input_arguments,
     add_logging_arguments,
     add_metrics_arguments,
+    input_options,
     metrics_from_args,
     progress_bar,
 )
@@ -102,7 +105,41 @@ def _build(args: argparse.Namespace, state: CustodianState, epoch_id: str) -> in
             "a segment uses the base index's recipes and classic-key choice; "
             "drop --recipe and --classic-keys"
         )
-    total, exact = estimate_rows(records)
+    if kind == "base":
+        recipes = [get_recipe(r) for r in (args.recipe or DEFAULT_RECIPE_IDS)]
+    else:
+        recipes = [get_recipe(r) for r in read_manifest(index_dir).recipes]
+    with InputFile(records, input_options(args)) as source:
+        _plan_records(args, source, recipes, choosable=kind == "base")
+        return _build_from(args, state, epoch, kind, source, recipes)
+
+
+def _plan_records(
+    args: argparse.Namespace, source: InputFile, recipes: list[MatchKeyRecipe], *, choosable: bool
+) -> None:
+    """Check the file has the columns the recipes read, and say how it is read (stderr)."""
+    needed = {c: f"read by {r.id}" for r in reversed(recipes) for c in r.required}
+    try:
+        plan = source.plan(RECORD_COLUMNS, needed)
+    except InputFileError as exc:
+        if args.recipe or not choosable or exc.line != 1:
+            raise
+        raise InputFileError(
+            exc.path, f"{exc.reason}; or build only some recipes with --recipe", line=1
+        ) from None
+    print(source.describe(plan), file=sys.stderr, flush=True)
+
+
+def _build_from(
+    args: argparse.Namespace,
+    state: CustodianState,
+    epoch: EpochKey,
+    kind: str,
+    source: InputFile,
+    recipes: list[MatchKeyRecipe],
+) -> int:
+    index_dir = state.index_dir(epoch.epoch_id)
+    total, exact = source.estimate_rows()
     what = {"base": "indexed", ADD: "appended", REMOVE: "removed"}[kind]
     with (
         metrics_from_args(args, "build-index") as metrics,
@@ -130,11 +167,11 @@ def _build(args: argparse.Namespace, state: CustodianState, epoch_id: str) -> in
             "batch_rows": args.batch_rows,
             "on_error": args.on_error,
             "progress": progress,
+            "source": source,
         }
         if kind == "base":
-            recipes = [get_recipe(r) for r in (args.recipe or DEFAULT_RECIPE_IDS)]
             report = build_index(
-                records,
+                Path(source.name),
                 index_dir,
                 epoch,
                 recipes,
@@ -142,7 +179,7 @@ def _build(args: argparse.Namespace, state: CustodianState, epoch_id: str) -> in
                 **options,  # type: ignore[arg-type]
             )
         else:
-            report = build_segment(records, index_dir, epoch, kind, **options)  # type: ignore[arg-type]
+            report = build_segment(Path(source.name), index_dir, epoch, kind, **options)  # type: ignore[arg-type]
     _report(report, what)
     manifest = report.manifest
     _audit(
@@ -294,6 +331,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-rows", type=int, default=20_000, help="records per shard")
     parser.add_argument("--on-error", choices=("refuse", "skip"), default="refuse")
+    add_input_arguments(parser)
     parser.add_argument(
         "--classic-keys",
         action="store_true",
@@ -313,7 +351,7 @@ def add_rotation_commands(commands: argparse._SubParsersAction) -> None:  # type
     )
     build.add_argument("--state", type=Path, required=True)
     source = build.add_mutually_exclusive_group(required=True)
-    source.add_argument("--records", type=Path, help="taxpayer records, .csv or .parquet")
+    source.add_argument("--records", type=Path, help="taxpayer records, .csv, .xlsx or .parquet")
     source.add_argument(
         "--append", type=Path, help="records to add: encrypted alone into a delta segment"
     )

@@ -1,5 +1,5 @@
 """What the command-line tools share: logging, progress bars, exit codes, TLS and metrics
-flags, audit commands.
+flags, audit commands, and the flags that say how to read an input file.
 
 Logs are text or one JSON object a line (``--log-format json``, with python-json-logger, the
 one owner of that library). No log line carries a subject, a key string or a point: the
@@ -21,13 +21,18 @@ from pathlib import Path
 from pythonjsonlogger.json import JsonFormatter
 from tqdm import tqdm
 
-from psi_core.errors import PsiError
+from psi_core.errors import InputFileError, PsiError
+from psi_core.io import InputOptions
 from psi_core.policy import AuditLog, TlsMaterial, load_tls_material
 from psi_core.protocol import AUTO, BACKEND_CHOICES
 from psi_rpc.metrics import ServiceMetrics, serve_metrics
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_DATAERR = 65
+"""An input file that cannot be read as given (``EX_DATAERR`` of sysexits.h)."""
+
+_DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
 
 #: Off when stderr carries JSON log lines, which a progress bar would interleave with.
 _progress_bars = True
@@ -46,6 +51,9 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     try:
         return handler(args)
+    except InputFileError as exc:
+        print(f"input file error: {exc}", file=sys.stderr)
+        return EXIT_DATAERR
     except PsiError as exc:
         print(f"error ({exc.status}): {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -132,6 +140,91 @@ def progress_bar(total: int | None, description: str, unit: str = "it") -> tqdm:
         dynamic_ncols=True,
         mininterval=0.5,
         disable=not _progress_bars,
+    )
+
+
+def _column_pair(text: str) -> tuple[str, str]:
+    ours, sep, theirs = text.partition("=")
+    if not sep or not ours.strip() or not theirs.strip():
+        raise argparse.ArgumentTypeError(f"expected OURS=THEIRS, got {text!r}")
+    return ours.strip(), theirs.strip()
+
+
+def _delimiter(text: str) -> str:
+    value = _DELIMITERS.get(text.lower(), text)
+    if len(value) != 1 or value in '"\r\n':
+        raise argparse.ArgumentTypeError(
+            f"expected one character or comma, semicolon, tab, pipe; got {text!r}"
+        )
+    return value
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that say how to read an input file (see ``input_options``)."""
+    group = parser.add_argument_group("reading the input file")
+    group.add_argument(
+        "--column",
+        type=_column_pair,
+        action="append",
+        default=[],
+        metavar="OURS=THEIRS",
+        help="read our column OURS from the file's column THEIRS (repeatable), "
+        "e.g. --column given_name=FIRST_NAME",
+    )
+    group.add_argument(
+        "--columns-file",
+        type=Path,
+        help="a file of OURS=THEIRS lines (blank lines and # comments ignored)",
+    )
+    group.add_argument(
+        "--encoding",
+        help="CSV text encoding, e.g. latin-1 or cp1252 (default: UTF-8, with or without BOM)",
+    )
+    group.add_argument(
+        "--delimiter",
+        type=_delimiter,
+        help="CSV delimiter: one character or comma, semicolon, tab, pipe (default: detected)",
+    )
+    group.add_argument("--sheet", help=".xlsx: the sheet to read (default: the first)")
+
+
+def _columns_file(path: Path) -> list[tuple[str, str]]:
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputFileError(name, "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(
+            name, f"cannot be read as UTF-8 text ({exc.__class__.__name__})"
+        ) from None
+    pairs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            pairs.append(_column_pair(line))
+        except argparse.ArgumentTypeError as exc:
+            raise InputFileError(name, str(exc), line=number) from None
+    return pairs
+
+
+def input_options(args: argparse.Namespace) -> InputOptions:
+    """The :class:`InputOptions` that ``add_input_arguments`` flags ask for.
+
+    Pairs are read from ``--columns-file`` first, then ``--column``; for one of our
+    columns named twice, the later pair wins.
+    """
+    mapping: dict[str, str] = {}
+    pairs = [*(_columns_file(args.columns_file) if args.columns_file else []), *args.column]
+    for ours, theirs in pairs:
+        mapping[ours] = theirs
+    return InputOptions(
+        encoding=args.encoding,
+        delimiter=args.delimiter,
+        sheet=args.sheet,
+        columns=tuple(mapping.items()),
     )
 
 

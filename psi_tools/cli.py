@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from psi_rpc.cli import add_logging_arguments, progress_bar, run_cli
+from psi_rpc.cli import (
+    add_input_arguments,
+    add_logging_arguments,
+    input_options,
+    progress_bar,
+    run_cli,
+)
 from psi_tools.authority import init_authority, issue_authorization, parse_duration
 from psi_tools.dev_pki import init_pki
 
@@ -22,8 +28,13 @@ def _synth_population(args: argparse.Namespace) -> int:
 
 
 def _synth_subjects(args: argparse.Namespace) -> int:
-    from psi_tools.synth import write_subjects
+    from psi_core.io import RECORD_COLUMNS, InputFile
+    from psi_tools.synth import POPULATION_NEEDS, write_subjects
 
+    options = input_options(args)
+    with InputFile(args.population, options) as source:
+        line = source.describe(source.plan(RECORD_COLUMNS, POPULATION_NEEDS))
+        print(line, file=sys.stderr, flush=True)
     with progress_bar(None, "drawing subjects", unit="rec") as bar:
         report = write_subjects(
             args.population,
@@ -34,6 +45,7 @@ def _synth_subjects(args: argparse.Namespace) -> int:
             args.truth,
             progress=bar.update,
             profile=args.profile,
+            options=options,
         )
     print(
         f"wrote {report.rows:,} {args.profile} subjects to {args.out} ({report.members:,} in "
@@ -123,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
         help="realistic: content differences at documented rates (typos, nicknames, moves, "
         "...; see psi_tools/synth/_realistic.py); formatting: only what recipes undo",
     )
+    add_input_arguments(subjects)
     subjects.set_defaults(handler=_synth_subjects)
 
     pki = commands.add_parser("pki", help="development PKI")

@@ -22,6 +22,7 @@ from pathlib import Path
 from psi_core.errors import PeerError, PreconditionError
 from psi_core.policy import ADMITTED, AuditLog
 from psi_core.recipes import DEFAULT_RECIPE_IDS
+from psi_rpc.cli import EXIT_DATAERR
 
 _READY_TIMEOUT = 300.0
 
@@ -67,6 +68,12 @@ def _run(args: Sequence[str], *, capture: bool = False) -> str:
     output = completed.stdout or ""
     for line in output.splitlines():
         print(f"   {line}", flush=True)
+    if completed.returncode == EXIT_DATAERR:
+        print(
+            f"demo stopped: `{' '.join(args[2:4])}` could not read an input file (see above)",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_DATAERR)
     if completed.returncode != 0:
         raise PreconditionError(
             f"`{' '.join(args[2:])}` failed with exit status {completed.returncode}"

@@ -38,7 +38,7 @@ from psi_core import faults
 from psi_core.errors import InvalidInputError, PreconditionError, RowError
 from psi_core.index.encrypted import IndexManifest, write_index_stream
 from psi_core.index.epoch import EpochKey
-from psi_core.io import RECORD_COLUMNS, read_rows, write_file_atomically
+from psi_core.io import RECORD_COLUMNS, InputFile, write_file_atomically
 from psi_core.policy import PkiPaths, is_loopback
 from psi_core.protocol import (
     OPENMINED,
@@ -325,6 +325,7 @@ def build_index(
     progress: Callable[[int], None] | None = None,
     classic_keys: bool = False,
     backend: str | None = None,
+    source: InputFile | None = None,
 ) -> BuildReport:
     """Build (or resume building) the index of ``records_path`` into ``index_dir``.
 
@@ -335,12 +336,18 @@ def build_index(
     ``progress`` is called with the number of records each finished shard held.
     ``classic_keys`` keeps the plaintext key strings for openmined-psi's classic setup
     (see the module doc); without it none is written and an earlier ``keys/`` is removed.
+    ``source`` is ``records_path`` already opened with the caller's reading options; by
+    default it is opened here. Either way only ``record_id`` and the columns the recipes
+    read must be in the file; the others read as empty.
     ``backend`` names the curve backend the workers use (checked here first, so an
     unavailable one fails before any work); the index is the same whichever it is.
     """
     if not recipes:
         raise InvalidInputError("at least one recipe is needed to build an index")
     backend = (select_backend(backend) if backend else default_backend()).name
+    opened = source or InputFile(records_path)
+    needed = {c: f"read by {r.id}" for r in reversed(recipes) for c in r.required}
+    plan = opened.plan(RECORD_COLUMNS, needed)
     started = time.perf_counter()
     executor = executor or InlineExecutor()
     build_dir = index_dir / BUILD_DIR
@@ -360,9 +367,7 @@ def build_index(
         if progress:
             progress(records)
 
-    rows_iter = read_rows(
-        records_path, RECORD_COLUMNS, batch_rows=batch_rows, on_error=on_error, errors=row_errors
-    )
+    rows_iter = opened.read_rows(plan, batch_rows=batch_rows, on_error=on_error, errors=row_errors)
     shard_count = 0
     for shard, rows in enumerate(rows_iter):
         shard_count = shard + 1
@@ -398,6 +403,8 @@ def build_index(
         classic_keys=counts,
     )
     merge_seconds = time.perf_counter() - merge_started
+    if source is None:
+        opened.close()
     shutil.rmtree(build_dir)
     return BuildReport(
         manifest=manifest,

@@ -46,6 +46,7 @@ from psi_core.index.encrypted import (
     write_manifest,
 )
 from psi_core.index.epoch import EpochKey
+from psi_core.io import InputFile
 from psi_core.protocol import FINGERPRINT_BITS, Fingerprints, fingerprint
 from psi_core.recipes import get_recipe
 
@@ -207,12 +208,15 @@ def build_segment(
     on_error: str = "refuse",
     progress: Callable[[int], None] | None = None,
     backend: str | None = None,
+    source: InputFile | None = None,
 ) -> BuildReport:
     """Encrypt only the records in ``records_path`` and publish them as the next segment.
 
     ``kind`` is "add" (append them) or "remove" (remove them). The recipes are the base's.
     The work happens in ``segments/.building-<kind>`` (an interrupted build of the same
-    file resumes from its finished shards) and is published by one rename.
+    file resumes from its finished shards) and is published by one rename. ``source``
+    is ``records_path`` already opened with the caller's reading options (see
+    :func:`~psi_core.index.build.build_index`).
     """
     if kind not in (ADD, REMOVE):
         raise InvalidInputError(f"a segment is 'add' or 'remove', not {kind!r}")
@@ -240,6 +244,7 @@ def build_segment(
             progress=progress,
             classic_keys=base.classic_setup_available,
             backend=backend,
+            source=source,
         )
         manifest = replace(report.manifest, kind=kind, seq=seq)
         write_manifest(work, manifest)

@@ -1,4 +1,4 @@
-"""Streaming record files (CSV, Parquet) and whole-file atomic writes."""
+"""Streaming record files (CSV, .xlsx, Parquet) and whole-file atomic writes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from psi_core.io.tabular import (
     RECORD_COLUMNS,
     SUBJECT_COLUMNS,
     TRUTH_COLUMNS,
+    ColumnPlan,
+    InputFile,
+    InputOptions,
     OnError,
     RowWriter,
     count_rows,
@@ -25,6 +28,9 @@ __all__ = [
     "RECORD_COLUMNS",
     "SUBJECT_COLUMNS",
     "TRUTH_COLUMNS",
+    "ColumnPlan",
+    "InputFile",
+    "InputOptions",
     "OnError",
     "RowWriter",
     "count_rows",

@@ -1,8 +1,25 @@
-"""Streaming reading and writing of the project's CSV and Parquet files.
+"""Streaming reading and writing of the project's CSV, spreadsheet and Parquet files.
 
-Every file people hand to the system is a CSV file (UTF-8, header row) or a Parquet file
-with the same column names; the format is chosen by the suffix (``.csv``, ``.parquet``,
-``.pq``, in any case). Empty cells mean unknown and are read as ``""``.
+Every file people hand to the system is a CSV file (header row), an ``.xlsx`` workbook
+(first sheet or a named one, header row) or a Parquet file; the format is chosen by the
+suffix (``.csv``, ``.xlsx``, ``.parquet``, ``.pq``, in any case). Empty cells mean unknown
+and are read as ``""``. Files are written as UTF-8 CSV or Parquet only.
+
+How a file is read is resolved once, by :class:`InputFile`, before any row is read:
+
+* CSV encoding: UTF-8 with or without a byte-order mark, unless
+  :attr:`InputOptions.encoding` names another (``latin-1``, ``cp1252``, ...); such a file
+  is first transcoded, streaming, to a temporary UTF-8 copy (a byte that is not valid in
+  that encoding is reported with its line). UTF-16 and UTF-32 are recognised by their
+  byte-order mark and refused unless named; binary files, workbooks and Parquet files
+  under a ``.csv`` name are recognised and refused with advice.
+* CSV delimiter: comma, semicolon, tab or pipe, detected from the header line (the one
+  occurring most often outside quotes) unless :attr:`InputOptions.delimiter` is given.
+* Columns: the file's headers match ours case-insensitively (surrounding spaces ignored),
+  or by an explicit mapping (:attr:`InputOptions.columns`, ours to theirs). Only the
+  *required* columns must be present; other known columns that are absent read as ``""``.
+  A missing required column is named, with a suggested mapping when a header looks like a
+  known alias (``first_name``, ``surname``, ``zipcode``, ``ssn``, ``dob``, ...).
 
 Reading streams through pyarrow, so memory is bounded by ``batch_rows`` and pyarrow's
 block size, never by the file. A row that cannot be read becomes a
@@ -21,16 +38,21 @@ Error messages name the file, line, column and reason, never a cell's content.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
 import itertools
 import os
+import re
 import secrets
+import shlex
+import tempfile
 import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal
@@ -41,13 +63,17 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from psi_core.errors import InvalidInputError, NotFoundError, RowError
+from psi_core.errors import InputFileError, InvalidInputError, NotFoundError, RowError
+from psi_core.io import xlsx
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
     "RECORD_COLUMNS",
     "SUBJECT_COLUMNS",
     "TRUTH_COLUMNS",
+    "ColumnPlan",
+    "InputFile",
+    "InputOptions",
     "OnError",
     "RowWriter",
     "count_rows",
@@ -75,9 +101,14 @@ TRUTH_COLUMNS: Final[tuple[str, ...]] = ("subject_id", "record_id")
 DEFAULT_BATCH_ROWS: Final = 65536
 
 OnError = Literal["refuse", "skip"]
-FileFormat = Literal["csv", "parquet"]
+FileFormat = Literal["csv", "parquet", "xlsx"]
 
-_SUFFIXES: Final[dict[str, FileFormat]] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_SUFFIXES: Final[dict[str, FileFormat]] = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".xlsx": "xlsx",
+}
 _CSV_BLOCK_BYTES: Final = 4 << 20
 _CSV_RELEASE_SECONDS: Final = 10.0
 _MAX_HEADER_BYTES: Final = 1 << 20
@@ -88,79 +119,497 @@ Row = dict[str, str]
 
 
 def file_format(path: str | os.PathLike[str]) -> FileFormat:
-    """Return ``"csv"`` or ``"parquet"`` for ``path`` by its suffix.
+    """Return ``"csv"``, ``"xlsx"`` or ``"parquet"`` for ``path`` by its suffix.
 
-    Raises :class:`InvalidInputError` for any other suffix.
+    Raises :class:`InputFileError` for any other suffix.
     """
     suffix = Path(path).suffix.lower()
     try:
         return _SUFFIXES[suffix]
     except KeyError:
-        raise InvalidInputError(
-            f"{os.fspath(path)}: unknown file type {suffix or '(no suffix)'!r}; "
-            "use .csv, .parquet or .pq"
+        advice = (
+            "an Excel 97-2003 workbook: save it as .xlsx or as CSV UTF-8"
+            if suffix == ".xls"
+            else "use .csv, .xlsx, .parquet or .pq"
+        )
+        raise InputFileError(
+            os.fspath(path), f"unknown file type {suffix or '(no suffix)'!r}; {advice}"
         ) from None
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How to read an input file when its defaults do not fit (all optional).
+
+    ``encoding`` (CSV): a Python codec name; None or any UTF-8 name means UTF-8 with or
+    without a byte-order mark. ``delimiter`` (CSV): one character; None detects it.
+    ``sheet`` (.xlsx): a sheet name; None means the first sheet. ``columns``: pairs
+    ``(ours, theirs)``, the file's header that holds our column.
+    """
+
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    columns: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """Which of our columns a file holds, and where.
+
+    ``columns`` are ours in the order rows have them; ``sources[c]`` is the file's own
+    header for our column ``c`` (None when the file lacks it and it reads as ``""``).
+    """
+
+    columns: tuple[str, ...]
+    sources: Mapping[str, str | None]
+    positions: Mapping[str, int]
+    hints: Mapping[str, str]
+
+    @property
+    def present(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c in self.positions)
+
+    @property
+    def absent(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c not in self.positions)
+
+
+_ALIASES: Final[dict[str, tuple[str, ...]]] = {
+    "subject_id": ("id", "subject", "subjectno", "personid", "anumber", "aliennumber", "caseid"),
+    "record_id": ("id", "record", "recordno", "taxpayerid", "accountid", "accountnumber"),
+    "given_name": ("firstname", "fname", "first", "given", "givennames", "forename", "firstnm"),
+    "family_name": ("lastname", "lname", "surname", "last", "family", "familynames", "lastnm"),
+    "date_of_birth": ("dob", "birthdate", "dateofbirth", "birthday", "dtofbirth", "birthdt"),
+    "street": (
+        "address",
+        "address1",
+        "addr",
+        "addr1",
+        "streetaddress",
+        "addressline1",
+        "street1",
+        "line1",
+        "mailingaddress",
+        "residenceaddress",
+    ),
+    "city": ("town", "cityname", "municipality"),
+    "state": ("st", "statecode", "province", "stateabbr"),
+    "zip": ("zipcode", "postalcode", "postcode", "zip5", "zip4", "postal"),
+    "tin": ("ssn", "itin", "socialsecuritynumber", "taxid", "taxpayeridnumber", "ssnitin"),
+}
+_NOT_ALNUM: Final = re.compile(r"[^0-9a-z]+")
+_DELIMITER_NAMES: Final = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
+_UTF8_NAMES: Final = frozenset({"utf-8", "utf-8-sig"})
+_SNIFF_BYTES: Final = 65536
+_TRANSCODE_BLOCK: Final = 1 << 20
+
+
+def _alias_key(header: str) -> str:
+    return _NOT_ALNUM.sub("", header.casefold())
+
+
+def _mapping_flag(ours: str, theirs: str) -> str:
+    return f"--column {shlex.quote(f'{ours}={theirs}')}"
+
+
+def _lookalike(ours: str, header: Sequence[str], taken: set[int]) -> str | None:
+    """A header (not already used) that looks like a known alias of ``ours``."""
+    keys = {_alias_key(ours), *_ALIASES.get(ours, ())}
+    for index, name in enumerate(header):
+        if index not in taken and _alias_key(name) in keys:
+            return name
+    return None
+
+
+def _plan_columns(
+    name: str,
+    header: Sequence[str],
+    columns: Sequence[str],
+    required: Sequence[str] | Mapping[str, str],
+    mapping: Mapping[str, str],
+) -> ColumnPlan:
+    """Match our ``columns`` to a file's ``header``; see :class:`InputFile.plan`."""
+    unknown = sorted(set(mapping) - set(columns))
+    if unknown:
+        raise InvalidInputError(
+            f"--column names {', '.join(map(repr, unknown))}, which this file does not use; "
+            f"its columns are: {', '.join(columns)}"
+        )
+    folded: dict[str, list[int]] = {}
+    for index, field_name in enumerate(header):
+        folded.setdefault(field_name.strip().casefold(), []).append(index)
+    positions: dict[str, int] = {}
+    for ours in columns:
+        theirs = mapping.get(ours, ours)
+        found = folded.get(theirs.strip().casefold(), [])
+        if len(found) > 1:
+            exact = [i for i in found if header[i].strip() == theirs.strip()]
+            if len(exact) != 1:
+                shown = ", ".join(repr(header[i]) for i in found)
+                raise InputFileError(
+                    name,
+                    f"columns {shown} all match {ours}; rename all but one",
+                    line=1,
+                )
+            found = exact
+        if found:
+            positions[ours] = found[0]
+        elif ours in mapping:
+            raise InputFileError(
+                name, f"no column {theirs!r} (mapped to {ours} by --column)", line=1
+            )
+    doubled = sorted(
+        {c for c in columns if c in positions and list(positions.values()).count(positions[c]) > 1}
+    )
+    if doubled:
+        raise InputFileError(
+            name, f"one column is mapped to several of ours: {', '.join(doubled)}", line=1
+        )
+    taken = set(positions.values())
+    hints: dict[str, str] = {}
+    for ours in columns:
+        if ours not in positions:
+            lookalike = _lookalike(ours, header, taken)
+            if lookalike is not None:
+                hints[ours] = lookalike
+    needed = dict(required) if isinstance(required, Mapping) else dict.fromkeys(required, "")
+    missing = [c for c in columns if c in needed and c not in positions]
+    if missing:
+        parts = []
+        for column in missing:
+            why = f" ({needed[column]})" if needed[column] else ""
+            parts.append(f"{column}{why}")
+        message = f"missing required columns: {', '.join(parts)}"
+        suggestions = [_mapping_flag(c, hints[c]) for c in missing if c in hints]
+        if suggestions:
+            message += f"; the file's headers look like them: add {' '.join(suggestions)}"
+        else:
+            message += "; if the file names them differently, map them with --column OURS=THEIRS"
+        raise InputFileError(name, message, line=1)
+    sources = {c: (header[positions[c]].strip() if c in positions else None) for c in columns}
+    return ColumnPlan(tuple(columns), sources, positions, hints)
+
+
+class InputFile:
+    """An input file opened for reading, its format, encoding, delimiter and header resolved.
+
+    Opening checks the file exists and is a regular file, recognises what it is, reads
+    its header (CSV and .xlsx) or schema (Parquet) and, for a CSV file in another
+    encoding, makes the temporary UTF-8 copy; every problem is an
+    :class:`~psi_core.errors.InputFileError` naming the file (and line). :meth:`plan`
+    then matches our columns to the file's, :meth:`read_rows` streams rows and
+    :meth:`count_rows` counts them; both may be called more than once. Close it (or use
+    it as a context manager) to remove the temporary copy.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], options: InputOptions | None = None) -> None:
+        self.options = options or InputOptions()
+        self.name = os.fspath(path)
+        self.format = file_format(self.name)
+        self._path = self.name
+        self._copy: str | None = None
+        self._cleanup: weakref.finalize | None = None
+        self.encoding = "UTF-8"
+        self.delimiter = ","
+        self.delimiter_detected = False
+        self.sheet: str | None = None
+        self.has_rows = True
+        if not os.path.exists(self.name):
+            raise InputFileError(self.name, "no such file")
+        if not os.path.isfile(self.name):
+            raise InputFileError(self.name, "not a regular file")
+        if self.format != "csv" and (self.options.encoding or self.options.delimiter):
+            raise InputFileError(self.name, "--encoding and --delimiter apply to CSV files only")
+        if self.format != "xlsx" and self.options.sheet:
+            raise InputFileError(self.name, "--sheet applies to .xlsx workbooks only")
+        if self.format == "csv":
+            self._open_csv_file()
+        elif self.format == "xlsx":
+            with xlsx.open_sheet(self.name, self.options.sheet) as sheet:
+                self.header = sheet.header
+                self.sheet = sheet.title
+        else:
+            parquet = _open_parquet(self.name)
+            try:
+                self.header = list(parquet.schema_arrow.names)
+            finally:
+                parquet.close()
+
+    def _open_csv_file(self) -> None:
+        encoding = self._check_encoding()
+        self._sniff(explicit=encoding is not None)
+        if encoding is not None:
+            self.encoding = f"{self.options.encoding} (transcoded to UTF-8)"
+            self._copy = _transcode(self.name, encoding)
+            self._cleanup = weakref.finalize(self, _remove, self._copy)
+            self._path = self._copy
+        header, self.has_rows, self.delimiter = _read_csv_header(
+            self._path, self.name, self.options.delimiter
+        )
+        self.delimiter_detected = self.options.delimiter is None
+        self.header = header
+
+    def _check_encoding(self) -> str | None:
+        """The codec to transcode from, or None for UTF-8."""
+        given = self.options.encoding
+        if given is None:
+            return None
+        try:
+            codec = codecs.lookup(given).name
+        except LookupError:
+            raise InvalidInputError(f"--encoding: unknown encoding {given!r}") from None
+        return None if codec in _UTF8_NAMES else codec
+
+    def _sniff(self, *, explicit: bool) -> None:
+        """Refuse, with advice, what is not a CSV text file in the expected encoding."""
+        with open(self.name, "rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+        if head.startswith(b"PK\x03\x04"):
+            raise InputFileError(
+                self.name,
+                "this is a ZIP archive, probably an .xlsx workbook: give it an .xlsx name",
+            )
+        if head.startswith(b"\xd0\xcf\x11\xe0"):
+            raise InputFileError(
+                self.name, "this is an Excel 97-2003 workbook: save it as .xlsx or as CSV UTF-8"
+            )
+        if head.startswith(b"PAR1"):
+            raise InputFileError(self.name, "this is a Parquet file: give it a .parquet name")
+        if explicit:
+            if head.startswith(b"\xef\xbb\xbf"):
+                raise InputFileError(
+                    self.name,
+                    "the file starts with a UTF-8 byte-order mark: it is UTF-8, read it "
+                    "without --encoding",
+                    line=1,
+                )
+            return
+        utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+            len(head) >= 4 and head.count(b"\x00") * 3 >= len(head)
+        )
+        if utf16:
+            wide = "UTF-16"
+            if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+                wide = "UTF-32"
+            raise InputFileError(
+                self.name,
+                f"the file is {wide} text; save it as CSV UTF-8, or name its encoding "
+                f"with --encoding {wide.lower()}",
+                line=1,
+            )
+        nul = head.find(b"\x00")
+        if nul >= 0:
+            raise InputFileError(
+                self.name,
+                "not a text file (a NUL byte); is it a spreadsheet or a database file?",
+                line=head.count(b"\n", 0, nul) + 1,
+            )
+
+    def plan(
+        self,
+        columns: Sequence[str],
+        required: Sequence[str] | Mapping[str, str] | None = None,
+    ) -> ColumnPlan:
+        """Match our ``columns`` to the file's headers.
+
+        ``required`` (default: all of ``columns``) must be present; it may map each
+        column to why it is needed (e.g. ``"read by name_dob_v1"``), which the error
+        names. ``columns[0]`` is the row's id and is always required. Raises
+        :class:`InputFileError` for a missing required column (with a suggested
+        ``--column`` when a header looks like one), an ambiguous header, or a mapping to
+        a header the file does not have.
+        """
+        columns = _check_columns(columns)
+        needed: dict[str, str] = {}
+        if required is None:
+            needed = dict.fromkeys(columns, "")
+        elif isinstance(required, Mapping):
+            needed = dict(required)
+        else:
+            needed = dict.fromkeys(required, "")
+        needed.setdefault(columns[0], "")
+        unknown = sorted(set(needed) - set(columns))
+        if unknown:
+            raise ValueError(f"required columns {unknown} are not among the columns")
+        return _plan_columns(self.name, self.header, columns, needed, dict(self.options.columns))
+
+    def describe(self, plan: ColumnPlan) -> str:
+        """One line saying how the file is read and which of our columns it gives."""
+        if self.format == "csv":
+            delimiter = _DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))
+            found = "detected" if self.delimiter_detected else "given"
+            how = f"CSV, {self.encoding}, {found} delimiter {delimiter}"
+        elif self.format == "xlsx":
+            how = f"workbook, sheet {self.sheet!r}"
+        else:
+            how = "Parquet"
+        read = []
+        for column in plan.present:
+            source = plan.sources[column]
+            read.append(column if source == column else f"{column} (from {source!r})")
+        text = f"reading {self.name} ({how}): columns {', '.join(read)}"
+        if plan.absent:
+            absent = []
+            for column in plan.absent:
+                hint = plan.hints.get(column)
+                if hint is not None:
+                    column += f" (to read {hint!r}: {_mapping_flag(column, hint)})"
+                absent.append(column)
+            text += f"; not in the file, read as empty: {', '.join(absent)}"
+        return text
+
+    def read_rows(
+        self,
+        plan: ColumnPlan | Sequence[str],
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        on_error: OnError = "refuse",
+        errors: list[RowError] | None = None,
+    ) -> Iterator[list[Row]]:
+        """Stream the rows as batches of ``{column: str}`` dicts; see :func:`read_rows`."""
+        report = _reporter(batch_rows, on_error, errors)
+        if not isinstance(plan, ColumnPlan):
+            plan = self.plan(plan)
+        if self.format == "csv":
+            chunks = _csv_chunks(self, plan, report) if self.has_rows else iter(())
+        elif self.format == "xlsx":
+            chunks = _xlsx_chunks(self, plan, report)
+        else:
+            chunks = _parquet_chunks(self.name, plan, report)
+        return _rebatch(chunks, batch_rows)
+
+    def estimate_rows(self) -> tuple[int, bool]:
+        """(rows, exact) for a progress bar: Parquet's metadata and a CSV sample cost no
+        pass over the file (:func:`estimate_rows`); a workbook is counted."""
+        if self.format == "xlsx":
+            return self.count_rows(), True
+        return estimate_rows(self.name)
+
+    def count_rows(self) -> int:
+        """The number of data rows, without building any row; see :func:`count_rows`."""
+        if self.format == "parquet":
+            parquet = _open_parquet(self.name)
+            try:
+                return parquet.metadata.num_rows
+            finally:
+                parquet.close()
+        if self.format == "xlsx":
+            with xlsx.open_sheet(self.name, self.options.sheet) as sheet:
+                return sum(1 for _ in sheet.rows())
+        return _count_csv_rows(self)
+
+    def close(self) -> None:
+        """Remove the temporary UTF-8 copy, if one was made. Idempotent."""
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def __enter__(self) -> InputFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _transcode(name: str, encoding: str) -> str:
+    """Copy ``name`` from ``encoding`` to a temporary UTF-8 file, streaming; return its path.
+
+    A byte sequence that is not valid in ``encoding`` is an :class:`InputFileError` with
+    the physical line it is on (lines counted by ``\\n``).
+    """
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    fd, copy = tempfile.mkstemp(prefix="psi-input-", suffix=".csv")
+    lines = 1
+    try:
+        with open(name, "rb") as source, open(fd, "w", encoding="utf-8", newline="") as target:
+            while True:
+                block = source.read(_TRANSCODE_BLOCK)
+                try:
+                    text = decoder.decode(block, final=not block)
+                except UnicodeDecodeError as exc:
+                    before = exc.object[: exc.start]
+                    line = lines + before.decode(encoding, errors="replace").count("\n")
+                    shown = " ".join(f"0x{b:02x}" for b in exc.object[exc.start : exc.end][:4])
+                    raise InputFileError(
+                        name, f"{shown} is not valid {encoding} text", line=line
+                    ) from None
+                lines += text.count("\n")
+                target.write(text)
+                if not block:
+                    break
+    except BaseException:
+        _remove(copy)
+        raise
+    return copy
+
+
+def _reporter(
+    batch_rows: int, on_error: OnError, errors: list[RowError] | None
+) -> Callable[[RowError], None]:
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    if on_error == "refuse":
+        return _raise
+    if on_error == "skip":
+        if errors is None:
+            raise ValueError('on_error="skip" needs an errors list to receive the skipped rows')
+        return errors.append
+    raise ValueError(f'on_error must be "refuse" or "skip", got {on_error!r}')
 
 
 def read_rows(
     path: str | os.PathLike[str],
     columns: Sequence[str],
     *,
+    required: Sequence[str] | Mapping[str, str] | None = None,
+    options: InputOptions | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     on_error: OnError = "refuse",
     errors: list[RowError] | None = None,
 ) -> Iterator[list[Row]]:
-    """Stream the rows of a CSV or Parquet file as batches of ``{column: str}`` dicts.
+    """Stream the rows of a CSV, .xlsx or Parquet file as batches of ``{column: str}`` dicts.
 
-    ``columns`` are the columns every row must have; the file may hold more, which are
-    ignored. ``columns[0]`` is the row's id and must not be empty (after trimming
-    whitespace). Each yielded dict has exactly ``columns`` as keys and ``str`` values,
-    ``""`` where the cell is empty or null.
+    ``columns`` are our columns; ``required`` (default: all of them) must be in the file,
+    the others read as ``""`` when absent (see :meth:`InputFile.plan`). The file may hold
+    more columns, which are ignored. ``columns[0]`` is the row's id and must not be empty
+    (after trimming whitespace). Each yielded dict has exactly ``columns`` as keys and
+    ``str`` values, ``""`` where the cell is empty or null.
 
     Batching is deterministic: batch ``k`` holds the readable rows ``k * batch_rows`` up
     to ``(k + 1) * batch_rows`` in file order, so every batch but the last has exactly
     ``batch_rows`` rows and a batch index can serve as a resumable shard id. A header-only
-    file yields no batch. CSV rows whose every field is empty (blank lines) are passed
-    over without error.
+    file yields no batch. Rows whose every field is empty (blank lines) are passed over
+    without error.
 
-    A row that cannot be read (wrong number of fields, invalid UTF-8 in a required column,
-    empty id) is a :class:`RowError`. With ``on_error="refuse"`` it is raised when the
-    iteration reaches it (earlier batches have then already been yielded); with
+    A row that cannot be read (wrong number of fields, invalid UTF-8 in a column that is
+    read, empty id) is a :class:`RowError`. With ``on_error="refuse"`` it is raised when
+    the iteration reaches it (earlier batches have then already been yielded); with
     ``"skip"`` it is appended to ``errors``, which must then be a list, and the row is
     left out.
 
-    The file's existence, suffix and header are checked before this returns:
-    :class:`NotFoundError` for a missing file; :class:`InvalidInputError` for an unknown
-    suffix, an unreadable or corrupt file, or missing required columns (all named).
-    Failures found while streaming are raised as :class:`InvalidInputError` too, never as
-    a pyarrow exception.
+    The file's existence, kind, encoding and header are checked before this returns;
+    every problem with the file, then or while streaming, is an
+    :class:`InputFileError` (never a pyarrow or openpyxl exception).
     """
-    columns = _check_columns(columns)
-    if batch_rows < 1:
-        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
-    if on_error == "refuse":
-        report = _raise
-    elif on_error == "skip":
-        if errors is None:
-            raise ValueError('on_error="skip" needs an errors list to receive the skipped rows')
-        report = errors.append
-    else:
-        raise ValueError(f'on_error must be "refuse" or "skip", got {on_error!r}')
-    name = os.fspath(path)
-    fmt = file_format(name)
-    _check_readable(name)
-    if fmt == "csv":
-        header, has_data = _read_csv_header(name)
-        _check_header(name, [h.strip() for h in header], columns)
-        chunks = _csv_chunks(name, header, columns, report) if has_data else iter(())
-    else:
-        parquet = _open_parquet(name)
-        try:
-            _check_header(name, parquet.schema_arrow.names, columns)
-        finally:
-            parquet.close()
-        chunks = _parquet_chunks(name, columns, report)
-    return _rebatch(chunks, batch_rows)
+    _reporter(batch_rows, on_error, errors)
+    source = InputFile(path, options)
+    try:
+        plan = source.plan(columns, required)
+        rows = source.read_rows(plan, batch_rows=batch_rows, on_error=on_error, errors=errors)
+    except BaseException:
+        source.close()
+        raise
+    return _closing(rows, source)
 
 
 _ESTIMATE_SAMPLE_BYTES = 1 << 20
@@ -175,7 +624,6 @@ def estimate_rows(path: str | os.PathLike[str]) -> tuple[int, bool]:
     """
     name = os.fspath(path)
     fmt = file_format(name)
-    _check_readable(name)
     if fmt == "parquet":
         parquet = _open_parquet(name)
         try:
@@ -191,26 +639,29 @@ def estimate_rows(path: str | os.PathLike[str]) -> tuple[int, bool]:
     return max(round(size / (len(sample) / lines)) - 1, 0), False
 
 
-def count_rows(path: str | os.PathLike[str]) -> int:
+def _closing(rows: Iterator[list[Row]], source: InputFile) -> Iterator[list[Row]]:
+    with source:
+        yield from rows
+
+
+def count_rows(path: str | os.PathLike[str], *, options: InputOptions | None = None) -> int:
     """Return the number of data rows in a file, without building any row.
 
     Parquet: read from the metadata. CSV: one streaming pass that parses only the first
     column; blank lines and the header are not counted, rows with the wrong number of
-    fields are. The result is therefore an upper bound on the rows :func:`read_rows`
-    yields, and equal to it for a clean file. Raises as :func:`read_rows` does.
+    fields are. .xlsx: one pass over the sheet's rows. The result is therefore an upper
+    bound on the rows :func:`read_rows` yields, and equal to it for a clean file. Raises
+    as :func:`read_rows` does.
     """
-    name = os.fspath(path)
-    fmt = file_format(name)
-    _check_readable(name)
-    if fmt == "parquet":
-        parquet = _open_parquet(name)
-        try:
-            return parquet.metadata.num_rows
-        finally:
-            parquet.close()
-    header, has_data = _read_csv_header(name)
-    if not header or not has_data:
+    with InputFile(path, options) as source:
+        return source.count_rows()
+
+
+def _count_csv_rows(source: InputFile) -> int:
+    header = source.header
+    if not header or not source.has_rows:
         return 0
+    name = source.name
     invalid = 0
 
     def count_invalid(row: pacsv.InvalidRow) -> str:
@@ -221,7 +672,7 @@ def count_rows(path: str | os.PathLike[str]) -> int:
 
     total = 0
     with _open_csv(
-        name,
+        source,
         on_invalid=count_invalid,
         parse_options={"newlines_in_values": True},
         convert_options=pacsv.ConvertOptions(
@@ -234,7 +685,7 @@ def count_rows(path: str | os.PathLike[str]) -> int:
         except StopIteration:
             pass
         except (pa.ArrowException, OSError) as exc:
-            raise InvalidInputError(f"{name}: the file cannot be parsed as CSV") from exc
+            raise InputFileError(name, "the file cannot be parsed as CSV") from exc
     return total + invalid
 
 
@@ -269,6 +720,10 @@ class RowWriter:
             raise ValueError(f"row_group_rows must be at least 1, got {row_group_rows}")
         self._path = Path(path)
         self._format = file_format(self._path)
+        if self._format == "xlsx":
+            raise InvalidInputError(
+                f"{self._path}: unknown file type '.xlsx' for writing; use .csv, .parquet or .pq"
+            )
         directory = self._path.parent
         if not directory.is_dir():
             raise NotFoundError(f"{directory}: directory does not exist")
@@ -429,22 +884,6 @@ def _check_columns(columns: Sequence[str]) -> tuple[str, ...]:
     return columns
 
 
-def _check_readable(name: str) -> None:
-    if not os.path.exists(name):
-        raise NotFoundError(f"{name}: no such file")
-    if not os.path.isfile(name):
-        raise InvalidInputError(f"{name}: not a regular file")
-
-
-def _check_header(name: str, header: Sequence[str], columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise InvalidInputError(f"{name}: missing required columns: {', '.join(missing)}")
-    doubled = sorted({c for c in columns if header.count(c) > 1})
-    if doubled:
-        raise InvalidInputError(f"{name}: columns appear more than once: {', '.join(doubled)}")
-
-
 def _rebatch(chunks: Iterator[list[Row]], batch_rows: int) -> Iterator[list[Row]]:
     pending: list[Row] = []
     for chunk in chunks:
@@ -456,9 +895,14 @@ def _rebatch(chunks: Iterator[list[Row]], batch_rows: int) -> Iterator[list[Row]
         yield pending
 
 
-def _rows_from(names: Sequence[str], arrays: Sequence[pa.Array]) -> list[Row]:
+def _rows_from(plan: ColumnPlan, arrays: Sequence[pa.Array]) -> list[Row]:
+    """Rows with every planned column: ``arrays`` hold the present ones, in plan order."""
     lists = [a.to_pylist() for a in arrays]
-    return list(map(dict, map(zip, itertools.repeat(tuple(names)), zip(*lists, strict=True))))
+    count = len(lists[0])
+    by_column = dict(zip(plan.present, lists, strict=True))
+    ordered = [by_column.get(c) or [""] * count for c in plan.columns]
+    names = plan.columns
+    return list(map(dict, map(zip, itertools.repeat(names), zip(*ordered, strict=True))))
 
 
 def _utf8_or_flag(array: pa.Array, column: str = "") -> tuple[pa.Array, np.ndarray | None]:
@@ -482,36 +926,49 @@ def _mask(array: pa.Array) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
 
 
+_NOT_UTF8: Final = "not valid UTF-8"
+_NOT_UTF8_CSV: Final = (
+    "not valid UTF-8; if the file was saved as Latin-1 or Windows-1252, read it with "
+    "--encoding cp1252"
+)
+
+Problem = tuple[np.ndarray, str, str]
+"""A row mask, the file's column it concerns, and the reason."""
+
+
 def _checked_strings(
-    columns: Sequence[str],
+    plan: ColumnPlan,
     arrays: Sequence[pa.Array],
     to_strings: Callable[[pa.Array, str], tuple[pa.Array, np.ndarray | None]],
     blank: np.ndarray | None = None,
-) -> tuple[list[pa.Array], list[tuple[np.ndarray, str]]]:
-    """Convert required columns to strings and list each kind of unreadable row.
+    not_utf8: str = _NOT_UTF8,
+) -> tuple[list[pa.Array], list[Problem]]:
+    """Convert the present columns to strings and list each kind of unreadable row.
 
     Returns the string arrays (unreadable cells as ``""``) and, for each problem present,
-    a row mask with its reason. ``blank`` rows are exempt from the empty-id rule.
+    a row mask with its column and reason. ``blank`` rows are exempt from the empty-id rule.
     """
     strings: list[pa.Array] = []
-    problems: list[tuple[np.ndarray, str]] = []
-    for column, array in zip(columns, arrays, strict=True):
-        converted, bad = to_strings(array, column)
+    problems: list[Problem] = []
+    for column, array in zip(plan.present, arrays, strict=True):
+        source = plan.sources[column] or column
+        converted, bad = to_strings(array, source)
         strings.append(converted)
         if bad is not None:
-            problems.append((bad, f"invalid UTF-8 in column {column!r}"))
+            problems.append((bad, source, not_utf8))
     empty_id = _mask(pc.equal(pc.utf8_trim_whitespace(strings[0]), ""))
     if blank is not None:
         empty_id &= ~blank
     if empty_id.any():
-        problems.append((empty_id, f"empty {columns[0]}"))
+        id_column = plan.columns[0]
+        problems.append((empty_id, plan.sources[id_column] or id_column, f"empty {id_column}"))
     return strings, problems
 
 
-def _first_problem(problems: Sequence[tuple[np.ndarray, str]], row: int) -> str | None:
-    for mask, reason in problems:
+def _first_problem(problems: Sequence[Problem], row: int) -> tuple[str, str] | None:
+    for mask, column, reason in problems:
         if mask[row]:
-            return reason
+            return column, reason
     return None
 
 
@@ -523,12 +980,13 @@ def _take(arrays: Sequence[pa.Array], rows: list[int]) -> list[pa.Array]:
 # CSV ---------------------------------------------------------------------------------
 
 
-def _read_csv_header(name: str) -> tuple[list[str], bool]:
-    """Return the header's field names and whether any byte follows the header record."""
+def _read_csv_header(path: str, name: str, delimiter: str | None) -> tuple[list[str], bool, str]:
+    """The header's field names, whether any byte follows the header record, and the
+    delimiter (``delimiter``, or the candidate seen most often outside quotes)."""
     data = bytearray()
     in_quotes = False
     end = -1
-    with open(name, "rb") as handle:
+    with open(path, "rb") as handle:
         while end < 0:
             block = handle.read(65536)
             if not block:
@@ -543,7 +1001,7 @@ def _read_csv_header(name: str) -> tuple[list[str], bool]:
                     end = i
                     break
             if end < 0 and len(data) > _MAX_HEADER_BYTES:
-                raise InvalidInputError(f"{name}: line 1: header is longer than 1 MiB")
+                raise InputFileError(name, "header is longer than 1 MiB", line=1)
         rest_follows = False
         if end >= 0:
             after = end + (2 if data[end : end + 2] == b"\r\n" else 1)
@@ -552,16 +1010,33 @@ def _read_csv_header(name: str) -> tuple[list[str], bool]:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if not raw.strip():
-        raise InvalidInputError(f"{name}: line 1: no header row (the file starts empty)")
+        raise InputFileError(name, "no header row (the file starts empty)", line=1)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidInputError(f"{name}: line 1: header is not valid UTF-8") from None
+        raise InputFileError(name, f"header is {_NOT_UTF8_CSV}", line=1) from None
+    if delimiter is None:
+        delimiter = _detect_delimiter(text)
+    elif len(delimiter) != 1 or delimiter in '"\r\n':
+        raise InvalidInputError(f"--delimiter must be one character, got {delimiter!r}")
     try:
-        header = next(csv.reader([text], strict=True))
+        header = next(csv.reader([text], delimiter=delimiter, strict=True))
     except (csv.Error, StopIteration):
-        raise InvalidInputError(f"{name}: line 1: header cannot be parsed as CSV") from None
-    return header, rest_follows
+        raise InputFileError(name, "header cannot be parsed as CSV", line=1) from None
+    return header, rest_follows, delimiter
+
+
+def _detect_delimiter(header: str) -> str:
+    """The delimiter candidate (comma, semicolon, tab, pipe) most frequent outside quotes."""
+    counts = dict.fromkeys(_DELIMITER_NAMES, 0)
+    quoted = False
+    for char in header:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(counts, key=lambda c: counts[c])
+    return best if counts[best] else ","
 
 
 class _InvalidRowHandler:
@@ -605,7 +1080,7 @@ class _CsvStream:
 
 @contextlib.contextmanager
 def _open_csv(
-    name: str,
+    source: InputFile,
     *,
     on_invalid: Callable[[pacsv.InvalidRow], str],
     parse_options: Mapping[str, bool],
@@ -628,14 +1103,16 @@ def _open_csv(
     try:
         stream = _CsvStream(
             pacsv.open_csv(
-                name,
+                source._path,
                 read_options=pacsv.ReadOptions(use_threads=False, block_size=_CSV_BLOCK_BYTES),
-                parse_options=pacsv.ParseOptions(invalid_row_handler=handler, **parse_options),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=source.delimiter, invalid_row_handler=handler, **parse_options
+                ),
                 convert_options=convert_options,
             )
         )
     except (pa.ArrowException, OSError) as exc:
-        raise InvalidInputError(f"{name}: the file cannot be parsed as CSV") from exc
+        raise InputFileError(source.name, "the file cannot be parsed as CSV") from exc
     finally:
         del handler
     try:
@@ -704,20 +1181,20 @@ class _CsvLines:
             _, newlines, found, blank = self.malformed.popleft()
             if not blank:
                 reason = f"expected {self.fields} fields, found {found}"
+                if found == 1 and self.fields > 1:
+                    reason += " (is the delimiter right? see --delimiter)"
                 self.report(RowError(self.name, self.line, reason))
             self.advance(newlines)
 
 
 def _csv_chunks(
-    name: str,
-    header: list[str],
-    columns: tuple[str, ...],
-    report: Callable[[RowError], None],
+    source: InputFile, plan: ColumnPlan, report: Callable[[RowError], None]
 ) -> Iterator[list[Row]]:
     """Yield the readable rows of a CSV file, reporting the others with exact lines."""
+    name, header = source.name, source.header
     lines = _CsvLines(name, header, report)
     with _open_csv(
-        name,
+        source,
         on_invalid=lines.on_invalid,
         parse_options={"newlines_in_values": True, "ignore_empty_lines": False},
         convert_options=pacsv.ConvertOptions(
@@ -725,27 +1202,26 @@ def _csv_chunks(
         ),
     ) as reader:
         if reader.schema.names != header:
-            raise InvalidInputError(f"{name}: line 1: header cannot be parsed consistently")
-        yield from _parsed_csv_rows(name, reader, lines, columns, report)
+            raise InputFileError(name, "header cannot be parsed consistently", line=1)
+        yield from _parsed_csv_rows(name, reader, lines, plan, report)
 
 
 def _parsed_csv_rows(
     name: str,
     reader: _CsvStream,
     lines: _CsvLines,
-    columns: tuple[str, ...],
+    plan: ColumnPlan,
     report: Callable[[RowError], None],
 ) -> Iterator[list[Row]]:
-    stripped = [field.strip() for field in reader.schema.names]
-    positions = [stripped.index(c) for c in columns]
+    positions = [plan.positions[c] for c in plan.present]
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
             break
         except (pa.ArrowException, OSError) as exc:
-            raise InvalidInputError(
-                f"{name}: the file cannot be parsed as CSV after line {lines.line}"
+            raise InputFileError(
+                name, f"the file cannot be parsed as CSV after line {lines.line}"
             ) from exc
         count = batch.num_rows
         if count == 0:
@@ -753,25 +1229,25 @@ def _parsed_csv_rows(
         newlines = _newlines_per_row(batch)
         blank = _all_empty(batch)
         strings, problems = _checked_strings(
-            columns, [batch.column(p) for p in positions], _utf8_or_flag, blank
+            plan, [batch.column(p) for p in positions], _utf8_or_flag, blank, _NOT_UTF8_CSV
         )
         if not problems and not blank.any() and not lines.malformed_before(lines.record + count):
             lines.record += count
             lines.inner_newlines += int(newlines.sum())
-            yield _rows_from(columns, strings)
+            yield _rows_from(plan, strings)
             continue
         keep: list[int] = []
         for i in range(count):
             lines.flush_malformed()
             if not blank[i]:
-                reason = _first_problem(problems, i)
-                if reason is None:
+                problem = _first_problem(problems, i)
+                if problem is None:
                     keep.append(i)
                 else:
-                    report(RowError(name, lines.line, reason))
+                    report(RowError(name, lines.line, problem[1], problem[0]))
             lines.advance(int(newlines[i]))
         if keep:
-            yield _rows_from(columns, _take(strings, keep))
+            yield _rows_from(plan, _take(strings, keep))
     lines.flush_malformed(final=True)
 
 
@@ -794,9 +1270,7 @@ def _open_parquet(name: str) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(name, pre_buffer=False)
     except (pa.ArrowException, OSError) as exc:
-        raise InvalidInputError(
-            f"{name}: not a readable Parquet file (truncated or corrupt)"
-        ) from exc
+        raise InputFileError(name, "not a readable Parquet file (truncated or corrupt)") from exc
 
 
 def _as_strings(name: str, column: str, array: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
@@ -817,8 +1291,8 @@ def _as_strings(name: str, column: str, array: pa.Array) -> tuple[pa.Array, np.n
         try:
             array = array.cast(pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise InvalidInputError(
-                f"{name}: column {column!r} has type {kind}, which cannot be read as text"
+            raise InputFileError(
+                name, f"has type {kind}, which cannot be read as text", column=column
             ) from exc
         bad = None
     if array.type != pa.string():
@@ -829,39 +1303,74 @@ def _as_strings(name: str, column: str, array: pa.Array) -> tuple[pa.Array, np.n
 
 
 def _parquet_chunks(
-    name: str, columns: tuple[str, ...], report: Callable[[RowError], None]
+    name: str, plan: ColumnPlan, report: Callable[[RowError], None]
 ) -> Iterator[list[Row]]:
     """Yield the readable rows of a Parquet file; row ``i`` is reported as line ``i + 2``."""
     parquet = _open_parquet(name)
     first = 0
+    names = parquet.schema_arrow.names
+    sources = [names[plan.positions[c]] for c in plan.present]
     try:
-        batches = parquet.iter_batches(batch_size=_PARQUET_READ_ROWS, columns=list(columns))
+        batches = parquet.iter_batches(batch_size=_PARQUET_READ_ROWS, columns=sources)
         while True:
             try:
                 batch = next(batches)
             except StopIteration:
                 break
             except (pa.ArrowException, OSError) as exc:
-                raise InvalidInputError(
-                    f"{name}: not a readable Parquet file (truncated or corrupt after row {first})"
+                raise InputFileError(
+                    name,
+                    f"not a readable Parquet file (truncated or corrupt after row {first})",
                 ) from exc
             strings, problems = _checked_strings(
-                columns,
-                [batch.column(c) for c in columns],
+                plan,
+                [batch.column(i) for i in range(len(sources))],
                 lambda array, column: _as_strings(name, column, array),
             )
             if not problems:
-                yield _rows_from(columns, strings)
+                yield _rows_from(plan, strings)
             else:
                 keep: list[int] = []
                 for i in range(batch.num_rows):
-                    reason = _first_problem(problems, i)
-                    if reason is None:
+                    problem = _first_problem(problems, i)
+                    if problem is None:
                         keep.append(i)
                     else:
-                        report(RowError(name, first + i + 2, reason))
+                        report(RowError(name, first + i + 2, problem[1], problem[0]))
                 if keep:
-                    yield _rows_from(columns, _take(strings, keep))
+                    yield _rows_from(plan, _take(strings, keep))
             first += batch.num_rows
     finally:
         parquet.close()
+
+
+# Spreadsheets ------------------------------------------------------------------------
+
+
+def _xlsx_chunks(
+    source: InputFile, plan: ColumnPlan, report: Callable[[RowError], None]
+) -> Iterator[list[Row]]:
+    """Yield the readable rows of a sheet, as the text its cells show (see ``xlsx``)."""
+    positions = [(c, plan.positions[c]) for c in plan.columns if c in plan.positions]
+    id_column = plan.columns[0]
+    id_position = plan.positions[id_column]
+    id_source = plan.sources[id_column] or id_column
+    chunk: list[Row] = []
+    with xlsx.open_sheet(source.name, source.options.sheet) as sheet:
+        for number, cells in sheet.rows():
+            if not any(cells):
+                continue
+            width = len(cells)
+            if id_position >= width or not cells[id_position].strip():
+                report(RowError(source.name, number, f"empty {id_column}", id_source))
+                continue
+            row = dict.fromkeys(plan.columns, "")
+            for column, position in positions:
+                if position < width:
+                    row[column] = cells[position]
+            chunk.append(row)
+            if len(chunk) >= _PARQUET_READ_ROWS:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk

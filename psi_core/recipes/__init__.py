@@ -2,8 +2,10 @@
 
 A recipe (``MatchKeyRecipe``) is identified by a versioned id such as ``name_address_v1``;
 ``recipe.key(record)`` gives ``"<id>|<field>|..."`` or None when the record lacks what the
-recipe needs. Both parties must run the same code: the custodian builds its index with it
-and the agency its queries, so a recipe's output never changes under the same id.
+recipe needs, and ``recipe.why_no_key(record)`` then says why (a code of
+``NO_KEY_REASONS``, such as ``no_zip`` or ``tin_not_nine_digits``). Both parties must run
+the same code: the custodian builds its index with it and the agency its queries, so a
+recipe's output never changes under the same id.
 
 ========================  ==========================================================
 recipe                    key string
@@ -39,6 +41,7 @@ used (see ``name_address_v1``). No field can contain ``|``.
 
 from __future__ import annotations
 
+from ._reasons import NO_KEY_REASONS
 from ._recipes import (
     DEFAULT_RECIPE_IDS,
     RECIPES,
@@ -51,6 +54,7 @@ from .quality import QualityEstimate, expected_false_matches, rule_id
 
 __all__ = [
     "DEFAULT_RECIPE_IDS",
+    "NO_KEY_REASONS",
     "RECIPES",
     "MatchKeyRecipe",
     "QualityEstimate",

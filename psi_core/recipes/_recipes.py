@@ -10,6 +10,7 @@ from types import MappingProxyType
 from ..errors import UnknownRecipeError
 from ._address import canonical_state, canonical_street, canonical_zip5
 from ._normalize import SEPARATOR, canonical_date, canonical_name, canonical_tin
+from ._reasons import first_reason
 from ._tolerant import (
     house_number,
     initials,
@@ -56,6 +57,16 @@ class MatchKeyRecipe:
         if fields is None:
             return None
         return SEPARATOR.join((self.id, *fields))
+
+    def why_no_key(self, record: Record) -> str | None:
+        """Why ``record`` gives no key: a code of ``NO_KEY_REASONS``, or None if it gives one.
+
+        The first field (in key-string order) that is missing or unusable names the code,
+        e.g. ``no_zip`` or ``tin_not_nine_digits``. Never changes what :meth:`key` returns.
+        """
+        if self.canonical_fields(record) is not None:
+            return None
+        return first_reason(self.id, self.required, record)
 
 
 def _name_address(record: Record) -> tuple[str, ...] | None:

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from psi_proto.v1 import common_pb2 as psi__proto_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19psi_proto/v1/agency.proto\x12\x06psi.v1\x1a\x19psi_proto/v1/common.proto\"\xa4\x01\n\x07Subject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\x15\n\rdate_of_birth\x18\x04 \x01(\t\x12\x0e\n\x06street\x18\x05 \x01(\t\x12\x0c\n\x04\x63ity\x18\x06 \x01(\t\x12\r\n\x05state\x18\x07 \x01(\t\x12\x0b\n\x03zip\x18\x08 \x01(\t\x12\x0b\n\x03tin\x18\t \x01(\t\"\x9d\x01\n\x0bQueryHeader\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x1f\n\x04mode\x18\x02 \x01(\x0e\x32\x11.psi.v1.QueryMode\x12\x0e\n\x06recipe\x18\x03 \x01(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\x12\x0f\n\x07recipes\x18\x05 \x03(\t\x12\x1f\n\x04rule\x18\x06 \x01(\x0b\x32\x11.psi.v1.MatchRule\"B\n\tMatchRule\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.psi.v1.MatchRuleKind\x12\x10\n\x08\x61t_least\x18\x02 \x01(\r\"1\n\x0cSubjectBatch\x12!\n\x08subjects\x18\x01 \x03(\x0b\x32\x0f.psi.v1.Subject\"j\n\x12SubmitQueryRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.psi.v1.QueryHeaderH\x00\x12%\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x14.psi.v1.SubjectBatchH\x00\x42\x06\n\x04kind\"#\n\x0fGetQueryRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\"&\n\x12ListMatchesRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\"o\n\x12ListQueriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12!\n\x05state\x18\x03 \x01(\x0e\x32\x12.psi.v1.QueryState\x12\x0f\n\x07\x63\x61se_id\x18\x04 \x01(\t\"T\n\x13ListQueriesResponse\x12$\n\x07queries\x18\x01 \x03(\x0b\x32\x13.psi.v1.QueryStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x0cPhaseTimings\x12\x15\n\rblind_seconds\x18\x01 \x01(\x01\x12\x18\n\x10\x65valuate_seconds\x18\x02 \x01(\x01\x12\x17\n\x0funblind_seconds\x18\x03 \x01(\x01\x12\x16\n\x0elookup_seconds\x18\x04 \x01(\x01\"\xf3\x04\n\x0bQueryStatus\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.psi.v1.QueryState\x12\x1f\n\x04mode\x18\x03 \x01(\x0e\x32\x11.psi.v1.QueryMode\x12\x0e\n\x06recipe\x18\x04 \x01(\t\x12\x15\n\rsubject_count\x18\x05 \x01(\x04\x12\x1b\n\x13keyed_subject_count\x18\x06 \x01(\x04\x12\x17\n\x0fprocessed_count\x18\x07 \x01(\x04\x12\x13\n\x0bmatch_count\x18\x08 \x01(\x04\x12\x38\n\x14\x66\x61lse_positive_bound\x18\t \x01(\x0b\x32\x1a.psi.v1.FalsePositiveBound\x12\x10\n\x08\x65poch_id\x18\n \x01(\t\x12\x12\n\nerror_code\x18\x0b \x01(\t\x12\x15\n\rerror_message\x18\x0c \x01(\t\x12%\n\x07timings\x18\r \x01(\x0b\x32\x14.psi.v1.PhaseTimings\x12\x0f\n\x07\x63\x61se_id\x18\x0e \x01(\t\x12\x16\n\x0ewaiting_reason\x18\x0f \x01(\t\x12\x10\n\x08\x61ttempts\x18\x10 \x01(\r\x12\x0f\n\x07recipes\x18\x14 \x03(\t\x12\x1f\n\x04rule\x18\x15 \x01(\x0b\x32\x11.psi.v1.MatchRule\x12\x0f\n\x07rule_id\x18\x16 \x01(\t\x12%\n\x07quality\x18\x17 \x01(\x0b\x32\x14.psi.v1.MatchQuality\x12\x16\n\x0e\x61gency_backend\x18\x32 \x01(\t\x12\x19\n\x11\x63ustodian_backend\x18\x33 \x01(\t\x12\x12\n\ncreated_at\x18( \x01(\t\x12\x12\n\nupdated_at\x18) \x01(\t\"\xbc\x01\n\x0cMatchQuality\x12\x1e\n\x16\x65xpected_false_matches\x18\x01 \x01(\x01\x12\x1b\n\x13\x63ryptographic_bound\x18\x02 \x01(\x01\x12\x19\n\x11semantic_expected\x18\x03 \x01(\x01\x12\x15\n\rsemantic_rate\x18\x04 \x01(\x01\x12\x10\n\x08measured\x18\x05 \x01(\x08\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x1b\n\x13semantic_rate_upper\x18\x07 \x01(\x01\"R\n\x05Match\x12\x0e\n\x06recipe\x18\x01 \x01(\t\x12 \n\x07subject\x18\x02 \x01(\x0b\x32\x0f.psi.v1.Subject\x12\x17\n\x0fmatched_recipes\x18\x03 \x03(\t*\x80\x01\n\rMatchRuleKind\x12\x1f\n\x1bMATCH_RULE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13MATCH_RULE_KIND_ANY\x10\x01\x12\x17\n\x13MATCH_RULE_KIND_ALL\x10\x02\x12\x1c\n\x18MATCH_RULE_KIND_AT_LEAST\x10\x03*\x8d\x01\n\nQueryState\x12\x1b\n\x17QUERY_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12QUERY_STATE_QUEUED\x10\x01\x12\x17\n\x13QUERY_STATE_RUNNING\x10\x02\x12\x19\n\x15QUERY_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12QUERY_STATE_FAILED\x10\x04\x32\xc6\x02\n\x06\x41gency\x12@\n\x0bSubmitQuery\x12\x1a.psi.v1.SubmitQueryRequest\x1a\x13.psi.v1.QueryStatus(\x01\x12\x38\n\x08GetQuery\x12\x17.psi.v1.GetQueryRequest\x1a\x13.psi.v1.QueryStatus\x12<\n\nWatchQuery\x12\x17.psi.v1.GetQueryRequest\x1a\x13.psi.v1.QueryStatus0\x01\x12:\n\x0bListMatches\x12\x1a.psi.v1.ListMatchesRequest\x1a\r.psi.v1.Match0\x01\x12\x46\n\x0bListQueries\x12\x1a.psi.v1.ListQueriesRequest\x1a\x1b.psi.v1.ListQueriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19psi_proto/v1/agency.proto\x12\x06psi.v1\x1a\x19psi_proto/v1/common.proto\"\xa4\x01\n\x07Subject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\x15\n\rdate_of_birth\x18\x04 \x01(\t\x12\x0e\n\x06street\x18\x05 \x01(\t\x12\x0c\n\x04\x63ity\x18\x06 \x01(\t\x12\r\n\x05state\x18\x07 \x01(\t\x12\x0b\n\x03zip\x18\x08 \x01(\t\x12\x0b\n\x03tin\x18\t \x01(\t\"\x9d\x01\n\x0bQueryHeader\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x1f\n\x04mode\x18\x02 \x01(\x0e\x32\x11.psi.v1.QueryMode\x12\x0e\n\x06recipe\x18\x03 \x01(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\x12\x0f\n\x07recipes\x18\x05 \x03(\t\x12\x1f\n\x04rule\x18\x06 \x01(\x0b\x32\x11.psi.v1.MatchRule\"B\n\tMatchRule\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.psi.v1.MatchRuleKind\x12\x10\n\x08\x61t_least\x18\x02 \x01(\r\"1\n\x0cSubjectBatch\x12!\n\x08subjects\x18\x01 \x03(\x0b\x32\x0f.psi.v1.Subject\"\"\n\tSubmitEnd\x12\x15\n\rsubject_count\x18\x01 \x01(\x04\"\x8c\x01\n\x12SubmitQueryRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.psi.v1.QueryHeaderH\x00\x12%\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x14.psi.v1.SubjectBatchH\x00\x12 \n\x03\x65nd\x18\x03 \x01(\x0b\x32\x11.psi.v1.SubmitEndH\x00\x42\x06\n\x04kind\"#\n\x0fGetQueryRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\"&\n\x12ListMatchesRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\"o\n\x12ListQueriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12!\n\x05state\x18\x03 \x01(\x0e\x32\x12.psi.v1.QueryState\x12\x0f\n\x07\x63\x61se_id\x18\x04 \x01(\t\"T\n\x13ListQueriesResponse\x12$\n\x07queries\x18\x01 \x03(\x0b\x32\x13.psi.v1.QueryStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x0cPhaseTimings\x12\x15\n\rblind_seconds\x18\x01 \x01(\x01\x12\x18\n\x10\x65valuate_seconds\x18\x02 \x01(\x01\x12\x17\n\x0funblind_seconds\x18\x03 \x01(\x01\x12\x16\n\x0elookup_seconds\x18\x04 \x01(\x01\"\x9e\x05\n\x0bQueryStatus\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.psi.v1.QueryState\x12\x1f\n\x04mode\x18\x03 \x01(\x0e\x32\x11.psi.v1.QueryMode\x12\x0e\n\x06recipe\x18\x04 \x01(\t\x12\x15\n\rsubject_count\x18\x05 \x01(\x04\x12\x1b\n\x13keyed_subject_count\x18\x06 \x01(\x04\x12\x17\n\x0fprocessed_count\x18\x07 \x01(\x04\x12\x13\n\x0bmatch_count\x18\x08 \x01(\x04\x12\x38\n\x14\x66\x61lse_positive_bound\x18\t \x01(\x0b\x32\x1a.psi.v1.FalsePositiveBound\x12\x10\n\x08\x65poch_id\x18\n \x01(\t\x12\x12\n\nerror_code\x18\x0b \x01(\t\x12\x15\n\rerror_message\x18\x0c \x01(\t\x12%\n\x07timings\x18\r \x01(\x0b\x32\x14.psi.v1.PhaseTimings\x12\x0f\n\x07\x63\x61se_id\x18\x0e \x01(\t\x12\x16\n\x0ewaiting_reason\x18\x0f \x01(\t\x12\x10\n\x08\x61ttempts\x18\x10 \x01(\r\x12\x0f\n\x07recipes\x18\x14 \x03(\t\x12\x1f\n\x04rule\x18\x15 \x01(\x0b\x32\x11.psi.v1.MatchRule\x12\x0f\n\x07rule_id\x18\x16 \x01(\t\x12%\n\x07quality\x18\x17 \x01(\x0b\x32\x14.psi.v1.MatchQuality\x12\x16\n\x0e\x61gency_backend\x18\x32 \x01(\t\x12\x19\n\x11\x63ustodian_backend\x18\x33 \x01(\t\x12\x12\n\ncreated_at\x18( \x01(\t\x12\x12\n\nupdated_at\x18) \x01(\t\x12)\n\rno_key_counts\x18\x11 \x03(\x0b\x32\x12.psi.v1.NoKeyCount\";\n\nNoKeyCount\x12\x0e\n\x06recipe\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\"\xbc\x01\n\x0cMatchQuality\x12\x1e\n\x16\x65xpected_false_matches\x18\x01 \x01(\x01\x12\x1b\n\x13\x63ryptographic_bound\x18\x02 \x01(\x01\x12\x19\n\x11semantic_expected\x18\x03 \x01(\x01\x12\x15\n\rsemantic_rate\x18\x04 \x01(\x01\x12\x10\n\x08measured\x18\x05 \x01(\x08\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x1b\n\x13semantic_rate_upper\x18\x07 \x01(\x01\"R\n\x05Match\x12\x0e\n\x06recipe\x18\x01 \x01(\t\x12 \n\x07subject\x18\x02 \x01(\x0b\x32\x0f.psi.v1.Subject\x12\x17\n\x0fmatched_recipes\x18\x03 \x03(\t*\x80\x01\n\rMatchRuleKind\x12\x1f\n\x1bMATCH_RULE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13MATCH_RULE_KIND_ANY\x10\x01\x12\x17\n\x13MATCH_RULE_KIND_ALL\x10\x02\x12\x1c\n\x18MATCH_RULE_KIND_AT_LEAST\x10\x03*\x8d\x01\n\nQueryState\x12\x1b\n\x17QUERY_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12QUERY_STATE_QUEUED\x10\x01\x12\x17\n\x13QUERY_STATE_RUNNING\x10\x02\x12\x19\n\x15QUERY_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12QUERY_STATE_FAILED\x10\x04\x32\xc6\x02\n\x06\x41gency\x12@\n\x0bSubmitQuery\x12\x1a.psi.v1.SubmitQueryRequest\x1a\x13.psi.v1.QueryStatus(\x01\x12\x38\n\x08GetQuery\x12\x17.psi.v1.GetQueryRequest\x1a\x13.psi.v1.QueryStatus\x12<\n\nWatchQuery\x12\x17.psi.v1.GetQueryRequest\x1a\x13.psi.v1.QueryStatus0\x01\x12:\n\x0bListMatches\x12\x1a.psi.v1.ListMatchesRequest\x1a\r.psi.v1.Match0\x01\x12\x46\n\x0bListQueries\x12\x1a.psi.v1.ListQueriesRequest\x1a\x1b.psi.v1.ListQueriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'psi_proto.v1.agency_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MATCHRULEKIND']._serialized_start=1914
-  _globals['_MATCHRULEKIND']._serialized_end=2042
-  _globals['_QUERYSTATE']._serialized_start=2045
-  _globals['_QUERYSTATE']._serialized_end=2186
+  _globals['_MATCHRULEKIND']._serialized_start=2089
+  _globals['_MATCHRULEKIND']._serialized_end=2217
+  _globals['_QUERYSTATE']._serialized_start=2220
+  _globals['_QUERYSTATE']._serialized_end=2361
   _globals['_SUBJECT']._serialized_start=65
   _globals['_SUBJECT']._serialized_end=229
   _globals['_QUERYHEADER']._serialized_start=232
@@ -44,24 +44,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MATCHRULE']._serialized_end=457
   _globals['_SUBJECTBATCH']._serialized_start=459
   _globals['_SUBJECTBATCH']._serialized_end=508
-  _globals['_SUBMITQUERYREQUEST']._serialized_start=510
-  _globals['_SUBMITQUERYREQUEST']._serialized_end=616
-  _globals['_GETQUERYREQUEST']._serialized_start=618
-  _globals['_GETQUERYREQUEST']._serialized_end=653
-  _globals['_LISTMATCHESREQUEST']._serialized_start=655
-  _globals['_LISTMATCHESREQUEST']._serialized_end=693
-  _globals['_LISTQUERIESREQUEST']._serialized_start=695
-  _globals['_LISTQUERIESREQUEST']._serialized_end=806
-  _globals['_LISTQUERIESRESPONSE']._serialized_start=808
-  _globals['_LISTQUERIESRESPONSE']._serialized_end=892
-  _globals['_PHASETIMINGS']._serialized_start=894
-  _globals['_PHASETIMINGS']._serialized_end=1006
-  _globals['_QUERYSTATUS']._serialized_start=1009
-  _globals['_QUERYSTATUS']._serialized_end=1636
-  _globals['_MATCHQUALITY']._serialized_start=1639
-  _globals['_MATCHQUALITY']._serialized_end=1827
-  _globals['_MATCH']._serialized_start=1829
-  _globals['_MATCH']._serialized_end=1911
-  _globals['_AGENCY']._serialized_start=2189
-  _globals['_AGENCY']._serialized_end=2515
+  _globals['_SUBMITEND']._serialized_start=510
+  _globals['_SUBMITEND']._serialized_end=544
+  _globals['_SUBMITQUERYREQUEST']._serialized_start=547
+  _globals['_SUBMITQUERYREQUEST']._serialized_end=687
+  _globals['_GETQUERYREQUEST']._serialized_start=689
+  _globals['_GETQUERYREQUEST']._serialized_end=724
+  _globals['_LISTMATCHESREQUEST']._serialized_start=726
+  _globals['_LISTMATCHESREQUEST']._serialized_end=764
+  _globals['_LISTQUERIESREQUEST']._serialized_start=766
+  _globals['_LISTQUERIESREQUEST']._serialized_end=877
+  _globals['_LISTQUERIESRESPONSE']._serialized_start=879
+  _globals['_LISTQUERIESRESPONSE']._serialized_end=963
+  _globals['_PHASETIMINGS']._serialized_start=965
+  _globals['_PHASETIMINGS']._serialized_end=1077
+  _globals['_QUERYSTATUS']._serialized_start=1080
+  _globals['_QUERYSTATUS']._serialized_end=1750
+  _globals['_NOKEYCOUNT']._serialized_start=1752
+  _globals['_NOKEYCOUNT']._serialized_end=1811
+  _globals['_MATCHQUALITY']._serialized_start=1814
+  _globals['_MATCHQUALITY']._serialized_end=2002
+  _globals['_MATCH']._serialized_start=2004
+  _globals['_MATCH']._serialized_end=2086
+  _globals['_AGENCY']._serialized_start=2364
+  _globals['_AGENCY']._serialized_end=2690
 # @@protoc_insertion_point(module_scope)

@@ -74,11 +74,12 @@ class AgencyServicer(object):
 
     def SubmitQuery(self, request_iterator, context):
         """Submit a query: one QueryHeader, then one or more SubjectBatch messages (at least one
-        subject in total). Returns as soon as every subject is stored, with state QUEUED and a
-        new query_id; the query then runs in the background (see WatchQuery), one query at a
-        time, and is re-run after a restart if it had not finished. If the stream breaks or
-        any message is refused, nothing of the query is kept. Errors: INVALID_ARGUMENT for a
-        stream that does not start with a header, an unset mode, an unknown recipe, an
+        subject in total), then a SubmitEnd declaring the count. Returns as soon as every
+        subject is stored, with state QUEUED and a new query_id; the query then runs in the background (see WatchQuery), one query at a
+        time, and is re-run after a restart if it had not finished. If the stream breaks, ends
+        without its SubmitEnd, or any message is refused, nothing of the query is kept.
+        Errors: INVALID_ARGUMENT for a stream that does not start with a header or does not
+        end with a SubmitEnd of the right count, an unset mode, an unknown recipe, an
         authorization that is not a SignedAuthorization naming a case and token id, a subject
         without subject_id, a repeated subject_id, a field over 256 characters, a batch over
         100,000 subjects, a query over 10,000,000 subjects (service defaults) or no subjects;

@@ -23,6 +23,7 @@ from psi_tools.synth._realistic import (
 from psi_tools.synth._report import SynthReport
 from psi_tools.synth._subjects import (
     NEAR_MISS_SHARE,
+    POPULATION_NEEDS,
     SubjectBatch,
     SubjectPlan,
     generate_subjects,
@@ -37,6 +38,7 @@ __all__ = [
     "NEAR_MISS_SHARE",
     "ORIGINS",
     "ORIGIN_WEIGHTS",
+    "POPULATION_NEEDS",
     "PROFILES",
     "RATES",
     "TRUTH_DETAIL_COLUMNS",

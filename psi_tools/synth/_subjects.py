@@ -29,8 +29,9 @@ from psi_core.io import (
     RECORD_COLUMNS,
     SUBJECT_COLUMNS,
     TRUTH_COLUMNS,
+    InputFile,
+    InputOptions,
     RowWriter,
-    count_rows,
     read_rows,
 )
 from psi_tools.synth import _realistic
@@ -79,8 +80,17 @@ class SubjectPlan:
     population_rows: int
 
 
+POPULATION_NEEDS: Final = ("record_id",)
+"""The population columns that must be present; the others read as empty when absent."""
+
+
 def plan_subjects(
-    population_path: str | os.PathLike[str], n: int, overlap: float, seed: int
+    population_path: str | os.PathLike[str],
+    n: int,
+    overlap: float,
+    seed: int,
+    *,
+    options: InputOptions | None = None,
 ) -> SubjectPlan:
     """Check the arguments against the population and count each kind of subject.
 
@@ -93,7 +103,9 @@ def plan_subjects(
     check_count("seed", seed)
     if not 0.0 <= overlap <= 1.0:
         raise ValueError(f"overlap must be between 0 and 1, got {overlap}")
-    population_rows = count_rows(population_path)
+    with InputFile(population_path, options) as source:
+        source.plan(RECORD_COLUMNS, POPULATION_NEEDS)
+        population_rows = source.count_rows()
     members = round(n * overlap)
     if members > population_rows:
         raise InvalidInputError(
@@ -113,6 +125,7 @@ def generate_subjects(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     profile: str = "formatting",
+    options: InputOptions | None = None,
 ) -> Iterator[SubjectBatch]:
     """Yield ``n`` subjects and their truth in batches of ``batch_rows``.
 
@@ -131,8 +144,10 @@ def generate_subjects(
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     _check_profile(profile)
-    plan = plan_subjects(population_path, n, overlap, seed)
-    blocks = _subject_blocks(os.fspath(population_path), plan, seed, profile=profile)
+    plan = plan_subjects(population_path, n, overlap, seed, options=options)
+    blocks = _subject_blocks(
+        os.fspath(population_path), plan, seed, profile=profile, options=options
+    )
     return _rebatch(blocks, batch_rows)
 
 
@@ -189,7 +204,11 @@ class _PopulationPicks(NamedTuple):
 
 
 def _pick_from_population(
-    path: str, member_rows: np.ndarray, near_rows: np.ndarray, outsider_tins: np.ndarray
+    path: str,
+    member_rows: np.ndarray,
+    near_rows: np.ndarray,
+    outsider_tins: np.ndarray,
+    options: InputOptions | None,
 ) -> _PopulationPicks:
     """Stream the population once: copy the sampled rows, find TINs outsiders share.
 
@@ -199,7 +218,10 @@ def _pick_from_population(
     sources: list[pa.RecordBatch] = []
     colliding: set[int] = set()
     first = 0
-    for batch in read_rows(path, RECORD_COLUMNS, on_error="refuse"):
+    rows = read_rows(
+        path, RECORD_COLUMNS, required=POPULATION_NEEDS, options=options, on_error="refuse"
+    )
+    for batch in rows:
         end = first + len(batch)
         for wanted, sink in ((member_rows, members), (near_rows, sources)):
             lo, hi = np.searchsorted(wanted, [first, end])
@@ -230,6 +252,7 @@ def _subject_blocks(
     seed: int,
     tally: _Tally | None = None,
     profile: str = "formatting",
+    options: InputOptions | None = None,
 ) -> Iterator[SubjectBatch]:
     tally = tally if tally is not None else _Tally()
     sampler = np.random.default_rng([seed, _PURPOSE_SAMPLE])
@@ -250,7 +273,7 @@ def _subject_blocks(
         _batch(columns) for columns in population_columns(plan.non_members, seed, STREAM_OUTSIDERS)
     )
     outsider_tins = np.unique(_tin_numbers(outsiders.column("tin").combine_chunks()))
-    picks = _pick_from_population(path, member_rows, near_unique, outsider_tins)
+    picks = _pick_from_population(path, member_rows, near_unique, outsider_tins, options)
 
     order = np.random.default_rng([seed, _PURPOSE_ORDER]).permutation(plan.rows)
     for block_start in range(0, plan.rows, BLOCK_ROWS):
@@ -401,6 +424,7 @@ def write_subjects(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: Callable[[int], None] | None = None,
     profile: str = "formatting",
+    options: InputOptions | None = None,
 ) -> SynthReport:
     """Write :func:`generate_subjects`'s output to ``out_path`` and ``truth_path``.
 
@@ -410,14 +434,16 @@ def write_subjects(
     population is never overwritten.
     ``progress``, if given, is called with the number of subject rows just written.
     ``profile`` is as for :func:`generate_subjects`.
+    ``options`` say how to read the population (encoding, delimiter, sheet, column
+    mapping); only ``record_id`` must be in it, absent columns read as empty.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     columns = truth_columns(profile)
     _check_distinct_paths(population_path, out_path, truth_path)
-    plan = plan_subjects(population_path, n, overlap, seed)
+    plan = plan_subjects(population_path, n, overlap, seed, options=options)
     tally = _Tally()
-    blocks = _subject_blocks(os.fspath(population_path), plan, seed, tally, profile)
+    blocks = _subject_blocks(os.fspath(population_path), plan, seed, tally, profile, options)
     with (
         RowWriter(out_path, SUBJECT_COLUMNS) as subjects,
         RowWriter(truth_path, columns) as truth,

@@ -70,14 +70,15 @@ def test_demo_runs_end_to_end_with_mtls_and_reports_quality(tmp_path):
 
 
 def test_build_index_refuses_a_malformed_file_with_its_line_number(tmp_path):
-    """A bad row stops build-index with exit 1 and the line; --on-error skip goes on."""
+    """A bad row stops build-index with exit 65 and the line; --on-error skip goes on."""
     assert run("psi-custodian", "init", "--state", tmp_path / "state").returncode == 0
     good = write_records(tmp_path / "good.csv", make_records(6)).read_text().splitlines()
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([*good[:4], '"unterminated,quote', *good[4:]]) + "\n")
     refused = run("psi-custodian", "build-index", "--state", tmp_path / "state", "--records", bad)
-    assert refused.returncode == 1
-    assert "line 5" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.returncode == 65
+    assert f"input file error: {bad}: line 5" in refused.stderr
+    assert "Traceback" not in refused.stderr
     skipped = run(
         "psi-custodian",
         "build-index",
@@ -93,7 +94,7 @@ def test_build_index_refuses_a_malformed_file_with_its_line_number(tmp_path):
 
 
 def test_build_index_on_a_missing_file_is_a_clear_error(tmp_path):
-    """A records path that does not exist is one line on stderr, exit 1."""
+    """A records path that does not exist is one line on stderr, exit 65."""
     run("psi-custodian", "init", "--state", tmp_path / "state")
     result = run(
         "psi-custodian",
@@ -103,8 +104,9 @@ def test_build_index_on_a_missing_file_is_a_clear_error(tmp_path):
         "--records",
         tmp_path / "no.csv",
     )
-    assert result.returncode == 1
-    assert "error (NOT_FOUND)" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 65
+    assert f"input file error: {tmp_path / 'no.csv'}: no such file" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_uninitialized_state_is_a_clear_error(tmp_path):

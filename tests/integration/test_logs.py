@@ -7,44 +7,20 @@ import base64
 import hashlib
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from benchmarks.load.services import start_service
 from psi_core.recipes import get_recipe
 from tests.factories import as_subjects, make_records, write_records, write_subjects
-from tests.integration.test_cli import TOOLS, run
+from tests.integration.test_cli import run
 
 pytestmark = pytest.mark.integration
 
+JSON_LOGS = ("--log-format", "json", "-v")
 PLANTED_GIVEN, PLANTED_FAMILY = "Zebulonqx", "Vantasquez"
 HEX_RUN = re.compile(r"[0-9a-fA-F]{40,}")
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
-
-
-def _start(tool: str, log: Path, *args: str | Path) -> tuple[subprocess.Popen[str], str]:
-    """Start a service logging to ``log``; return it with the address it is listening on."""
-    with log.open("w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", TOOLS[tool], "--log-format", "json", "-v", *map(str, args)],
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-            text=True,
-        )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if " listening on " in line:
-            return process, line.strip().rsplit(" ", 1)[-1]
-    process.kill()
-    raise AssertionError(f"{tool} exited before listening: {log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[str], log: Path) -> str:
-    process.terminate()
-    process.communicate(timeout=60)
-    return log.read_text()
 
 
 def _forbidden_strings(subject: dict[str, str]) -> list[str]:
@@ -83,27 +59,30 @@ def test_service_logs_are_json_lines_without_subjects_keys_or_points(tmp_path):
     assert issued.returncode == 0, issued.stderr
 
     custodian_log_file, agency_log_file = tmp_path / "custodian.log", tmp_path / "agency.log"
-    custodian, custodian_address = _start(
-        "psi-custodian", custodian_log_file, "serve", "--state", state, "--listen", "127.0.0.1:0",
-        "--tls-dir", tls, "--trust", authority,
+    custodian = start_service(
+        "custodian", "psi-custodian", *JSON_LOGS, "serve", "--state", state,
+        "--listen", "127.0.0.1:0", "--tls-dir", tls, "--trust", authority,
+        log=custodian_log_file,
     )  # fmt: skip
     try:
-        agency, agency_address = _start(
-            "psi-agency", agency_log_file, "serve", "--state", tmp_path / "agency",
-            "--listen", "127.0.0.1:0", "--custodian", custodian_address, "--tls-dir", tls,
+        agency = start_service(
+            "agency", "psi-agency", *JSON_LOGS, "serve", "--state", tmp_path / "agency",
+            "--listen", "127.0.0.1:0", "--custodian", custodian.address, "--tls-dir", tls,
+            log=agency_log_file,
         )  # fmt: skip
         try:
             query = run(
-                "psi-agency", "query", "--server", agency_address, "--tls-dir", tls,
+                "psi-agency", "query", "--server", agency.address, "--tls-dir", tls,
                 "--subjects", tmp_path / "subjects.csv", "--authorization", token,
                 "--recipe", "name_address_v1", "--out", tmp_path / "matches.csv",
             )  # fmt: skip
             assert query.returncode == 0, query.stderr
             assert PLANTED_GIVEN in (tmp_path / "matches.csv").read_text()
         finally:
-            agency_log = _stop(agency, agency_log_file)
+            agency.stop()
     finally:
-        custodian_log = _stop(custodian, custodian_log_file)
+        custodian.stop()
+    custodian_log, agency_log = custodian_log_file.read_text(), agency_log_file.read_text()
 
     forbidden = _forbidden_strings(planted)
     events = []

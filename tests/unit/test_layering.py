@@ -160,6 +160,7 @@ def test_services_leave_array_arithmetic_to_the_core():
         ),
         ("pyarrow", {"psi_core/io/tabular.py", "psi_tools/synth/_subjects.py"}),
         ("tqdm", {"psi_rpc/cli.py"}),
+        ("openpyxl", {"psi_core/io/xlsx.py"}),
         ("distributed", {"psi_core/index/build.py"}),
         ("dask", {"psi_core/index/build.py"}),
         ("tenacity", {"psi_agency/retry.py"}),

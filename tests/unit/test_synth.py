@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from psi_core.errors import InvalidInputError, NotFoundError, RowError
+from psi_core.errors import InputFileError, InvalidInputError, NotFoundError, RowError
 from psi_core.io import RECORD_COLUMNS, SUBJECT_COLUMNS, TRUTH_COLUMNS, RowWriter, read_rows
 from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES
 from psi_tools.synth import (
@@ -447,8 +447,8 @@ def test_subjects_refuse_more_members_than_population(population_path, tmp_path)
 
 
 def test_subjects_refuse_missing_population(tmp_path):
-    """A population path that does not exist raises NotFoundError."""
-    with pytest.raises(NotFoundError):
+    """A population path that does not exist is an input file error."""
+    with pytest.raises(InputFileError, match="no such file"):
         plan_subjects(tmp_path / "none.parquet", 10, 0.5, 1)
 
 
