@@ -15,6 +15,7 @@ from psi_agency.service import DEFAULT_MAX_WATCHERS, AgencyServicer
 from psi_agency.store import AgencyStore
 from psi_core.index import SegmentedIndex
 from psi_core.policy import AuditLog, TlsMaterial
+from psi_core.protocol import CurveBackend, default_backend, select_backend
 from psi_proto.v1 import agency_pb2, agency_pb2_grpc
 from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import (
@@ -50,6 +51,7 @@ class RunningAgency:
     index: SegmentedIndex
     indexes: IndexHolder
     closers: tuple[Callable[[], None], ...]
+    backend: CurveBackend
 
     @property
     def port(self) -> int:
@@ -92,6 +94,7 @@ def start_agency(
     max_watchers: int = DEFAULT_MAX_WATCHERS,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     retry: RetryPolicy | None = None,
+    backend: str | None = None,
     metrics: ServiceMetrics | None = None,
 ) -> RunningAgency:
     """Sync the index copy (resuming a partial download), recover unfinished queries, serve.
@@ -105,7 +108,9 @@ def start_agency(
     ``epoch_poll_seconds`` the custodian's epochs are polled that often and a new epoch's
     index is fetched in the background; without it, a new epoch is noticed when a query
     starts.
+    ``backend`` is a curve backend name or "auto".
     """
+    curve = select_backend(backend) if backend else default_backend()
     refuse_plaintext_off_loopback(address, server_tls, "serve")
     state = AgencyState(state_dir)
     state.root.mkdir(parents=True, exist_ok=True)
@@ -151,6 +156,7 @@ def start_agency(
             board=board,
             evaluate_timeout=evaluate_timeout,
             retry=retry,
+            backend=curve,
             metrics=metrics,
         )
         if metrics is not None:
@@ -187,4 +193,5 @@ def start_agency(
         index=index,
         indexes=holder,
         closers=tuple(reversed(closers)),
+        backend=curve,
     )

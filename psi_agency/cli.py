@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +28,7 @@ from psi_proto.v1 import agency_pb2
 from psi_rpc.cli import (
     EXIT_ERROR,
     add_audit_commands,
+    add_backend_argument,
     add_input_arguments,
     add_logging_arguments,
     add_metrics_arguments,
@@ -46,6 +48,8 @@ from psi_tools.evaluation import members_from_truth, score
 MATCH_COLUMNS = ("subject_id", "recipe", *SUBJECT_COLUMNS[1:])
 DEFAULT_RECIPE = "name_address_v1"
 _BATCH = 5_000
+
+log = logging.getLogger(__name__)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -73,6 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
                 first_wait=args.retry_first_wait,
                 max_wait=args.retry_max_wait,
             ),
+            backend=args.backend,
         )
         if bar is not None:
             bar.close()
@@ -83,6 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"({len(index.segments)} segments), verified",
             flush=True,
         )
+        log.info("curve backend: %s (%s)", running.backend.name, running.backend.suite)
         return serve_until_signalled(
             f"agency listening on {host}:{running.port}", lambda: running.stop(grace=5)
         )
@@ -354,6 +360,11 @@ def print_summary(status: agency_pb2.QueryStatus) -> None:
         f"time: blind {t.blind_seconds:.3f} s, custodian {t.evaluate_seconds:.3f} s, "
         f"unblind {t.unblind_seconds:.3f} s, lookup {t.lookup_seconds:.4f} s"
     )
+    if status.agency_backend or status.custodian_backend:
+        print(
+            f"curve backends: agency {status.agency_backend or '?'}, "
+            f"custodian {status.custodian_backend or '?'}"
+        )
 
 
 def no_key_lines(status: agency_pb2.QueryStatus) -> list[str]:
@@ -416,6 +427,7 @@ def parser() -> argparse.ArgumentParser:
         help="longest wait between tries, in seconds (default %(default)s)",
     )
     add_tls_arguments(serve)
+    add_backend_argument(serve)
     add_metrics_arguments(serve)
     add_logging_arguments(serve)
     serve.set_defaults(handler=_serve)

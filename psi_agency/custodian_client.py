@@ -42,6 +42,7 @@ from psi_core.index import (
     prune_segments,
     segment_dir,
 )
+from psi_core.protocol import SUITE
 from psi_core.recipes import recipe_ids
 from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
 from psi_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
@@ -119,6 +120,10 @@ class CustodianFacts:
     #: message limits carry.
     points_per_request: int
     epochs: tuple[EpochFacts, ...] = field(default=())
+    #: The custodian's curve suite ("" from an older custodian is read as P-256's) and
+    #: backend name ("" if it did not say; informational only).
+    suite: str = SUITE
+    backend: str = ""
 
     @property
     def served(self) -> tuple[EpochFacts, ...]:
@@ -253,6 +258,8 @@ def _check_info(
         max_message_bytes=limits.max_message_bytes,
         points_per_request=max(1, min(limits.max_points_per_chunk, fitting)),
         epochs=epochs,
+        suite=info.suite or SUITE,
+        backend=info.backend[:32] if info.backend.isascii() and info.backend.isprintable() else "",
     )
 
 

@@ -39,12 +39,14 @@ from psi_core.policy import AuditLog
 from psi_core.protocol import (
     BlindedQuery,
     ChunkCommitment,
+    CurveBackend,
     FalsePositiveBound,
     KeyDeclaration,
     KeyFlags,
     MatchRule,
     SubjectKeys,
     count_found,
+    default_backend,
 )
 from psi_core.recipes import MatchKeyRecipe, get_recipe
 from psi_proto.v1 import custodian_pb2
@@ -142,6 +144,7 @@ class QueryRunner:
         board: ProgressBoard,
         evaluate_timeout: Callable[[int], float] = lambda n: 60.0 + n / 1000.0,
         retry: RetryPolicy | None = None,
+        backend: CurveBackend | None = None,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self._store = store
@@ -152,6 +155,7 @@ class QueryRunner:
         self._timeout = evaluate_timeout
         self._retry = retry or RetryPolicy()
         self._stopping = threading.Event()
+        self._backend = backend or default_backend()
         self._metrics = metrics
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="query-runner", daemon=True)
@@ -304,6 +308,11 @@ class QueryRunner:
                 f"the custodian does not hold recipe {', '.join(missing)}; it holds "
                 f"{', '.join(epoch.recipes)}"
             )
+        if facts.suite != self._backend.suite:
+            raise PreconditionError(
+                f"the custodian answers in suite {facts.suite[:64]!r}; this agency blinds in "
+                f"{self._backend.suite}"
+            )
 
         started = time.perf_counter()
         subject_keys = SubjectKeys.build(recipes, self._store.subjects(record.query_id))
@@ -319,6 +328,8 @@ class QueryRunner:
             epoch_id=epoch.epoch_id,
             fp_per_subject=bound.per_subject,
             fp_expected=bound.expected_false_matches,
+            agency_backend=self._backend.name,
+            custodian_backend=facts.backend,
             quality=estimate_quality(rule.rule_id, keyed, bound.expected_false_matches),
         )
         if len(keys) > facts.max_subjects_per_query:
@@ -361,7 +372,7 @@ class QueryRunner:
         step = facts.points_per_request
         sent_sizes: list[int] = []
         stored_scalar = self._store.blinding_key(record.query_id)
-        query = BlindedQuery(stored_scalar)
+        query = BlindedQuery(stored_scalar, self._backend)
         began = time.perf_counter()
         subject_keys = subject_keys.in_secret_order(query.scalar)
         keys = subject_keys.keys
@@ -384,6 +395,7 @@ class QueryRunner:
             mode=MODE_ENUMS[record.mode],
             epoch_id=index.epoch_id,
             point_count=len(keys),
+            suite=self._backend.suite,
             chunk_sha256=ChunkCommitment.of(chunks),
             **_declared_fields(subject_keys.declaration()),
         )

@@ -120,6 +120,8 @@ def status_message(record: QueryRecord) -> agency_pb2.QueryStatus:
         quality=quality_message(record.quality),
         waiting_reason=record.waiting_reason,
         attempts=record.attempts,
+        agency_backend=record.agency_backend,
+        custodian_backend=record.custodian_backend,
         created_at=_rfc3339(record.created_at),
         updated_at=_rfc3339(record.updated_at),
         no_key_counts=[

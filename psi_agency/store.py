@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS queries (
     waiting_reason TEXT NOT NULL DEFAULT '',
     attempts INTEGER NOT NULL DEFAULT 0,
     quality TEXT NOT NULL DEFAULT '{{}}',
-    no_key_counts TEXT NOT NULL DEFAULT '{{}}'
+    no_key_counts TEXT NOT NULL DEFAULT '{{}}',
+    agency_backend TEXT NOT NULL DEFAULT '',
+    custodian_backend TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS subjects (
     query_id TEXT NOT NULL,
@@ -80,6 +82,8 @@ _ADDED_COLUMNS = {
     "attempts": "INTEGER NOT NULL DEFAULT 0",
     "quality": "TEXT NOT NULL DEFAULT '{}'",
     "no_key_counts": "TEXT NOT NULL DEFAULT '{}'",
+    "agency_backend": "TEXT NOT NULL DEFAULT ''",
+    "custodian_backend": "TEXT NOT NULL DEFAULT ''",
 }
 _JSON_COLUMNS = ("timings", "quality", "no_key_counts")
 
@@ -123,6 +127,8 @@ class QueryRecord:
     timings: dict[str, float] = field(default_factory=dict)
     waiting_reason: str = ""
     attempts: int = 0
+    agency_backend: str = ""
+    custodian_backend: str = ""
     #: The expected false matches (``psi_agency.quality.estimate_quality``); empty until
     #: the query has counted its keys.
     quality: dict[str, object] = field(default_factory=dict)

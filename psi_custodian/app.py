@@ -16,6 +16,7 @@ from psi_core.policy import (
     TrustedAuthorities,
     peer_identity_from_cert_pem,
 )
+from psi_core.protocol import default_backend, select_backend
 from psi_custodian.policy import AuthorizationPolicy
 from psi_custodian.service import CustodianServicer
 from psi_custodian.state import CustodianLimits, CustodianState
@@ -92,10 +93,12 @@ def start_custodian(
     max_workers: int = 16,
     clock: Clock = utc_now,
     metrics: ServiceMetrics | None = None,
+    backend: str | None = None,
 ) -> RunningServer:
     """Load the state (epoch keys, verified indexes, ledger, audit log) and start serving.
 
     ``clock`` decides when an overlap window ends (tests inject one instead of sleeping).
+    ``backend`` is a curve backend name or "auto" (``psi_core.protocol.select_backend``).
     """
     refuse_plaintext_off_loopback(address, tls, "serve")
     state = CustodianState(state_dir)
@@ -115,7 +118,8 @@ def start_custodian(
                 with contextlib.suppress(KeyError):
                     metrics.index_keys.remove(record.epoch_id)
 
-        epochs = ServedEpochs(state.registry(clock), on_retired=retired)
+        curve = select_backend(backend) if backend else default_backend()
+        epochs = ServedEpochs(state.registry(clock), on_retired=retired, backend=curve)
         servicer = CustodianServicer(
             config=config,
             epochs=epochs,
@@ -124,6 +128,7 @@ def start_custodian(
             ),
             audit=audit,
             peer_identity=peer_agency_id,
+            backend=curve,
             metrics=metrics,
         )
         if metrics is not None:

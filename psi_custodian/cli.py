@@ -4,16 +4,19 @@ rotate key epochs, serve, audit."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from psi_core.index import list_segments, read_manifest
+from psi_core.protocol import select_backend
 from psi_custodian.app import start_custodian
 from psi_custodian.rotation import add_rotation_commands
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
     add_audit_commands,
+    add_backend_argument,
     add_logging_arguments,
     add_metrics_arguments,
     add_tls_arguments,
@@ -22,6 +25,8 @@ from psi_rpc.cli import (
     serve_until_signalled,
     tls_from_args,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -34,10 +39,17 @@ def _init(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     tls = tls_from_args(args, "custodian-server")
+    backend = select_backend(args.backend)
     with metrics_from_args(args, "custodian") as metrics:
         running = start_custodian(
-            args.state, args.listen, tls=tls, trusted_authorities=args.trust, metrics=metrics
+            args.state,
+            args.listen,
+            tls=tls,
+            trusted_authorities=args.trust,
+            metrics=metrics,
+            backend=backend.name,
         )
+        log.info("curve backend: %s (%s)", backend.name, backend.suite)
         host = args.listen.rsplit(":", 1)[0]
         return serve_until_signalled(
             f"custodian listening on {host}:{running.port}", lambda: running.stop(grace=5)
@@ -103,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
         help="an authority directory or public key to trust (repeatable)",
     )
     add_tls_arguments(serve)
+    add_backend_argument(serve)
     add_metrics_arguments(serve)
     add_logging_arguments(serve)
     serve.set_defaults(handler=_serve)

@@ -31,10 +31,12 @@ from psi_core.index import (
 )
 from psi_core.io import RECORD_COLUMNS, InputFile
 from psi_core.policy import AuditLog
+from psi_core.protocol import select_backend
 from psi_core.recipes import DEFAULT_RECIPE_IDS, MatchKeyRecipe, get_recipe, recipe_ids
 from psi_custodian.app import epoch_event
 from psi_custodian.state import CustodianState
 from psi_rpc.cli import (
+    add_backend_argument,
     add_input_arguments,
     add_logging_arguments,
     add_metrics_arguments,
@@ -84,7 +86,8 @@ def _report(report: BuildReport, what: str) -> None:
         f"{what} {report.records_read:,} records into {manifest.key_count:,} keys "
         f"({', '.join(manifest.recipes)}) for epoch {manifest.epoch_id} in {report.seconds:.1f} s: "
         f"{report.records_per_second:,.0f} records/s, {report.rows_skipped} rows skipped, "
-        f"{report.shards_reused} shards reused; sha256 {manifest.sha256[:16]}…"
+        f"{report.shards_reused} shards reused; curve backend {report.backend}; "
+        f"sha256 {manifest.sha256[:16]}…"
     )
 
 
@@ -158,6 +161,7 @@ def _build_from(
                 to_metrics(done, total)
 
         options = {
+            "backend": select_backend(args.backend).name,
             "executor": pool,
             "max_in_flight": window,
             "batch_rows": args.batch_rows,
@@ -335,6 +339,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         "directory, so that stock openmined-psi clients can use GetClassicSetup; off by "
         "default (see docs/THREAT_MODEL.md). Segments follow the base's choice",
     )
+    add_backend_argument(parser)
     add_metrics_arguments(parser)
     add_logging_arguments(parser)
 

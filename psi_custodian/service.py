@@ -42,10 +42,12 @@ from psi_core.index import (
 from psi_core.policy import DEFAULT_MAX_TOKEN_BYTES, AuditLog, RequestKey, read_claims_unverified
 from psi_core.protocol import (
     ChunkCommitment,
+    CurveBackend,
     FalsePositiveBound,
     KeyDeclaration,
     RequestDigest,
     classic_setup_size_bound,
+    default_backend,
     openmined,
 )
 from psi_custodian.classic import ClassicJob, build_in_child
@@ -197,6 +199,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         audit: AuditLog,
         peer_identity: PeerIdentity,
         slot_wait_seconds: float = 30.0,
+        backend: CurveBackend | None = None,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self._config = config
@@ -205,6 +208,7 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         self._policy = policy
         self._audit = audit
         self._peer_identity = peer_identity
+        self._backend = backend or default_backend()
         self._metrics = metrics
         self._slots = threading.BoundedSemaphore(self._limits.max_concurrent_evaluations)
         self._slot_wait = slot_wait_seconds
@@ -311,6 +315,8 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
                 per_subject=bound.per_subject, fingerprint_bits=bound.fingerprint_bits
             ),
             classic_setup_available=manifest.classic_setup_available,
+            backend=self._backend.name,
+            suite=self._backend.suite,
             epochs=[_epoch_info(epoch) for epoch in served],
         )
 
@@ -461,6 +467,11 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
         if not header.epoch_id:
             raise PreconditionError("the query names no key epoch; call GetInfo and sync")
         served = self._epochs.get(header.epoch_id)
+        if header.suite and header.suite != self._backend.suite:
+            raise PreconditionError(
+                f"the points were blinded in suite {header.suite[:64]!r}; this custodian "
+                f"answers only {self._backend.suite}"
+            )
         if len(header.replay_of_sha256) not in (0, 32):
             raise InvalidInputError("replay_of_sha256 must be empty or 32 bytes (SHA-256)")
         if not 1 <= header.point_count <= self._limits.max_subjects_per_query:

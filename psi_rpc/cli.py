@@ -24,6 +24,7 @@ from tqdm import tqdm
 from psi_core.errors import InputFileError, PsiError
 from psi_core.io import InputOptions
 from psi_core.policy import AuditLog, TlsMaterial, load_tls_material
+from psi_core.protocol import AUTO, BACKEND_CHOICES
 from psi_rpc.metrics import ServiceMetrics, serve_metrics
 
 EXIT_ERROR = 1
@@ -234,6 +235,16 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
         "--insecure",
         action="store_true",
         help="plaintext; accepted only on a loopback address, for development",
+    )
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default=AUTO,
+        help="curve backend: crypto_mb (Intel multi-buffer, AVX-512 IFMA), openmined, or "
+        "auto (crypto_mb where it can run, else openmined, saying why); same results",
     )
 
 

@@ -2,12 +2,12 @@
 
 The work is split into shards (one batch of input records each). A shard is turned into
 keys and encrypted by ``encrypt_records`` (recipes, then ``encrypt_shard``), plain
-functions that run wherever a worker is: in this process, in a process pool (one
-openmined server object per process), or on a Dask distributed cluster (one per worker
-thread). The reading process only reads. Each finished shard
-is written to the build directory at once, so an interrupted build resumes where it
-stopped and recomputes nothing that was finished. When every shard is done they are
-merged into one sorted, duplicate-free index (``psi_core.index.encrypted``).
+functions that run wherever a worker is: in this process, in a process pool, or on a
+Dask distributed cluster; each worker process makes its own curve-backend key object
+from the backend's name (``psi_core.protocol.backend``). The reading process only reads.
+Each finished shard is written to the build directory at once, so an interrupted build
+resumes where it stopped and recomputes nothing that was finished. When every shard is
+done they are merged into one sorted, duplicate-free index (``psi_core.index.encrypted``).
 
 Only with ``classic_keys`` (``build-index --classic-keys``, off by default) does the
 custodian also keep each shard's plaintext key strings (names, addresses, TINs of its own
@@ -40,33 +40,52 @@ from psi_core.index.encrypted import IndexManifest, write_index_stream
 from psi_core.index.epoch import EpochKey
 from psi_core.io import RECORD_COLUMNS, InputFile, write_file_atomically
 from psi_core.policy import PkiPaths, is_loopback
-from psi_core.protocol import KeyCipher, fingerprint
+from psi_core.protocol import (
+    OPENMINED,
+    ScalarKey,
+    default_backend,
+    fingerprint,
+    get_backend,
+    select_backend,
+)
 from psi_core.recipes import MatchKeyRecipe, get_recipe
 
 KEYS_DIR = "keys"
 BUILD_DIR = "build"
 _PLAN_FILE = "plan.json"
 
-_local = threading.local()
+_keys_lock = threading.Lock()
+_keys: dict[tuple[str, bytes], ScalarKey] = {}
 
 
-def _cipher_for(secret: bytes) -> KeyCipher:
-    """This thread's cipher for ``secret``; openmined server objects are never shared."""
-    cached: tuple[bytes, KeyCipher] | None = getattr(_local, "cipher", None)
-    if cached is None or cached[0] != secret:
-        cached = (secret, KeyCipher(secret))
-        _local.cipher = cached
-    return cached[1]
+def _key_for(secret: bytes, backend: str) -> ScalarKey:
+    """This process's key object for (backend, secret); key objects are thread-safe.
+
+    Only the most recent one is kept: a worker serves one epoch at a time.
+    """
+    with _keys_lock:
+        key = _keys.get((backend, secret))
+        if key is None:
+            _keys.clear()
+            key = _keys[(backend, secret)] = get_backend(backend).key(secret)
+        return key
 
 
-def encrypt_shard(secret: bytes, keys: Sequence[str]) -> np.ndarray:
-    """Sorted fingerprints of b·H(k) for each key (duplicates kept; the merge drops them)."""
-    points = _cipher_for(secret).encrypt_keys(keys)
-    return np.sort(fingerprint.from_compressed_points(points))
+def encrypt_shard(secret: bytes, keys: Sequence[str], backend: str | None = None) -> np.ndarray:
+    """Sorted fingerprints of b·H(k) for each key (duplicates kept; the merge drops them).
+
+    ``backend`` is a curve backend's name (see ``psi_core.protocol.backend``); every
+    backend gives the same fingerprints.
+    """
+    xs = _key_for(secret, backend or default_backend().name).hash_to_x(keys)
+    return np.sort(fingerprint.from_x_coordinates(xs))
 
 
 def encrypt_records(
-    secret: bytes, recipe_ids: Sequence[str], rows: Sequence[dict[str, str]]
+    secret: bytes,
+    recipe_ids: Sequence[str],
+    rows: Sequence[dict[str, str]],
+    backend: str | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """One shard's work where the worker runs: its distinct keys and their sorted fingerprints.
 
@@ -74,7 +93,7 @@ def encrypt_records(
     reader from becoming the bottleneck as workers are added.
     """
     keys = shard_keys(rows, [get_recipe(r) for r in recipe_ids])
-    return keys, encrypt_shard(secret, keys)
+    return keys, encrypt_shard(secret, keys, backend)
 
 
 class Executor(Protocol):
@@ -198,6 +217,7 @@ class BuildReport:
     shards_reused: int
     seconds: float
     row_errors: tuple[RowError, ...]
+    backend: str = OPENMINED
     #: Time of the external merge of the shards into the index (part of ``seconds``).
     merge_seconds: float = 0.0
 
@@ -304,6 +324,7 @@ def build_index(
     on_error: str = "refuse",
     progress: Callable[[int], None] | None = None,
     classic_keys: bool = False,
+    backend: str | None = None,
     source: InputFile | None = None,
 ) -> BuildReport:
     """Build (or resume building) the index of ``records_path`` into ``index_dir``.
@@ -318,9 +339,12 @@ def build_index(
     ``source`` is ``records_path`` already opened with the caller's reading options; by
     default it is opened here. Either way only ``record_id`` and the columns the recipes
     read must be in the file; the others read as empty.
+    ``backend`` names the curve backend the workers use (checked here first, so an
+    unavailable one fails before any work); the index is the same whichever it is.
     """
     if not recipes:
         raise InvalidInputError("at least one recipe is needed to build an index")
+    backend = (select_backend(backend) if backend else default_backend()).name
     opened = source or InputFile(records_path)
     needed = {c: f"read by {r.id}" for r in reversed(recipes) for c in r.required}
     plan = opened.plan(RECORD_COLUMNS, needed)
@@ -355,7 +379,7 @@ def build_index(
             if progress:
                 progress(done["records"])
             continue
-        future = executor.submit(encrypt_records, secret, recipe_ids, rows)
+        future = executor.submit(encrypt_records, secret, recipe_ids, rows, backend)
         pending.append((shard, len(rows), future))
         while pending and (len(pending) >= max_in_flight or pending[0][2].done()):
             finish_oldest()
@@ -390,6 +414,7 @@ def build_index(
         shards_reused=totals["reused"],
         seconds=time.perf_counter() - started,
         row_errors=tuple(row_errors),
+        backend=backend,
         merge_seconds=merge_seconds,
     )
 

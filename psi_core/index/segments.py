@@ -207,6 +207,7 @@ def build_segment(
     batch_rows: int = 20_000,
     on_error: str = "refuse",
     progress: Callable[[int], None] | None = None,
+    backend: str | None = None,
     source: InputFile | None = None,
 ) -> BuildReport:
     """Encrypt only the records in ``records_path`` and publish them as the next segment.
@@ -242,6 +243,7 @@ def build_segment(
             on_error=on_error,
             progress=progress,
             classic_keys=base.classic_setup_available,
+            backend=backend,
             source=source,
         )
         manifest = replace(report.manifest, kind=kind, seq=seq)

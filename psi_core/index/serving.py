@@ -19,7 +19,7 @@ from pathlib import Path
 from psi_core.errors import PreconditionError
 from psi_core.index.epoch import CURRENT, RETIRED, EpochKey, EpochRecord, EpochRegistry
 from psi_core.index.segments import SegmentedIndex, catalog_signature, recover_compaction
-from psi_core.protocol import Reencryptor
+from psi_core.protocol import CurveBackend, Reencryptor
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,18 @@ class ServedEpoch:
 
 
 class ServedEpochs:
-    """Thread-safe view of the served epochs. ``on_retired`` is told of each retirement."""
+    """Thread-safe view of the served epochs. ``on_retired`` is told of each retirement;
+    ``backend`` does every epoch's curve work (openmined when None)."""
 
     def __init__(
         self,
         registry: EpochRegistry,
         *,
         on_retired: Callable[[EpochRecord], None] = lambda record: None,
+        backend: CurveBackend | None = None,
     ) -> None:
         self._registry = registry
+        self._backend = backend
         self._on_retired = on_retired
         self._lock = threading.Lock()
         self._signature: tuple[int, int, int] | None = None
@@ -112,7 +115,7 @@ class ServedEpochs:
             key, reencryptor = cached.key, cached.reencryptor
         else:
             key = self._registry.key(record.epoch_id)
-            reencryptor = Reencryptor(key.secret)
+            reencryptor = Reencryptor(key.secret, self._backend)
         return ServedEpoch(record, key, index, reencryptor, signature)
 
     def current(self) -> ServedEpoch:

@@ -8,6 +8,7 @@ shared secret of the private value a⁻¹ mod n with the public point P.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -61,27 +62,49 @@ def check_compressed_points(points: Sequence[bytes]) -> None:
         check_compressed_point(point)
 
 
-class Unblinder:
-    """Removes the agency's blinding scalar a from the custodian's answers.
+class XMultiplier:
+    """x(s·P) for compressed points P and a fixed scalar s, with ``cryptography``'s ECDH.
 
-    Holds a⁻¹ mod n as an ECDH private key. ``unblind`` validates each point before use and
-    returns the 32-byte x-coordinates of b·H(x), concatenated in input order.
+    The ECDH shared secret of private value s and public point P is exactly x(s·P).
+    Each point is decoded (and so validated) exactly once. Safe to share between threads.
     """
 
-    def __init__(self, blinding_scalar: bytes) -> None:
-        if not is_valid_scalar(blinding_scalar):
-            raise ValueError("blinding scalar must be 32 bytes in [1, n-1]")
-        inverse = pow(int.from_bytes(blinding_scalar, "big"), -1, P256_ORDER)
-        self._inverse_key = ec.derive_private_key(inverse, _CURVE)
+    def __init__(self, scalar: bytes) -> None:
+        if not is_valid_scalar(scalar):
+            raise ValueError("a scalar must be 32 bytes in [1, n-1]")
+        self._key = ec.derive_private_key(int.from_bytes(scalar, "big"), _CURVE)
 
-    def unblind(self, points: Sequence[bytes]) -> bytes:
-        """x(a⁻¹·P) for every P in ``points``; raises MalformedMessageError on a bad point.
+    def multiply_x(self, points: Sequence[bytes]) -> bytes:
+        """x(s·P) for every P, 32 bytes each, concatenated in input order.
 
-        Each point is decoded (and so validated) exactly once.
+        Raises MalformedMessageError on a bad point.
         """
-        exchange = self._inverse_key.exchange
+        exchange = self._key.exchange
         ecdh = ec.ECDH()
         out = bytearray()
         for point in points:
             out += exchange(ecdh, decode_compressed_point(point))
         return bytes(out)
+
+
+def inverse_scalar(scalar: bytes) -> bytes:
+    """s⁻¹ mod n as 32 big-endian bytes, for a scalar in [1, n-1]."""
+    if not is_valid_scalar(scalar):
+        raise ValueError("a scalar must be 32 bytes in [1, n-1]")
+    return pow(int.from_bytes(scalar, "big"), -1, P256_ORDER).to_bytes(SCALAR_BYTES, "big")
+
+
+def random_scalar() -> bytes:
+    """A uniformly random scalar in [1, n-1], from the operating system's CSPRNG."""
+    return (secrets.randbelow(P256_ORDER - 1) + 1).to_bytes(SCALAR_BYTES, "big")
+
+
+class Unblinder(XMultiplier):
+    """Removes the agency's blinding scalar a: x(a⁻¹·P) for the custodian's answers P."""
+
+    def __init__(self, blinding_scalar: bytes) -> None:
+        super().__init__(inverse_scalar(blinding_scalar))
+
+    def unblind(self, points: Sequence[bytes]) -> bytes:
+        """x(a⁻¹·P) for every P, concatenated; MalformedMessageError on a bad point."""
+        return self.multiply_x(points)

@@ -20,9 +20,9 @@ import numpy as np
 
 from psi_core.errors import InvalidInputError, MalformedMessageError, PeerError
 from psi_core.protocol import fingerprint, parallel
-from psi_core.protocol.curve import Unblinder
+from psi_core.protocol.backend import CurveBackend, default_backend
+from psi_core.protocol.curve import inverse_scalar, is_valid_scalar, random_scalar
 from psi_core.protocol.fingerprint import FINGERPRINT_BITS
-from psi_core.protocol.openmined import Blinder, ThreadLocalCipher
 
 
 @dataclass(frozen=True)
@@ -40,24 +40,23 @@ class FalsePositiveBound:
 
 
 class Reencryptor:
-    """The custodian's online step: b·P for blinded points P. Safe to call from any thread."""
+    """The custodian's online step: b·P for blinded points P. Safe to call from any thread.
 
-    def __init__(self, secret: bytes) -> None:
-        self._ciphers = ThreadLocalCipher(secret)
+    ``backend`` does the curve work (the reference, openmined, when None).
+    """
+
+    def __init__(self, secret: bytes, backend: CurveBackend | None = None) -> None:
+        self.backend = backend or default_backend()
+        self._key = self.backend.key(secret)
 
     def membership(self, points: Sequence[bytes]) -> list[bytes]:
-        """b·P for each P, in request order (slices in parallel, one cipher per thread)."""
-        return parallel.map_slices(self._membership_slice, points)
+        """b·P for each P, in request order (MalformedMessageError on a bad point); slices
+        run in parallel on the shared pool (key objects are thread-safe)."""
+        return parallel.map_slices(self._key.multiply, points)
 
     def cardinality(self, points: Sequence[bytes]) -> list[bytes]:
         """b·P for each P, sorted, so no answer can be tied to the request position."""
-        return sorted(parallel.map_slices(self._cardinality_slice, points))
-
-    def _membership_slice(self, points: Sequence[bytes]) -> list[bytes]:
-        return self._ciphers.get(reveal_intersection=True).reencrypt(points)
-
-    def _cardinality_slice(self, points: Sequence[bytes]) -> list[bytes]:
-        return self._ciphers.get(reveal_intersection=False).reencrypt(points)
+        return sorted(parallel.map_slices(self._key.multiply, points))
 
 
 class BlindedQuery:
@@ -68,30 +67,28 @@ class BlindedQuery:
     recognize a replay (see :class:`RequestDigest`).
     """
 
-    def __init__(self, scalar: bytes | None = None) -> None:
-        blinder = Blinder(scalar)
-        self._blinder = blinder
-        self._unblinder = Unblinder(blinder.scalar)
-        chosen = blinder.scalar
-        self._blinders = parallel.ThreadLocal(lambda: Blinder(chosen))
+    def __init__(self, scalar: bytes | None = None, backend: CurveBackend | None = None) -> None:
+        if scalar is not None and not is_valid_scalar(scalar):
+            raise ValueError("a blinding key must be 32 bytes encoding a scalar in [1, n-1]")
+        self._scalar = bytes(scalar) if scalar is not None else random_scalar()
+        self.backend = backend or default_backend()
+        self._blinder = self.backend.key(self._scalar)
+        self._unblinder = self.backend.key(inverse_scalar(self._scalar))
 
     @property
     def scalar(self) -> bytes:
         """The blinding scalar a; it never leaves the agency."""
-        return self._blinder.scalar
+        return self._scalar
 
     def blind(self, keys: Sequence[str]) -> list[bytes]:
         """a·H(x) for each key, in order. Keys must be distinct (see ``distinct_keys``).
 
-        Slices run in parallel, each thread with its own library client holding a.
+        Slices run in parallel on the shared pool (key objects are thread-safe).
         """
-        return parallel.map_slices(self._blind_slice, keys)
-
-    def _blind_slice(self, keys: Sequence[str]) -> list[bytes]:
-        return self._blinders.get().blind(keys)
+        return parallel.map_slices(self._blinder.hash_to_points, keys)
 
     def _unblind_slice(self, points: Sequence[bytes]) -> list[bytes]:
-        return [self._unblinder.unblind(points)]
+        return [self._unblinder.multiply_x(points)]
 
     def fingerprints(self, sent: int, answer: Sequence[bytes]) -> fingerprint.Fingerprints:
         """Fingerprints of b·H(x) from the custodian's answer to ``sent`` distinct points.

@@ -145,7 +145,7 @@ class PhaseTimings(_message.Message):
     def __init__(self, blind_seconds: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., unblind_seconds: _Optional[float] = ..., lookup_seconds: _Optional[float] = ...) -> None: ...
 
 class QueryStatus(_message.Message):
-    __slots__ = ("query_id", "state", "mode", "recipe", "subject_count", "keyed_subject_count", "processed_count", "match_count", "false_positive_bound", "epoch_id", "error_code", "error_message", "timings", "case_id", "waiting_reason", "attempts", "recipes", "rule", "rule_id", "quality", "created_at", "updated_at", "no_key_counts")
+    __slots__ = ("query_id", "state", "mode", "recipe", "subject_count", "keyed_subject_count", "processed_count", "match_count", "false_positive_bound", "epoch_id", "error_code", "error_message", "timings", "case_id", "waiting_reason", "attempts", "recipes", "rule", "rule_id", "quality", "agency_backend", "custodian_backend", "created_at", "updated_at", "no_key_counts")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +166,8 @@ class QueryStatus(_message.Message):
     RULE_FIELD_NUMBER: _ClassVar[int]
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    CUSTODIAN_BACKEND_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     NO_KEY_COUNTS_FIELD_NUMBER: _ClassVar[int]
@@ -189,10 +191,12 @@ class QueryStatus(_message.Message):
     rule: MatchRule
     rule_id: str
     quality: MatchQuality
+    agency_backend: str
+    custodian_backend: str
     created_at: str
     updated_at: str
     no_key_counts: _containers.RepeatedCompositeFieldContainer[NoKeyCount]
-    def __init__(self, query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., subject_count: _Optional[int] = ..., keyed_subject_count: _Optional[int] = ..., processed_count: _Optional[int] = ..., match_count: _Optional[int] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., epoch_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., timings: _Optional[_Union[PhaseTimings, _Mapping]] = ..., case_id: _Optional[str] = ..., waiting_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., rule: _Optional[_Union[MatchRule, _Mapping]] = ..., rule_id: _Optional[str] = ..., quality: _Optional[_Union[MatchQuality, _Mapping]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., no_key_counts: _Optional[_Iterable[_Union[NoKeyCount, _Mapping]]] = ...) -> None: ...
+    def __init__(self, query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., subject_count: _Optional[int] = ..., keyed_subject_count: _Optional[int] = ..., processed_count: _Optional[int] = ..., match_count: _Optional[int] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., epoch_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., timings: _Optional[_Union[PhaseTimings, _Mapping]] = ..., case_id: _Optional[str] = ..., waiting_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., rule: _Optional[_Union[MatchRule, _Mapping]] = ..., rule_id: _Optional[str] = ..., quality: _Optional[_Union[MatchQuality, _Mapping]] = ..., agency_backend: _Optional[str] = ..., custodian_backend: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., no_key_counts: _Optional[_Iterable[_Union[NoKeyCount, _Mapping]]] = ...) -> None: ...
 
 class NoKeyCount(_message.Message):
     __slots__ = ("recipe", "reason", "count")

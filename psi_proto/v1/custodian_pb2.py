@@ -25,47 +25,47 @@ _sym_db = _symbol_database.Default()
 from psi_proto.v1 import common_pb2 as psi__proto_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpsi_proto/v1/custodian.proto\x12\x06psi.v1\x1a\x19psi_proto/v1/common.proto\"\x10\n\x0eGetInfoRequest\"\xd0\x01\n\x0cPolicyLimits\x12\x1e\n\x16max_subjects_per_query\x18\x01 \x01(\x04\x12\x1c\n\x14max_points_per_chunk\x18\x02 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\x12\"\n\x1amax_concurrent_evaluations\x18\x04 \x01(\r\x12\x1d\n\x15max_replays_per_token\x18\x14 \x01(\r\x12$\n\x1cmax_classic_setups_per_token\x18\x15 \x01(\r\"\xc5\x02\n\rCustodianInfo\x12\x14\n\x0c\x63ustodian_id\x18\x01 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x04\x12\x11\n\tkey_count\x18\x04 \x01(\x04\x12\x0f\n\x07recipes\x18\x05 \x03(\t\x12\x14\n\x0cindex_sha256\x18\x06 \x01(\x0c\x12\x18\n\x10index_size_bytes\x18\x07 \x01(\x04\x12$\n\x06limits\x18\x08 \x01(\x0b\x32\x14.psi.v1.PolicyLimits\x12\x38\n\x14\x66\x61lse_positive_bound\x18\t \x01(\x0b\x32\x1a.psi.v1.FalsePositiveBound\x12\x1f\n\x17\x63lassic_setup_available\x18\x14 \x01(\x08\x12!\n\x06\x65pochs\x18\n \x03(\x0b\x32\x11.psi.v1.EpochInfo\"\x8b\x01\n\x0cIndexSegment\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12!\n\x04kind\x18\x02 \x01(\x0e\x32\x13.psi.v1.SegmentKind\x12\x11\n\tkey_count\x18\x03 \x01(\x04\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\x12\x14\n\x0crecord_count\x18\x06 \x01(\x04\"\xd2\x01\n\tEpochInfo\x12\x10\n\x08\x65poch_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x08\x12\x1c\n\x14\x65nds_at_unix_seconds\x18\x03 \x01(\x03\x12\x0f\n\x07recipes\x18\x04 \x03(\t\x12\x14\n\x0crecord_count\x18\x05 \x01(\x04\x12\x11\n\tkey_count\x18\x06 \x01(\x04\x12\"\n\x04\x62\x61se\x18\x07 \x01(\x0b\x32\x14.psi.v1.IndexSegment\x12&\n\x08segments\x18\x08 \x03(\x0b\x32\x14.psi.v1.IndexSegment\"F\n\x11\x46\x65tchIndexRequest\x12\x10\n\x08\x65poch_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0f\n\x07segment\x18\x03 \x01(\r\"*\n\nIndexChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xf3\x01\n\x0e\x45valuateHeader\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x1f\n\x04mode\x18\x02 \x01(\x0e\x32\x11.psi.v1.QueryMode\x12\x0e\n\x06recipe\x18\x03 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x04 \x01(\t\x12\x13\n\x0bpoint_count\x18\x05 \x01(\x04\x12\x18\n\x10replay_of_sha256\x18\x06 \x01(\x0c\x12\x14\n\x0c\x63hunk_sha256\x18\x1e \x03(\x0c\x12+\n\x0brecipe_keys\x18\x07 \x03(\x0b\x32\x16.psi.v1.RecipeKeyCount\x12\x15\n\rsubject_count\x18\x08 \x01(\x04\"3\n\x0eRecipeKeyCount\x12\x0e\n\x06recipe\x18\x01 \x01(\t\x12\x11\n\tkey_count\x18\x02 \x01(\x04\"\x1c\n\nPointChunk\x12\x0e\n\x06points\x18\x01 \x03(\x0c\"h\n\x0f\x45valuateRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.psi.v1.EvaluateHeaderH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.psi.v1.PointChunkH\x00\x42\x06\n\x04kind\"\"\n\x10\x45valuateResponse\x12\x0e\n\x06points\x18\x01 \x03(\x0c\"v\n\x13\x43lassicSetupRequest\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x0b\n\x03\x66pr\x18\x02 \x01(\x01\x12\x19\n\x11num_client_inputs\x18\x03 \x01(\x04\x12\x0e\n\x06recipe\x18\x04 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x05 \x01(\t\"6\n\x0c\x43lassicSetup\x12\x14\n\x0cserver_setup\x18\x01 \x01(\x0c\x12\x10\n\x08\x65poch_id\x18\x02 \x01(\t\"J\n\x0e\x43lassicRequest\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x0f\n\x07request\x18\x02 \x01(\x0c\x12\x10\n\x08\x65poch_id\x18\x03 \x01(\t\"#\n\x0f\x43lassicResponse\x12\x10\n\x08response\x18\x01 \x01(\x0c*q\n\x0bSegmentKind\x12\x1c\n\x18SEGMENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SEGMENT_KIND_BASE\x10\x01\x12\x14\n\x10SEGMENT_KIND_ADD\x10\x02\x12\x17\n\x13SEGMENT_KIND_REMOVE\x10\x03\x32\xd7\x02\n\tCustodian\x12\x38\n\x07GetInfo\x12\x16.psi.v1.GetInfoRequest\x1a\x15.psi.v1.CustodianInfo\x12=\n\nFetchIndex\x12\x19.psi.v1.FetchIndexRequest\x1a\x12.psi.v1.IndexChunk0\x01\x12\x41\n\x08\x45valuate\x12\x17.psi.v1.EvaluateRequest\x1a\x18.psi.v1.EvaluateResponse(\x01\x30\x01\x12\x44\n\x0fGetClassicSetup\x12\x1b.psi.v1.ClassicSetupRequest\x1a\x14.psi.v1.ClassicSetup\x12H\n\x15ProcessClassicRequest\x12\x16.psi.v1.ClassicRequest\x1a\x17.psi.v1.ClassicResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpsi_proto/v1/custodian.proto\x12\x06psi.v1\x1a\x19psi_proto/v1/common.proto\"\x10\n\x0eGetInfoRequest\"\xd0\x01\n\x0cPolicyLimits\x12\x1e\n\x16max_subjects_per_query\x18\x01 \x01(\x04\x12\x1c\n\x14max_points_per_chunk\x18\x02 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\x12\"\n\x1amax_concurrent_evaluations\x18\x04 \x01(\r\x12\x1d\n\x15max_replays_per_token\x18\x14 \x01(\r\x12$\n\x1cmax_classic_setups_per_token\x18\x15 \x01(\r\"\xe5\x02\n\rCustodianInfo\x12\x14\n\x0c\x63ustodian_id\x18\x01 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x04\x12\x11\n\tkey_count\x18\x04 \x01(\x04\x12\x0f\n\x07recipes\x18\x05 \x03(\t\x12\x14\n\x0cindex_sha256\x18\x06 \x01(\x0c\x12\x18\n\x10index_size_bytes\x18\x07 \x01(\x04\x12$\n\x06limits\x18\x08 \x01(\x0b\x32\x14.psi.v1.PolicyLimits\x12\x38\n\x14\x66\x61lse_positive_bound\x18\t \x01(\x0b\x32\x1a.psi.v1.FalsePositiveBound\x12\x0f\n\x07\x62\x61\x63kend\x18\x1e \x01(\t\x12\r\n\x05suite\x18\x1f \x01(\t\x12\x1f\n\x17\x63lassic_setup_available\x18\x14 \x01(\x08\x12!\n\x06\x65pochs\x18\n \x03(\x0b\x32\x11.psi.v1.EpochInfo\"\x8b\x01\n\x0cIndexSegment\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12!\n\x04kind\x18\x02 \x01(\x0e\x32\x13.psi.v1.SegmentKind\x12\x11\n\tkey_count\x18\x03 \x01(\x04\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\x12\x14\n\x0crecord_count\x18\x06 \x01(\x04\"\xd2\x01\n\tEpochInfo\x12\x10\n\x08\x65poch_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x08\x12\x1c\n\x14\x65nds_at_unix_seconds\x18\x03 \x01(\x03\x12\x0f\n\x07recipes\x18\x04 \x03(\t\x12\x14\n\x0crecord_count\x18\x05 \x01(\x04\x12\x11\n\tkey_count\x18\x06 \x01(\x04\x12\"\n\x04\x62\x61se\x18\x07 \x01(\x0b\x32\x14.psi.v1.IndexSegment\x12&\n\x08segments\x18\x08 \x03(\x0b\x32\x14.psi.v1.IndexSegment\"F\n\x11\x46\x65tchIndexRequest\x12\x10\n\x08\x65poch_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0f\n\x07segment\x18\x03 \x01(\r\"*\n\nIndexChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x82\x02\n\x0e\x45valuateHeader\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x1f\n\x04mode\x18\x02 \x01(\x0e\x32\x11.psi.v1.QueryMode\x12\x0e\n\x06recipe\x18\x03 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x04 \x01(\t\x12\x13\n\x0bpoint_count\x18\x05 \x01(\x04\x12\x18\n\x10replay_of_sha256\x18\x06 \x01(\x0c\x12\x14\n\x0c\x63hunk_sha256\x18\x1e \x03(\x0c\x12+\n\x0brecipe_keys\x18\x07 \x03(\x0b\x32\x16.psi.v1.RecipeKeyCount\x12\x15\n\rsubject_count\x18\x08 \x01(\x04\x12\r\n\x05suite\x18< \x01(\t\"3\n\x0eRecipeKeyCount\x12\x0e\n\x06recipe\x18\x01 \x01(\t\x12\x11\n\tkey_count\x18\x02 \x01(\x04\"\x1c\n\nPointChunk\x12\x0e\n\x06points\x18\x01 \x03(\x0c\"h\n\x0f\x45valuateRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.psi.v1.EvaluateHeaderH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.psi.v1.PointChunkH\x00\x42\x06\n\x04kind\"\"\n\x10\x45valuateResponse\x12\x0e\n\x06points\x18\x01 \x03(\x0c\"v\n\x13\x43lassicSetupRequest\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x0b\n\x03\x66pr\x18\x02 \x01(\x01\x12\x19\n\x11num_client_inputs\x18\x03 \x01(\x04\x12\x0e\n\x06recipe\x18\x04 \x01(\t\x12\x10\n\x08\x65poch_id\x18\x05 \x01(\t\"6\n\x0c\x43lassicSetup\x12\x14\n\x0cserver_setup\x18\x01 \x01(\x0c\x12\x10\n\x08\x65poch_id\x18\x02 \x01(\t\"J\n\x0e\x43lassicRequest\x12\x15\n\rauthorization\x18\x01 \x01(\x0c\x12\x0f\n\x07request\x18\x02 \x01(\x0c\x12\x10\n\x08\x65poch_id\x18\x03 \x01(\t\"#\n\x0f\x43lassicResponse\x12\x10\n\x08response\x18\x01 \x01(\x0c*q\n\x0bSegmentKind\x12\x1c\n\x18SEGMENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SEGMENT_KIND_BASE\x10\x01\x12\x14\n\x10SEGMENT_KIND_ADD\x10\x02\x12\x17\n\x13SEGMENT_KIND_REMOVE\x10\x03\x32\xd7\x02\n\tCustodian\x12\x38\n\x07GetInfo\x12\x16.psi.v1.GetInfoRequest\x1a\x15.psi.v1.CustodianInfo\x12=\n\nFetchIndex\x12\x19.psi.v1.FetchIndexRequest\x1a\x12.psi.v1.IndexChunk0\x01\x12\x41\n\x08\x45valuate\x12\x17.psi.v1.EvaluateRequest\x1a\x18.psi.v1.EvaluateResponse(\x01\x30\x01\x12\x44\n\x0fGetClassicSetup\x12\x1b.psi.v1.ClassicSetupRequest\x1a\x14.psi.v1.ClassicSetup\x12H\n\x15ProcessClassicRequest\x12\x16.psi.v1.ClassicRequest\x1a\x17.psi.v1.ClassicResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'psi_proto.v1.custodian_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEGMENTKIND']._serialized_start=1855
-  _globals['_SEGMENTKIND']._serialized_end=1968
+  _globals['_SEGMENTKIND']._serialized_start=1902
+  _globals['_SEGMENTKIND']._serialized_end=2015
   _globals['_GETINFOREQUEST']._serialized_start=67
   _globals['_GETINFOREQUEST']._serialized_end=83
   _globals['_POLICYLIMITS']._serialized_start=86
   _globals['_POLICYLIMITS']._serialized_end=294
   _globals['_CUSTODIANINFO']._serialized_start=297
-  _globals['_CUSTODIANINFO']._serialized_end=622
-  _globals['_INDEXSEGMENT']._serialized_start=625
-  _globals['_INDEXSEGMENT']._serialized_end=764
-  _globals['_EPOCHINFO']._serialized_start=767
-  _globals['_EPOCHINFO']._serialized_end=977
-  _globals['_FETCHINDEXREQUEST']._serialized_start=979
-  _globals['_FETCHINDEXREQUEST']._serialized_end=1049
-  _globals['_INDEXCHUNK']._serialized_start=1051
-  _globals['_INDEXCHUNK']._serialized_end=1093
-  _globals['_EVALUATEHEADER']._serialized_start=1096
-  _globals['_EVALUATEHEADER']._serialized_end=1339
-  _globals['_RECIPEKEYCOUNT']._serialized_start=1341
-  _globals['_RECIPEKEYCOUNT']._serialized_end=1392
-  _globals['_POINTCHUNK']._serialized_start=1394
-  _globals['_POINTCHUNK']._serialized_end=1422
-  _globals['_EVALUATEREQUEST']._serialized_start=1424
-  _globals['_EVALUATEREQUEST']._serialized_end=1528
-  _globals['_EVALUATERESPONSE']._serialized_start=1530
-  _globals['_EVALUATERESPONSE']._serialized_end=1564
-  _globals['_CLASSICSETUPREQUEST']._serialized_start=1566
-  _globals['_CLASSICSETUPREQUEST']._serialized_end=1684
-  _globals['_CLASSICSETUP']._serialized_start=1686
-  _globals['_CLASSICSETUP']._serialized_end=1740
-  _globals['_CLASSICREQUEST']._serialized_start=1742
-  _globals['_CLASSICREQUEST']._serialized_end=1816
-  _globals['_CLASSICRESPONSE']._serialized_start=1818
-  _globals['_CLASSICRESPONSE']._serialized_end=1853
-  _globals['_CUSTODIAN']._serialized_start=1971
-  _globals['_CUSTODIAN']._serialized_end=2314
+  _globals['_CUSTODIANINFO']._serialized_end=654
+  _globals['_INDEXSEGMENT']._serialized_start=657
+  _globals['_INDEXSEGMENT']._serialized_end=796
+  _globals['_EPOCHINFO']._serialized_start=799
+  _globals['_EPOCHINFO']._serialized_end=1009
+  _globals['_FETCHINDEXREQUEST']._serialized_start=1011
+  _globals['_FETCHINDEXREQUEST']._serialized_end=1081
+  _globals['_INDEXCHUNK']._serialized_start=1083
+  _globals['_INDEXCHUNK']._serialized_end=1125
+  _globals['_EVALUATEHEADER']._serialized_start=1128
+  _globals['_EVALUATEHEADER']._serialized_end=1386
+  _globals['_RECIPEKEYCOUNT']._serialized_start=1388
+  _globals['_RECIPEKEYCOUNT']._serialized_end=1439
+  _globals['_POINTCHUNK']._serialized_start=1441
+  _globals['_POINTCHUNK']._serialized_end=1469
+  _globals['_EVALUATEREQUEST']._serialized_start=1471
+  _globals['_EVALUATEREQUEST']._serialized_end=1575
+  _globals['_EVALUATERESPONSE']._serialized_start=1577
+  _globals['_EVALUATERESPONSE']._serialized_end=1611
+  _globals['_CLASSICSETUPREQUEST']._serialized_start=1613
+  _globals['_CLASSICSETUPREQUEST']._serialized_end=1731
+  _globals['_CLASSICSETUP']._serialized_start=1733
+  _globals['_CLASSICSETUP']._serialized_end=1787
+  _globals['_CLASSICREQUEST']._serialized_start=1789
+  _globals['_CLASSICREQUEST']._serialized_end=1863
+  _globals['_CLASSICRESPONSE']._serialized_start=1865
+  _globals['_CLASSICRESPONSE']._serialized_end=1900
+  _globals['_CUSTODIAN']._serialized_start=2018
+  _globals['_CUSTODIAN']._serialized_end=2361
 # @@protoc_insertion_point(module_scope)

@@ -40,7 +40,7 @@ class PolicyLimits(_message.Message):
     def __init__(self, max_subjects_per_query: _Optional[int] = ..., max_points_per_chunk: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_concurrent_evaluations: _Optional[int] = ..., max_replays_per_token: _Optional[int] = ..., max_classic_setups_per_token: _Optional[int] = ...) -> None: ...
 
 class CustodianInfo(_message.Message):
-    __slots__ = ("custodian_id", "epoch_id", "record_count", "key_count", "recipes", "index_sha256", "index_size_bytes", "limits", "false_positive_bound", "classic_setup_available", "epochs")
+    __slots__ = ("custodian_id", "epoch_id", "record_count", "key_count", "recipes", "index_sha256", "index_size_bytes", "limits", "false_positive_bound", "backend", "suite", "classic_setup_available", "epochs")
     CUSTODIAN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,8 @@ class CustodianInfo(_message.Message):
     INDEX_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     FALSE_POSITIVE_BOUND_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SUITE_FIELD_NUMBER: _ClassVar[int]
     CLASSIC_SETUP_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     custodian_id: str
@@ -61,9 +63,11 @@ class CustodianInfo(_message.Message):
     index_size_bytes: int
     limits: PolicyLimits
     false_positive_bound: _common_pb2.FalsePositiveBound
+    backend: str
+    suite: str
     classic_setup_available: bool
     epochs: _containers.RepeatedCompositeFieldContainer[EpochInfo]
-    def __init__(self, custodian_id: _Optional[str] = ..., epoch_id: _Optional[str] = ..., record_count: _Optional[int] = ..., key_count: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., index_sha256: _Optional[bytes] = ..., index_size_bytes: _Optional[int] = ..., limits: _Optional[_Union[PolicyLimits, _Mapping]] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., classic_setup_available: bool = ..., epochs: _Optional[_Iterable[_Union[EpochInfo, _Mapping]]] = ...) -> None: ...
+    def __init__(self, custodian_id: _Optional[str] = ..., epoch_id: _Optional[str] = ..., record_count: _Optional[int] = ..., key_count: _Optional[int] = ..., recipes: _Optional[_Iterable[str]] = ..., index_sha256: _Optional[bytes] = ..., index_size_bytes: _Optional[int] = ..., limits: _Optional[_Union[PolicyLimits, _Mapping]] = ..., false_positive_bound: _Optional[_Union[_common_pb2.FalsePositiveBound, _Mapping]] = ..., backend: _Optional[str] = ..., suite: _Optional[str] = ..., classic_setup_available: bool = ..., epochs: _Optional[_Iterable[_Union[EpochInfo, _Mapping]]] = ...) -> None: ...
 
 class IndexSegment(_message.Message):
     __slots__ = ("seq", "kind", "key_count", "size_bytes", "sha256", "record_count")
@@ -120,7 +124,7 @@ class IndexChunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class EvaluateHeader(_message.Message):
-    __slots__ = ("authorization", "mode", "recipe", "epoch_id", "point_count", "replay_of_sha256", "chunk_sha256", "recipe_keys", "subject_count")
+    __slots__ = ("authorization", "mode", "recipe", "epoch_id", "point_count", "replay_of_sha256", "chunk_sha256", "recipe_keys", "subject_count", "suite")
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +134,7 @@ class EvaluateHeader(_message.Message):
     CHUNK_SHA256_FIELD_NUMBER: _ClassVar[int]
     RECIPE_KEYS_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SUITE_FIELD_NUMBER: _ClassVar[int]
     authorization: bytes
     mode: _common_pb2.QueryMode
     recipe: str
@@ -139,7 +144,8 @@ class EvaluateHeader(_message.Message):
     chunk_sha256: _containers.RepeatedScalarFieldContainer[bytes]
     recipe_keys: _containers.RepeatedCompositeFieldContainer[RecipeKeyCount]
     subject_count: int
-    def __init__(self, authorization: _Optional[bytes] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., epoch_id: _Optional[str] = ..., point_count: _Optional[int] = ..., replay_of_sha256: _Optional[bytes] = ..., chunk_sha256: _Optional[_Iterable[bytes]] = ..., recipe_keys: _Optional[_Iterable[_Union[RecipeKeyCount, _Mapping]]] = ..., subject_count: _Optional[int] = ...) -> None: ...
+    suite: str
+    def __init__(self, authorization: _Optional[bytes] = ..., mode: _Optional[_Union[_common_pb2.QueryMode, str]] = ..., recipe: _Optional[str] = ..., epoch_id: _Optional[str] = ..., point_count: _Optional[int] = ..., replay_of_sha256: _Optional[bytes] = ..., chunk_sha256: _Optional[_Iterable[bytes]] = ..., recipe_keys: _Optional[_Iterable[_Union[RecipeKeyCount, _Mapping]]] = ..., subject_count: _Optional[int] = ..., suite: _Optional[str] = ...) -> None: ...
 
 class RecipeKeyCount(_message.Message):
     __slots__ = ("recipe", "key_count")

@@ -15,6 +15,7 @@ from psi_agency.app import RunningAgency, start_agency
 from psi_agency.client import AgencyClient
 from psi_core.index import Clock, EncryptedIndex, build_index, utc_now, write_index
 from psi_core.policy import PkiPaths, TlsMaterial, load_tls_material
+from psi_core.protocol import OPENMINED
 from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
@@ -73,13 +74,16 @@ class Deployment:
     def agency_client(self) -> AgencyClient:
         return AgencyClient(self.channel(self.agency_address, "case-client"), timeout=30)
 
-    def start_agency(self, state: Path, metrics: ServiceMetrics | None = None) -> RunningAgency:
+    def start_agency(
+        self, state: Path, metrics: ServiceMetrics | None = None, backend: str = OPENMINED
+    ) -> RunningAgency:
         return start_agency(
             state,
             "127.0.0.1:0",
             self.custodian_address,
             server_tls=self.tls("agency-server"),
             custodian_tls=self.tls("agency-client"),
+            backend=backend,
             metrics=metrics,
         )
 
@@ -101,9 +105,11 @@ def prepare_custodian(
     limits: CustodianLimits | None = None,
     classic_keys: bool = True,
     pad_index: int = 0,
+    build_backend: str = OPENMINED,
 ) -> PreparedCustodian:
     """``pad_index`` adds that many random fingerprints to the index (they match no key),
-    for tests that need an index larger than what gRPC buffers for a reader."""
+    for tests that need an index larger than what gRPC buffers for a reader.
+    ``build_backend`` is the curve backend that builds the index (same bytes either way)."""
     pki = init_pki(root / "tls")
     authority = root / "authority"
     init_authority(authority, "test-court")
@@ -117,6 +123,7 @@ def prepare_custodian(
         [RECIPES[r] for r in recipes or DEFAULT_RECIPE_IDS],
         batch_rows=100,
         classic_keys=classic_keys,
+        backend=build_backend,
     )
     if pad_index:
         _pad_index(state.index_dir(epoch.epoch_id), pad_index)
@@ -150,9 +157,17 @@ def make_deployment(
     custodian_metrics: ServiceMetrics | None = None,
     agency_metrics: ServiceMetrics | None = None,
     clock: Clock = utc_now,
+    build_backend: str = OPENMINED,
+    custodian_backend: str = OPENMINED,
+    agency_backend: str = OPENMINED,
 ) -> Deployment:
     prepared = prepare_custodian(
-        root, recipes=recipes, limits=limits, classic_keys=classic_keys, pad_index=pad_index
+        root,
+        recipes=recipes,
+        limits=limits,
+        classic_keys=classic_keys,
+        pad_index=pad_index,
+        build_backend=build_backend,
     )
     pki, authority, state, records = (
         prepared.pki,
@@ -167,10 +182,13 @@ def make_deployment(
         trusted_authorities=[authority],
         clock=clock,
         metrics=custodian_metrics,
+        backend=custodian_backend,
     )
     deployment = Deployment(root, pki, authority, state.root, records, custodian)
     if with_agency:
-        deployment.agency = deployment.start_agency(root / "agency", agency_metrics)
+        deployment.agency = deployment.start_agency(
+            root / "agency", agency_metrics, backend=agency_backend
+        )
     return deployment
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from psi_core.io import read_rows
+from psi_core.protocol import crypto_mb_unavailable_reason
 from tests.factories import make_records, write_records
 
 pytestmark = pytest.mark.integration
@@ -20,13 +22,16 @@ TOOLS = {
 }
 
 
-def run(tool: str, *args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    tool: str, *args: str | Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", TOOLS[tool], *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -192,6 +197,45 @@ def test_issue_rejects_a_nonsense_duration(tmp_path):
         tmp_path / "t",
     )
     assert result.returncode == 1 and not (tmp_path / "t").exists()
+
+
+NO_LIBRARY = {"PSI_CRYPTO_MB_LIBRARY": "/nonexistent/libcrypto_mb.so"}
+
+
+def test_build_index_backend_auto_falls_back_with_one_line(tmp_path):
+    """Without the library, auto builds on openmined and says why once; crypto_mb refuses."""
+    records = write_records(tmp_path / "records.csv", make_records(20))
+    assert run("psi-custodian", "init", "--state", tmp_path / "state").returncode == 0
+    build = ("build-index", "--state", tmp_path / "state", "--records", records)
+    auto = run("psi-custodian", *build, "--backend", "auto", env=NO_LIBRARY)
+    assert auto.returncode == 0, auto.stderr
+    assert "curve backend openmined" in auto.stdout
+    assert auto.stderr.count("using openmined, not crypto_mb") == 1
+    forced = run("psi-custodian", *build, "--backend", "crypto_mb", env=NO_LIBRARY)
+    assert forced.returncode == 1
+    assert "error (FAILED_PRECONDITION): the crypto_mb backend cannot run here" in forced.stderr
+    assert "Traceback" not in forced.stderr
+
+
+@pytest.mark.skipif(
+    crypto_mb_unavailable_reason() is not None,
+    reason=f"crypto_mb backend unavailable: {crypto_mb_unavailable_reason()}",
+)
+def test_build_index_on_either_backend_gives_the_same_index(tmp_path):
+    """`--backend crypto_mb` and `--backend openmined` write the same index digest."""
+    records = write_records(tmp_path / "records.csv", make_records(40))
+    assert run("psi-custodian", "init", "--state", tmp_path / "state").returncode == 0
+    digests = []
+    for backend in ("crypto_mb", "openmined"):
+        result = run(
+            "psi-custodian",
+            "build-index",
+            *("--state", tmp_path / "state", "--records", records, "--backend", backend),
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"curve backend {backend}" in result.stdout
+        digests.append(result.stdout.split("sha256 ")[1][:16])
+    assert digests[0] == digests[1]
 
 
 def test_build_index_on_a_dask_local_cluster_equals_the_process_pool_build(tmp_path):

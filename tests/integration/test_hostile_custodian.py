@@ -520,6 +520,16 @@ def test_new_epoch_whose_index_fails_its_digest_fails_the_query_with_data_loss(a
     _assert_honest_query_works(agency, world)
 
 
+def test_custodian_in_another_suite_fails_the_query_before_any_point_is_sent(agency, world):
+    """A custodian announcing a suite this agency does not blind in: FAILED_PRECONDITION."""
+    world.fake.info.suite = "RISTRETTO255_SHA512"
+    world.fake.last_answers = [[b"untouched"]]
+    status = _run(agency, world)
+    _assert_failed(agency, status, "FAILED_PRECONDITION", "P256_SHA256_TAI")
+    assert world.fake.last_answers == [[b"untouched"]]
+    _assert_honest_query_works(agency, world)
+
+
 def test_unusable_info_at_submission_is_unavailable_and_the_agency_keeps_serving(agency, world):
     """GetInfo with a bad digest length makes SubmitQuery UNAVAILABLE, not a crash."""
     world.fake.info.index_sha256 = b"\x00" * 31

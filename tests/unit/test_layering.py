@@ -167,8 +167,10 @@ def test_services_leave_array_arithmetic_to_the_core():
         ("pseudopeople", {"psi_tools/pseudopeople_corpus.py"}),
         ("anyascii", {"psi_core/recipes/_tolerant.py"}),
         ("nicknames", {"psi_core/recipes/_nicknames.py"}),
+        ("gmpy2", {"psi_core/protocol/p256.py"}),
+        ("ctypes", {"psi_core/protocol/crypto_mb.py"}),
     ],
 )  # fmt: skip
 def test_each_foreign_library_has_one_owner(library, owners):
-    """Only the owning module(s) import each foreign library."""
+    """Only the owning module(s) import each foreign library (ctypes: Intel's crypto_mb)."""
     assert _importers(library) <= owners
