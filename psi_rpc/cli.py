@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 from tqdm import tqdm
@@ -66,10 +67,26 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         return 130
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not when the handler was
+    made (a thread that logs after stderr was swapped, as in tests, finds the live one)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def configure_logging(*, verbose: bool, json_lines: bool) -> None:
     """Root logging to stderr: DEBUG with ``verbose`` else INFO for our own loggers and
     WARNING for libraries; one JSON object a line with ``json_lines``."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     if json_lines:
         handler.setFormatter(
             JsonFormatter(
