@@ -372,6 +372,12 @@ class CustodianServicer(custodian_pb2_grpc.CustodianServicer):
             )
             with self._evaluation_slot():
                 _record_claims(event, header.authorization)
+                if header.chunk_sha256 and header.replay_of_sha256:
+                    # A replay digest would make the request uncharged while the chunks it
+                    # commits to, and so the points answered, could be new ones.
+                    raise InvalidInputError(
+                        "an Evaluate header carries chunk_sha256 or replay_of_sha256, not both"
+                    )
                 replay_of = (
                     _request_key(header, declared, mode, header.replay_of_sha256)
                     if header.replay_of_sha256

@@ -499,3 +499,20 @@ def test_points_other_than_the_committed_chunks_get_no_answer(deployment, stub, 
     received.clear()
     evaluate([header, _chunk(chunks[0]), _chunk(chunks[1])])
     assert [len(a) for a in received] == [2, 2]
+
+
+def test_a_commitment_cannot_ride_on_an_old_replay_digest(deployment, stub, info):
+    """A header that names an answered request's digest and commits to new chunks is
+    refused before any charge or answer (else the new points would be answered free)."""
+    token = deployment.token(max_queries=1)
+    keys = [TIN.key(r) for r in deployment.records[:4]]
+    old = BlindedQuery().blind(keys)
+    list(stub.Evaluate(iter([_header(token, info.epoch_id, 4), _chunk(old)]), timeout=CALL_TIMEOUT))
+    digest = RequestDigest()
+    digest.update(old)
+    fresh = BlindedQuery().blind(keys)
+    header = _header(token, info.epoch_id, 4, replay_of=digest.digest())
+    header.header.chunk_sha256.extend(ChunkCommitment.of([fresh]))
+    error = _evaluate_code(stub, [header, _chunk(fresh)])
+    assert error.code() == INVALID
+    assert "not both" in error.details()
