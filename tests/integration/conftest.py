@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import private_set_intersection.python as stock
 import pytest
 
 from psi_agency.app import RunningAgency, start_agency
@@ -19,7 +20,7 @@ from psi_core.protocol import OPENMINED
 from psi_core.recipes import DEFAULT_RECIPE_IDS, RECIPES
 from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianLimits, CustodianState
-from psi_proto.v1 import common_pb2, custodian_pb2
+from psi_proto.v1 import common_pb2, custodian_pb2, custodian_pb2_grpc
 from psi_rpc.metrics import ServiceMetrics
 from psi_rpc.server import RunningServer, create_channel
 from psi_tools.authority import init_authority, issue_authorization
@@ -223,3 +224,25 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     created = make_deployment(tmp_path_factory.mktemp("deployment"))
     yield created
     tear_down(created)
+
+
+def stock_classic_intersection(
+    stub: custodian_pb2_grpc.CustodianStub, token: bytes, keys: list[str], recipe: str = "tin_v1"
+) -> set[str]:
+    """The keys a stock openmined-psi client finds through the custodian's classic RPCs."""
+    setup = stub.GetClassicSetup(
+        custodian_pb2.ClassicSetupRequest(
+            authorization=token, fpr=1e-9, num_client_inputs=len(keys), recipe=recipe
+        ),
+        timeout=60,
+    )
+    client = stock.client.CreateWithNewKey(True)
+    request = client.CreateRequest(keys)
+    answer = stub.ProcessClassicRequest(
+        custodian_pb2.ClassicRequest(authorization=token, request=request.SerializeToString()),
+        timeout=60,
+    )
+    found = client.GetIntersection(
+        stock.ServerSetup.FromString(setup.server_setup), stock.Response.FromString(answer.response)
+    )
+    return {keys[i] for i in found}

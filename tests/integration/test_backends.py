@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
-import private_set_intersection.python as stock
 import pytest
 
 from psi_agency.custodian_client import CustodianClient
@@ -23,7 +22,12 @@ from psi_core.recipes import get_recipe
 from psi_proto.v1 import agency_pb2, custodian_pb2, custodian_pb2_grpc
 from psi_rpc.modes import MODE_ENUMS
 from tests.factories import as_subjects, make_records
-from tests.integration.conftest import Deployment, make_deployment, tear_down
+from tests.integration.conftest import (
+    Deployment,
+    make_deployment,
+    stock_classic_intersection,
+    tear_down,
+)
 
 UNAVAILABLE = crypto_mb_unavailable_reason()
 pytestmark = [
@@ -161,19 +165,5 @@ def test_a_stock_openmined_client_works_through_the_classic_rpcs(mixed):
     recipe = get_recipe("tin_v1")
     client_keys = [recipe.key(r) for r in deployment.records[:6]] + ["tin_v1|nobody"]
     token = deployment.token()
-    setup = stub.GetClassicSetup(
-        custodian_pb2.ClassicSetupRequest(
-            authorization=token, fpr=1e-9, num_client_inputs=len(client_keys), recipe="tin_v1"
-        ),
-        timeout=60,
-    )
-    client = stock.client.CreateWithNewKey(True)
-    request = client.CreateRequest(client_keys)
-    answer = stub.ProcessClassicRequest(
-        custodian_pb2.ClassicRequest(authorization=token, request=request.SerializeToString()),
-        timeout=60,
-    )
-    found = client.GetIntersection(
-        stock.ServerSetup.FromString(setup.server_setup), stock.Response.FromString(answer.response)
-    )
-    assert {client_keys[i] for i in found} == set(client_keys[:6])
+    found = stock_classic_intersection(stub, token, client_keys)
+    assert found == set(client_keys[:6])

@@ -6,7 +6,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-import private_set_intersection.python as stock
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -18,7 +17,7 @@ from psi_core.recipes import get_recipe
 from psi_proto.v1 import agency_pb2, custodian_pb2, custodian_pb2_grpc
 from psi_rpc.modes import MODE_ENUMS
 from tests.factories import as_subjects, make_records
-from tests.integration.conftest import make_deployment, tear_down
+from tests.integration.conftest import make_deployment, stock_classic_intersection, tear_down
 
 pytestmark = pytest.mark.integration
 
@@ -112,23 +111,9 @@ def test_stock_openmined_client_intersects_through_classic_api(deployment):
     strangers = [recipe.key(r) for r in make_records(10, seed=5, prefix="Z")]
     client_keys = [k for k in members + strangers if k]
     token = deployment.token()
-    setup = stub.GetClassicSetup(
-        custodian_pb2.ClassicSetupRequest(
-            authorization=token, fpr=1e-9, num_client_inputs=len(client_keys), recipe="tin_v1"
-        ),
-        timeout=60,
-    )
-    client = stock.client.CreateWithNewKey(True)
-    request = client.CreateRequest(client_keys)
-    answer = stub.ProcessClassicRequest(
-        custodian_pb2.ClassicRequest(authorization=token, request=request.SerializeToString()),
-        timeout=60,
-    )
-    found = client.GetIntersection(
-        stock.ServerSetup.FromString(setup.server_setup), stock.Response.FromString(answer.response)
-    )
+    found = stock_classic_intersection(stub, token, client_keys)
     population = {recipe.key(r) for r in deployment.records}
-    assert {client_keys[i] for i in found} == set(client_keys) & population
+    assert found == set(client_keys) & population
 
 
 def _direct_evaluate(deployment, keys, token):
