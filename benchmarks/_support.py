@@ -115,6 +115,8 @@ def tin_subjects(members: int, strangers: int) -> list[dict[str, str]]:
 class Figure:
     """Wall-clock samples of one benchmark body (seconds), optionally per unit of work.
 
+    ``cpu`` holds the CPU seconds this process (all its threads) spent in each sample,
+    when measured: the per-core cost, which threads on several cores do not hide.
     Figures of one ``group`` were measured round by round together (round i of each ran
     back to back), so a ratio of two of them can be taken round by round.
     """
@@ -125,12 +127,21 @@ class Figure:
     unit: str = ""
     measured: bool = True
     group: str | None = None
+    cpu: list[float] | None = None
 
     def per_unit(self, seconds: float) -> float:
         return seconds / self.units if self.units else seconds
 
-    def stat(self, which: str) -> float:
-        value = min(self.seconds) if which == "min" else statistics.median(self.seconds)
+    def samples(self, basis: str) -> list[float]:
+        if basis == "cpu":
+            if self.cpu is None:
+                raise ValueError(f"{self.name} has no CPU samples")
+            return self.cpu
+        return self.seconds
+
+    def stat(self, which: str, basis: str = "wall") -> float:
+        samples = self.samples(basis)
+        value = min(samples) if which == "min" else statistics.median(samples)
         return self.per_unit(value)
 
 
@@ -146,7 +157,8 @@ class Baseline:
 
 @dataclass(frozen=True)
 class RatioSpec:
-    """``numerator / denominator`` of two figures (per unit when they have units)."""
+    """``numerator / denominator`` of two figures (per unit when they have units), of
+    their wall-clock samples or (``basis="cpu"``) their CPU seconds."""
 
     name: str
     numerator: str
@@ -154,6 +166,7 @@ class RatioSpec:
     target: float | None
     at_least: bool
     meaning: str
+    basis: str = "wall"
 
 
 @dataclass
@@ -186,19 +199,23 @@ class Figures:
         them alike; they form one group whose ratios are taken round by round.
         """
         samples: list[float] = []
+        cpu: list[float] = []
         base_samples: list[list[float]] = [[] for _ in baselines]
+        base_cpu: list[list[float]] = [[] for _ in baselines]
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             result = fn(*args, **kwargs)
             samples.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu_started)
             return result
 
         def before_round() -> Any:
-            for baseline, kept in zip(baselines, base_samples, strict=True):
-                started = time.perf_counter()
+            for baseline, kept, kept_cpu in zip(baselines, base_samples, base_cpu, strict=True):
+                started, cpu_started = time.perf_counter(), time.process_time()
                 baseline.fn()
                 kept.append(time.perf_counter() - started)
+                kept_cpu.append(time.process_time() - cpu_started)
             return setup() if setup is not None else None
 
         result = benchmark.pedantic(
@@ -212,10 +229,18 @@ class Figures:
         skip = warmup_rounds if measured else 0
         count = units(result) if callable(units) else units
         group = name if baselines else None
-        figure = self.figures[name] = Figure(name, samples[skip:], count, unit, measured, group)
-        for baseline, kept in zip(baselines, base_samples, strict=True):
+        figure = self.figures[name] = Figure(
+            name, samples[skip:], count, unit, measured, group, cpu[skip:]
+        )
+        for baseline, kept, kept_cpu in zip(baselines, base_samples, base_cpu, strict=True):
             self.figures[baseline.name] = Figure(
-                baseline.name, kept[skip:], baseline.units, baseline.unit, measured, group
+                baseline.name,
+                kept[skip:],
+                baseline.units,
+                baseline.unit,
+                measured,
+                group,
+                kept_cpu[skip:],
             )
         benchmark.extra_info.update(
             seconds_min=min(figure.seconds),
@@ -230,16 +255,17 @@ class Figures:
             ]
         return result
 
-    def round_ratios(self, numerator: str, denominator: str) -> list[float] | None:
+    def round_ratios(
+        self, numerator: str, denominator: str, basis: str = "wall"
+    ) -> list[float] | None:
         """Per-round ratios (per unit) of two figures of one group; None if not paired."""
         num, den = self.figures.get(numerator), self.figures.get(denominator)
         if num is None or den is None or num.group is None or num.group != den.group:
             return None
-        if len(num.seconds) != len(den.seconds):
+        nums, dens = num.samples(basis), den.samples(basis)
+        if len(nums) != len(dens):
             return None
-        return [
-            num.per_unit(n) / den.per_unit(d) for n, d in zip(num.seconds, den.seconds, strict=True)
-        ]
+        return [num.per_unit(n) / den.per_unit(d) for n, d in zip(nums, dens, strict=True)]
 
     def ratio(
         self,
@@ -250,9 +276,14 @@ class Figures:
         target: float | None,
         at_least: bool = False,
         meaning: str,
+        basis: str = "wall",
     ) -> None:
-        """Declare ``numerator / denominator``; ``target`` None means informational only."""
-        self.ratios[name] = RatioSpec(name, numerator, denominator, target, at_least, meaning)
+        """Declare ``numerator / denominator``; ``target`` None means informational only.
+
+        ``basis="cpu"`` compares CPU seconds per unit (both figures need CPU samples)."""
+        self.ratios[name] = RatioSpec(
+            name, numerator, denominator, target, at_least, meaning, basis
+        )
 
     def derive(self, name: str, compute: Callable[[Figures], float | None], fmt: str) -> None:
         """A figure computed from others at the end of the session (None: not available)."""
@@ -280,6 +311,9 @@ class Figures:
                     f"  = {figure.stat('min') * 1e6:.2f} us/{figure.unit} (min) "
                     f"over {figure.units} {figure.unit}s"
                 )
+            if figure.cpu:
+                line += f"; CPU {figure.stat('median', 'cpu') * 1e6:.2f} us"
+                line += f"/{figure.unit} (median)" if figure.units else " (median)"
             out.append(line)
         for name, (compute, fmt) in self.derived.items():
             value = compute(self)
@@ -301,19 +335,21 @@ class Figures:
         if num is None or den is None:
             missing = spec.numerator if num is None else spec.denominator
             return head + f"n/a ({missing} was not run)  {target}"
-        minima = num.stat("min") / den.stat("min")
-        pairs = self.round_ratios(spec.numerator, spec.denominator)
+        basis = spec.basis
+        minima = num.stat("min", basis) / den.stat("min", basis)
+        pairs = self.round_ratios(spec.numerator, spec.denominator, basis)
+        of = "CPU seconds, " if basis == "cpu" else ""
         if pairs:
             pairs.sort()
             value = statistics.median(pairs)
             detail = (
-                f"median of {len(pairs)} paired rounds; range {pairs[0]:.3f}-{pairs[-1]:.3f}; "
+                f"{of}median of {len(pairs)} paired rounds; range {pairs[0]:.3f}-{pairs[-1]:.3f}; "
                 f"ratio of minima {minima:.3f}"
             )
         else:
             value = minima
-            medians = num.stat("median") / den.stat("median")
-            detail = f"ratio of minima; ratio of medians {medians:.3f}"
+            medians = num.stat("median", basis) / den.stat("median", basis)
+            detail = f"{of}ratio of minima; ratio of medians {medians:.3f}"
         if not (num.measured and den.measured):
             verdict = "not measured (benchmark disabled)"
         elif spec.target is None:

@@ -32,9 +32,10 @@ Backends:
 
 * ``openmined`` — the reference: openmined-psi (C++, one point at a time) for the hash
   and full-point products, ``cryptography``'s ECDH for the x-only product.
-* ``crypto_mb`` — Intel's multi-buffer library, eight points per call with AVX-512 IFMA
-  (``crypto_mb``), and gmpy2 for hash-to-curve and decompression (``p256``). Needs the
-  ``crypto-mb`` extra and a CPU with the ``avx512ifma`` flag.
+* ``crypto_mb`` — Intel's multi-buffer library with AVX-512 IFMA (``crypto_mb``): points
+  multiplied eight per call, the square roots of decompression and hash-to-curve sixteen
+  per call; gmpy2 finds the hashed x-coordinates (``p256``). Needs the ``crypto-mb`` extra
+  and a CPU with the ``avx512ifma`` flag.
 
 ``SUITE`` names the group and hash; both are fixed for P-256 here. The custodian
 announces its suite (``GetInfo``) and the agency states the one it blinded with
@@ -148,19 +149,19 @@ class _CryptoMbKey:
         self._lanes = crypto_mb.LaneMultiplier(scalar)
 
     def hash_to_points(self, keys: Sequence[str]) -> list[bytes]:
-        xs, ys = p256.hash_to_curve_many(keys)
+        xs, ys = p256.hash_to_curve_many(keys, crypto_mb.curve_roots)
         return self._points(xs, ys)
 
     def hash_to_x(self, keys: Sequence[str]) -> bytes:
-        xs, ys = p256.hash_to_curve_many(keys)
+        xs, ys = p256.hash_to_curve_many(keys, crypto_mb.curve_roots)
         return self._lanes.multiply(xs, ys, want_y=False)[0].tobytes()
 
     def multiply(self, points: Sequence[bytes]) -> list[bytes]:
-        xs, ys = p256.decompress(points)
+        xs, ys = p256.decompress(points, crypto_mb.curve_roots)
         return self._points(xs, ys)
 
     def multiply_x(self, points: Sequence[bytes]) -> bytes:
-        xs, ys = p256.decompress(points)
+        xs, ys = p256.decompress(points, crypto_mb.curve_roots)
         return self._lanes.multiply(xs, ys, want_y=False)[0].tobytes()
 
     def _points(self, xs: p256.Coordinates, ys: p256.Coordinates) -> list[bytes]:

@@ -1,4 +1,5 @@
-"""P-256 scalar multiplication eight lanes at a time with Intel's ``crypto_mb`` (ctypes).
+"""P-256 scalar multiplication and square roots, many lanes per call, with Intel's
+``crypto_mb`` (ctypes).
 
 This is the only module that touches Intel's library. It comes from the ``ipp-crypto``
 wheel (``libcrypto_mb.so``), which needs Intel's compiler runtime (``libintlc``,
@@ -16,10 +17,21 @@ Which routines: the public ``mbx_nistp256_ecdh_mb8`` returns only the x-coordina
 k·P, but blinding and evaluation must send whole points (their compressed encoding carries
 y's parity). So we call the exported lane routines the public ECDH is built from
 (``ifma_tomont52_p256_mb8``, ``ifma_is_on_curve_p256_mb8``, ``ifma_ec_nistp256_mul_point_mb8``,
-``get_nistp256_ec_affine_coords_mb8``, ``ifma_frommont52_p256_mb8``), on the layout they
-share: a coordinate is five 52-bit limbs, each limb a 64-byte vector holding that limb of
-eight points (lanes); a point is X, Y, Z in Montgomery form (R = 2²⁶⁰); a scalar is five
-64-bit words, word-major and lane-minor, the last one zero.
+``ifma_frommont52_p256_mb8``) and the field routines (``ifma_amm52``/``ams52``/``aminv52``
+and friends), on the layout they share: a coordinate is five 52-bit limbs, each limb a
+64-byte vector holding that limb of eight points (lanes); a point is X, Y, Z (Jacobian) in
+Montgomery form (R = 2²⁶⁰); a scalar is five 64-bit words, word-major and lane-minor, the
+last one zero. The products leave Jacobian coordinates with one field inversion for the
+whole batch (Montgomery's trick) rather than one per eight points.
+
+Square roots (``curve_roots``: decompression and hash-to-curve need y from x) are a fixed
+exponentiation a^((p+1)/4), 253 squarings and 7 multiplications. gmpy2 takes about 12 µs
+for one; the library's field routines do sixteen lanes per call (``ifma_ams52_p256_dual_mb8``,
+``ifma_amm52_p256_dual_mb8``), so the 260 calls of the chain cost under half a microsecond
+each for sixteen roots: about 7 µs a root with the Python around them, measured by
+``tests/unit/test_backends.py`` against gmpy2 for correctness and by the backend benchmarks
+for speed. The field values stay in the library's redundant Montgomery range [0, 2p) until
+``ifma_frommont52_p256_mb8`` brings them back below p (checked).
 
 Guarantees, since these routines check nothing themselves:
 
@@ -28,8 +40,9 @@ Guarantees, since these routines check nothing themselves:
   lanes, else nothing is returned;
 * scalars are in [1, n−1];
 * outputs are checked to be field elements;
-* on load, a self-test compares the library with ``p256.reference_multiply``; a library
-  that disagrees is not used.
+* on load, a self-test compares the library's products with ``p256.reference_multiply``
+  and its square roots with the known y of the same points; a library that disagrees is
+  not used.
 
 The routines are pure functions of caller-owned buffers (only constant tables are shared),
 and ctypes releases the GIL during each call: one ``LaneMultiplier`` may be used from any
@@ -61,6 +74,7 @@ _COORD_WORDS = _LIMBS * LANES
 #: One P256_POINT (X, Y, Z): 960 bytes, a multiple of the 64-byte vector alignment.
 _POINT_WORDS = 3 * _COORD_WORDS
 _POINT_BYTES = _POINT_WORDS * 8
+_COORD_BYTES = _COORD_WORDS * 8
 _ALL_LANES = (1 << LANES) - 1
 _RUNTIME_LIBRARIES = ("libintlc.so.5", "libimf.so", "libsvml.so", "libirng.so")
 _LIBRARY_FILE = "libcrypto_mb.so.13"
@@ -99,7 +113,7 @@ def _cpu_has_ifma() -> bool:
     )
 
 
-def _declare(lib: ctypes.CDLL) -> None:
+def _declare(lib: ctypes.CDLL | ctypes.PyDLL) -> None:
     """Every routine used, with its C signature (pointers are passed as addresses)."""
     vp = ctypes.c_void_p
     signatures: dict[str, tuple[list[type], type | None]] = {
@@ -112,8 +126,22 @@ def _declare(lib: ctypes.CDLL) -> None:
         "ifma_is_on_curve_p256_mb8": ([vp, ctypes.c_int], ctypes.c_uint8),
         # void (P256_POINT* r, const P256_POINT* p, const U64 scalar[5])
         "ifma_ec_nistp256_mul_point_mb8": ([vp, vp, vp], None),
-        # void (U64 x[5] or NULL, U64 y[5] or NULL, const P256_POINT* p)
-        "get_nistp256_ec_affine_coords_mb8": ([vp, vp, vp], None),
+        # void (U64 r[5], const U64 z[5]): r = z^(p−2) = 1/z
+        "ifma_aminv52_p256_mb8": ([vp, vp], None),
+        # field arithmetic mod p on Montgomery-form lanes (values kept in [0, 2p)):
+        # void (U64 r[5], const U64 a[5], const U64 b[5])
+        "ifma_amm52_p256_mb8": ([vp, vp, vp], None),
+        "ifma_sub52_p256_mb8": ([vp, vp, vp], None),
+        "ifma_add52_p256_mb8": ([vp, vp, vp], None),
+        # void (U64 r[5], const U64 a[5])
+        "ifma_ams52_p256_mb8": ([vp, vp], None),
+        "ifma_tripple52_p256_mb8": ([vp, vp], None),
+        # two independent eight-lane operations per call (sixteen lanes):
+        # void (U64 r0[5], U64 r1[5], const U64 a0[5], const U64 a1[5])
+        "ifma_ams52_p256_dual_mb8": ([vp, vp, vp, vp], None),
+        # void (U64 r0[5], U64 r1[5], const U64 a0[5], const U64 b0[5],
+        #       const U64 a1[5], const U64 b1[5])
+        "ifma_amm52_p256_dual_mb8": ([vp, vp, vp, vp, vp, vp], None),
     }
     for name, (argtypes, restype) in signatures.items():
         try:
@@ -168,7 +196,13 @@ _GENERATOR_ROW = np.frombuffer(
 
 @dataclass(frozen=True)
 class _Library:
+    """The library twice over: ``cdll`` releases the GIL for each call (the long ones:
+    multiplying and leaving Jacobian coordinates), ``field`` keeps it (field routines of
+    well under a microsecond, where releasing and taking back the GIL would cost more
+    than the call and two threads would hand it back and forth on every call)."""
+
     cdll: ctypes.CDLL
+    field: ctypes.PyDLL
     path: Path
 
 
@@ -209,14 +243,16 @@ def _open() -> _Library:
     _load_runtime(required=not override)
     try:
         cdll = ctypes.CDLL(str(path))
+        field = ctypes.PyDLL(str(path))
     except OSError as exc:
         raise CryptoMbUnavailable(f"{path.name} cannot be loaded: {exc}") from None
     _declare(cdll)
+    _declare(field)
     features = int(cdll.mbx_get_cpu_features())
     wanted = _CPU_AVX512F | _CPU_AVX512IFMA | _CPU_AVX512_BY_OS
     if features & wanted != wanted or not cdll.mbx_is_crypto_mb_applicable(features):
         raise CryptoMbUnavailable("crypto_mb reports that it cannot run on this CPU")
-    library = _Library(cdll=cdll, path=path)
+    library = _Library(cdll=cdll, field=field, path=path)
     _self_test(library)
     return library
 
@@ -247,7 +283,8 @@ def unavailable_reason() -> str | None:
 
 
 def _self_test(library: _Library) -> None:
-    """Eight different lanes against the slow reference; refuse a library that disagrees."""
+    """Eight different lanes against the slow reference (products and square roots); refuse
+    a library that disagrees."""
     scalar = 0x1D5A7F0C33B0E6F9A48E2C5B7D903F61A2C4E6F8091B3D5F7E9C2A4B6D8F0E13
     xs, ys = [], []
     x, y = p256.GX, p256.GY
@@ -271,6 +308,14 @@ def _self_test(library: _Library) -> None:
                 f"{library.path.name} failed its self-test (lane {lane} disagrees with the "
                 "reference); not using it"
             )
+    roots, exists = curve_roots(rows_x, library)
+    for lane, root in enumerate(roots):
+        y = int.from_bytes(ys[lane], "big")
+        if not exists[lane] or int.from_bytes(root.tobytes(), "big") not in (y, p256.PRIME - y):
+            raise CryptoMbUnavailable(
+                f"{library.path.name} failed its self-test (the square root in lane {lane} "
+                "is wrong); not using it"
+            )
 
 
 class LaneMultiplier:
@@ -278,7 +323,7 @@ class LaneMultiplier:
 
     def __init__(self, scalar: bytes, library: _Library | None = None) -> None:
         value = p256.check_scalar(scalar)
-        self._lib = (library or load()).cdll
+        self._library = library or load()
         words = np.array(
             [(value >> (64 * i)) & (2**64 - 1) for i in range(_WORDS)] + [0], dtype=np.uint64
         )
@@ -311,29 +356,20 @@ class LaneMultiplier:
         points[:, 0] = rows_to_limbs(x_rows).reshape(batches, LANES, _LIMBS).transpose(0, 2, 1)
         points[:, 1] = rows_to_limbs(y_rows).reshape(batches, LANES, _LIMBS).transpose(0, 2, 1)
         points[:, 2] = _MONT_ONE[None, :, None]
-        out = _aligned(batches * 2 * _COORD_WORDS).reshape(batches, 2, _LIMBS, LANES)
-        product = _aligned(_POINT_WORDS)
+        products = _aligned(batches * _POINT_WORDS)
 
-        lib = self._lib
-        tomont, frommont = lib.ifma_tomont52_p256_mb8, lib.ifma_frommont52_p256_mb8
-        on_curve, mul = lib.ifma_is_on_curve_p256_mb8, lib.ifma_ec_nistp256_mul_point_mb8
-        affine = lib.get_nistp256_ec_affine_coords_mb8
-        scalar, r = self._scalar.ctypes.data, product.ctypes.data
-        coord_bytes = _COORD_WORDS * 8
-        base, out_base = points.ctypes.data, out.ctypes.data
+        field, cdll = self._library.field, self._library.cdll
+        tomont, on_curve = field.ifma_tomont52_p256_mb8, field.ifma_is_on_curve_p256_mb8
+        mul = cdll.ifma_ec_nistp256_mul_point_mb8
+        scalar, base, product = self._scalar.ctypes.data, points.ctypes.data, products.ctypes.data
         for batch in range(batches):
             p = base + batch * _POINT_BYTES
-            x_out = out_base + batch * 2 * coord_bytes
-            y_out = x_out + coord_bytes if want_y else None
             tomont(p, p)
-            tomont(p + coord_bytes, p + coord_bytes)
+            tomont(p + _COORD_BYTES, p + _COORD_BYTES)
             if on_curve(p, 0) != _ALL_LANES:
                 raise RuntimeError("crypto_mb: a point that reached the library is not on P-256")
-            mul(r, p, scalar)
-            affine(x_out, y_out, r)
-            frommont(x_out, x_out)
-            if y_out is not None:
-                frommont(y_out, y_out)
+            mul(product + batch * _POINT_BYTES, p, scalar)
+        out = self._affine(products, batches, want_y)
 
         lanes = out.transpose(1, 0, 3, 2).reshape(2, padded, _LIMBS)[:, :count]
         x_result = limbs_to_rows(lanes[0])
@@ -345,3 +381,179 @@ class LaneMultiplier:
         if not np.all(p256.below_prime(y_result)):
             raise RuntimeError("crypto_mb returned a coordinate that is not a field element")
         return x_result, y_result
+
+    def _affine(
+        self, products: npt.NDArray[np.uint64], batches: int, want_y: bool
+    ) -> npt.NDArray[np.uint64]:
+        """(batches, 2, 5, 8) canonical x (and y) of Jacobian products (X, Y, Z).
+
+        x = X/Z², y = Y/Z³, with one inversion for all batches (Montgomery's trick, lane
+        by lane: invert the product of every Z, then peel the factors off) instead of one
+        per batch as ``get_nistp256_ec_affine_coords_mb8`` does. No Z is zero (s·P is
+        never the point at infinity for s in [1, n−1]); checked anyway, since one zero
+        would spoil every lane's inverse.
+        """
+        lib = self._library.field
+        amm, ams = lib.ifma_amm52_p256_mb8, lib.ifma_ams52_p256_mb8
+        frommont = lib.ifma_frommont52_p256_mb8
+        product = products.ctypes.data
+
+        def x_of(g: int) -> int:
+            return product + g * _POINT_BYTES
+
+        def z_of(g: int) -> int:
+            return x_of(g) + 2 * _COORD_BYTES
+
+        prefixes = _aligned(batches * _COORD_WORDS)
+        prefix = prefixes.ctypes.data
+        prefixes[:_COORD_WORDS] = products[2 * _COORD_WORDS : 3 * _COORD_WORDS]
+        for g in range(1, batches):
+            amm(prefix + g * _COORD_BYTES, prefix + (g - 1) * _COORD_BYTES, z_of(g))
+        last = prefix + (batches - 1) * _COORD_BYTES
+        check = _aligned(_COORD_WORDS)
+        frommont(check.ctypes.data, last)
+        total = limbs_to_rows(check.reshape(_LIMBS, LANES).T)
+        if not np.all(p256.below_prime(total) & total.any(axis=1)):
+            raise RuntimeError("crypto_mb returned the point at infinity")
+        inverse = _aligned(_COORD_WORDS)
+        lib.ifma_aminv52_p256_mb8(inverse.ctypes.data, last)
+
+        out = _aligned(batches * 2 * _COORD_WORDS)
+        result = out.ctypes.data
+        z_inverse, factor = _aligned(_COORD_WORDS), _aligned(_COORD_WORDS)
+        zi, f, inv = z_inverse.ctypes.data, factor.ctypes.data, inverse.ctypes.data
+        for g in range(batches - 1, -1, -1):
+            if g:
+                amm(zi, inv, prefix + (g - 1) * _COORD_BYTES)
+                amm(inv, inv, z_of(g))
+            else:
+                z_inverse[:] = inverse
+            x_out = result + g * 2 * _COORD_BYTES
+            ams(f, zi)
+            amm(x_out, x_of(g), f)
+            frommont(x_out, x_out)
+            if want_y:
+                y_out = x_out + _COORD_BYTES
+                amm(f, f, zi)
+                amm(y_out, x_of(g) + _COORD_BYTES, f)
+                frommont(y_out, y_out)
+        return out.reshape(batches, 2, _LIMBS, LANES)
+
+
+# -- square roots on the curve -------------------------------------------------------------
+
+#: b·R mod p: the curve coefficient b in Montgomery form, in every lane.
+_MONT_B = np.array(_int_limbs((p256.B << (_LIMB_BITS * _LIMBS)) % p256.PRIME), dtype=np.uint64)
+#: Squarings and multiplications computing a^((p+1)/4), the square root of a square a
+#: (p ≡ 3 mod 4). (p+1)/4 = (2³²−1)·2²²² + 2¹⁹⁰ + 2⁹⁴: build a^(2³²−1) by doubling runs
+#: of ones, then shift and add the two single bits. 253 squarings, 7 multiplications.
+_ONES_RUNS = (2, 4, 8, 16)
+_SHIFTS = (32, 96)
+_LAST_SHIFT = 94
+
+
+class _Lanes:
+    """Field elements in the library's layout, two eight-lane groups per dual call.
+
+    ``array`` is (groups, 5, 8) uint64, 64-byte aligned, with an even number of groups;
+    ``group`` and ``pairs`` hold the addresses the routines are called with.
+    """
+
+    def __init__(self, groups: int) -> None:
+        self.array = _aligned(groups * _COORD_WORDS).reshape(groups, _LIMBS, LANES)
+        base = self.array.ctypes.data
+        self.group = [ctypes.c_void_p(base + g * _COORD_BYTES) for g in range(groups)]
+        self.pairs = list(zip(self.group[0::2], self.group[1::2], strict=True))
+
+    @classmethod
+    def of_rows(cls, rows: Rows) -> _Lanes:
+        """Big-endian rows (already checked < p), padded with zeros to whole pairs."""
+        groups = 2 * -(-rows.shape[0] // (2 * LANES))
+        lanes = cls(groups)
+        limbs = np.zeros((groups * LANES, _LIMBS), dtype=np.uint64)
+        limbs[: rows.shape[0]] = rows_to_limbs(rows)
+        lanes.array[:] = limbs.reshape(groups, LANES, _LIMBS).transpose(0, 2, 1)
+        return lanes
+
+    def rows(self, count: int) -> Rows:
+        limbs = self.array.transpose(0, 2, 1).reshape(-1, _LIMBS)[:count]
+        return limbs_to_rows(limbs)
+
+
+class _Field:
+    """Arithmetic mod p over whole ``_Lanes``, one library call per group or pair."""
+
+    def __init__(self, field: ctypes.PyDLL) -> None:
+        self._lib = field
+
+    def each(self, name: str, out: _Lanes, *inputs: _Lanes) -> None:
+        routine = getattr(self._lib, name)
+        for g, target in enumerate(out.group):
+            routine(target, *(lanes.group[g] for lanes in inputs))
+
+    def square(self, out: _Lanes, a: _Lanes) -> None:
+        ams = self._lib.ifma_ams52_p256_dual_mb8
+        for (r0, r1), (a0, a1) in zip(out.pairs, a.pairs, strict=True):
+            ams(r0, r1, a0, a1)
+
+    def sqrt_candidate(self, a: _Lanes) -> _Lanes:
+        """a^((p+1)/4): the square root of a when a is a square (Montgomery form).
+
+        The whole chain runs on one pair before the next (its buffers stay in cache).
+        """
+        ams, amm = self._lib.ifma_ams52_p256_dual_mb8, self._lib.ifma_amm52_p256_dual_mb8
+        groups = len(a.group)
+        acc, tmp = _Lanes(groups), _Lanes(groups)
+        for (a0, a1), (r0, r1), (t0, t1) in zip(a.pairs, acc.pairs, tmp.pairs, strict=True):
+            ams(r0, r1, a0, a1)
+            amm(r0, r1, r0, a0, r1, a1)
+            for run in _ONES_RUNS:
+                ams(t0, t1, r0, r1)
+                for _ in range(run - 1):
+                    ams(t0, t1, t0, t1)
+                amm(r0, r1, t0, r0, t1, r1)
+            for shift in _SHIFTS:
+                for _ in range(shift):
+                    ams(r0, r1, r0, r1)
+                amm(r0, r1, r0, a0, r1, a1)
+            for _ in range(_LAST_SHIFT):
+                ams(r0, r1, r0, r1)
+        return acc
+
+
+def curve_roots(xs: Rows, library: _Library | None = None) -> tuple[Rows, npt.NDArray[np.bool_]]:
+    """For each x row: a square root y of x³ − 3x + b (either one), and whether it exists.
+
+    The same contract as ``p256.curve_roots`` (the gmpy2 reference), sixteen lanes per
+    library call: this is the square root that decompression and hash-to-curve need, a
+    fixed exponentiation (no secret-dependent branches). Rows must be < p (checked).
+    """
+    count = xs.shape[0]
+    if xs.shape != (count, p256.COORDINATE_BYTES):
+        raise ValueError("coordinates must be (n, 32) big-endian rows")
+    if count == 0:
+        return np.empty((0, 32), dtype=np.uint8), np.empty(0, dtype=np.bool_)
+    if not np.all(p256.below_prime(xs)):
+        raise ValueError("a coordinate is not a field element")
+    field = _Field((library or load()).field)
+    x = _Lanes.of_rows(xs)
+    groups = len(x.group)
+    field.each("ifma_tomont52_p256_mb8", x, x)
+    coefficient = _Lanes(groups)
+    coefficient.array[:] = _MONT_B[None, :, None]
+    rhs, term = _Lanes(groups), _Lanes(groups)
+    field.each("ifma_ams52_p256_mb8", rhs, x)
+    field.each("ifma_amm52_p256_mb8", rhs, rhs, x)
+    field.each("ifma_tripple52_p256_mb8", term, x)
+    field.each("ifma_sub52_p256_mb8", rhs, rhs, term)
+    field.each("ifma_add52_p256_mb8", rhs, rhs, coefficient)
+    root = field.sqrt_candidate(rhs)
+    squared = _Lanes(groups)
+    field.square(squared, root)
+    for lanes in (root, squared, rhs):
+        field.each("ifma_frommont52_p256_mb8", lanes, lanes)
+    ys = root.rows(count)
+    if not np.all(p256.below_prime(ys)):
+        raise RuntimeError("crypto_mb returned a coordinate that is not a field element")
+    exists = np.all(squared.rows(count) == rhs.rows(count), axis=1)
+    return ys, np.asarray(exists)

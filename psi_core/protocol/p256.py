@@ -1,16 +1,22 @@
-"""P-256 field arithmetic the ``crypto_mb`` backend does in Python, with gmpy2.
+"""P-256 arithmetic around Intel's library for the ``crypto_mb`` backend: gmpy2 and numpy.
 
-Intel's multi-buffer library multiplies points; everything around it is here:
+Intel's multi-buffer library multiplies points and takes square roots many at a time;
+everything around it is here:
 
-* ``hash_to_curve``: the same function as openmined-psi's H (private-join-and-compute's
-  ``ECGroup::GetPointByHashingToCurveSha256``): x₀ = RO(key), xᵢ₊₁ = RO(bytes(xᵢ)), where
-  RO(m) = (SHA-256(0x01‖m) ‖ SHA-256(0x02‖m)) mod p read big-endian and bytes(x) is x
-  big-endian without leading zeros; the first xᵢ with x³−3x+b a square gives the point
-  (xᵢ, y) with y the *even* square root. Implemented from the algorithm, checked against
-  openmined-psi byte for byte in the tests.
+* ``hashed_xs`` / ``hash_to_curve_many``: the same function as openmined-psi's H
+  (private-join-and-compute's ``ECGroup::GetPointByHashingToCurveSha256``): x₀ = RO(key),
+  xᵢ₊₁ = RO(bytes(xᵢ)), where RO(m) = (SHA-256(0x01‖m) ‖ SHA-256(0x02‖m)) mod p read
+  big-endian and bytes(x) is x big-endian without leading zeros; the first xᵢ with
+  x³−3x+b a square gives the point (xᵢ, y) with y the *even* square root. Implemented
+  from the algorithm, checked against openmined-psi byte for byte in the tests. The
+  candidates are tested with the Jacobi
+  symbol here; the square roots come from a ``CurveRoots`` function, the library's or the
+  gmpy2 reference ``curve_roots``.
 * ``decompress``: SEC1 compressed points from the wire, fully validated (length, prefix,
-  x < p, x³−3x+b a square), so that no bad point ever reaches the library. P-256 has
-  cofactor 1: every point recovered here is in the prime-order group.
+  x < p, x³−3x+b a square, by the same ``CurveRoots``), so that no bad point ever
+  reaches the library's multiplication. P-256 has cofactor 1: every point recovered here
+  is in the prime-order group.
+* ``with_parity``: y or p − y, vectorized, to give the root the parity asked for.
 * ``compress``: the encoding back, vectorized with numpy.
 * ``reference_multiply``: a slow, obviously-written affine double-and-add, used only to
   check the library once when it is loaded.
@@ -23,7 +29,7 @@ that needs it reports itself unavailable.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,44 +71,100 @@ _FIRST_BLOCK = hashlib.sha256(b"\x01")
 _SECOND_BLOCK = hashlib.sha256(b"\x02")
 
 
-def _random_oracle(message: bytes) -> Any:
-    """(SHA-256(0x01‖m) ‖ SHA-256(0x02‖m)) mod p, as an mpz."""
-    first, second = _FIRST_BLOCK.copy(), _SECOND_BLOCK.copy()
-    first.update(message)
-    second.update(message)
-    return gmpy2.mpz.from_bytes(first.digest() + second.digest(), "big") % _P
-
-
 def _curve_rhs(x: Any) -> Any:
     """x³ − 3x + b mod p."""
     return ((x * x - 3) * x + _B) % _P
 
 
+def hash_to_x(key: bytes) -> Any:
+    """x of H(key), as an mpz (see ``hashed_xs``)."""
+    return gmpy2.mpz.from_bytes(hashed_xs([key]), "big")
+
+
+def hashed_xs(keys: Iterable[bytes]) -> bytes:
+    """x of H(k) for each key, 32 bytes each, concatenated.
+
+    x is the first candidate xᵢ whose x³−3x+b is a square: the Jacobi symbol tells (much
+    cheaper than a square root, which is taken afterwards, many at once). One loop with
+    everything inlined: this runs once or twice for every key of a population.
+    """
+    first_block, second_block = _FIRST_BLOCK, _SECOND_BLOCK
+    from_bytes, jacobi = gmpy2.mpz.from_bytes, gmpy2.jacobi
+    prime, b = _P, _B
+    out = bytearray()
+    for key in keys:
+        message = key
+        while True:
+            first, second = first_block.copy(), second_block.copy()
+            first.update(message)
+            second.update(message)
+            x = from_bytes(first.digest() + second.digest(), "big") % prime
+            # x³−3x+b is never 0: P-256 has no point of order 2.
+            if jacobi((x * x - 3) * x + b, prime) == 1:
+                break
+            message = x.to_bytes((x.bit_length() + 7) // 8, "big")
+        out += x.to_bytes(COORDINATE_BYTES, "big")
+    return bytes(out)
+
+
 def hash_to_curve(key: bytes) -> tuple[Any, Any]:
     """H(key) = (x, y), y even; see the module docstring for the exact function."""
-    x = _random_oracle(key)
-    while True:
-        rhs = _curve_rhs(x)
-        if gmpy2.jacobi(rhs, _P) == 1:
-            y = gmpy2.powmod(rhs, _SQRT_EXPONENT, _P)
-            return x, (_P - y if y & 1 else y)
-        # rhs is never 0: P-256 has no point of order 2.
-        x = _random_oracle(x.to_bytes((x.bit_length() + 7) // 8, "big"))
+    x = hash_to_x(key)
+    y = gmpy2.powmod(_curve_rhs(x), _SQRT_EXPONENT, _P)
+    return x, (_P - y if y & 1 else y)
 
 
-def hash_to_curve_many(keys: Sequence[str]) -> tuple[Coordinates, Coordinates]:
-    """H(k) for each key string (UTF-8, as openmined-psi hashes it): x and y rows."""
-    xs = bytearray()
+#: ``roots(xs) -> (ys, exists)``: for each x row a square root of x³−3x+b (either one)
+#: and whether there is one. ``curve_roots`` here is the reference; the crypto_mb backend
+#: passes the library's (``crypto_mb.curve_roots``), sixteen at a time.
+CurveRoots = Callable[[Coordinates], tuple[Coordinates, npt.NDArray[np.bool_]]]
+
+
+def curve_roots(xs: Coordinates) -> tuple[Coordinates, npt.NDArray[np.bool_]]:
+    """The reference ``CurveRoots``, one gmpy2 exponentiation per row."""
     ys = bytearray()
-    for key in keys:
-        x, y = hash_to_curve(key.encode("utf-8"))
-        xs += x.to_bytes(COORDINATE_BYTES, "big")
+    exists = np.empty(xs.shape[0], dtype=np.bool_)
+    blob = xs.tobytes()
+    for i in range(xs.shape[0]):
+        rhs = _curve_rhs(gmpy2.mpz.from_bytes(blob[i * 32 : i * 32 + 32], "big"))
+        y = gmpy2.powmod(rhs, _SQRT_EXPONENT, _P)
+        exists[i] = y * y % _P == rhs
         ys += y.to_bytes(COORDINATE_BYTES, "big")
-    return _rows(bytes(xs), len(keys)), _rows(bytes(ys), len(keys))
+    return _rows(bytes(ys), xs.shape[0]), exists
+
+
+def hash_to_curve_many(
+    keys: Sequence[str], roots: CurveRoots = curve_roots
+) -> tuple[Coordinates, Coordinates]:
+    """H(k) for each key string (UTF-8, as openmined-psi hashes it): x and y rows."""
+    xs = _rows(hashed_xs(key.encode("utf-8") for key in keys), len(keys))
+    ys, exists = roots(xs)
+    if not np.all(exists):
+        raise ArithmeticError("a hashed x-coordinate has no point; the Jacobi test disagrees")
+    return xs, with_parity(ys, np.zeros(len(keys), dtype=np.bool_))
 
 
 def _rows(blob: bytes, count: int) -> Coordinates:
     return np.frombuffer(blob, dtype=np.uint8).reshape(count, COORDINATE_BYTES)
+
+
+_PRIME_WORDS = np.frombuffer(PRIME.to_bytes(COORDINATE_BYTES, "big"), dtype=">u8").astype(np.uint64)
+
+
+def with_parity(ys: Coordinates, odd: npt.NDArray[np.bool_]) -> Coordinates:
+    """Each root y, or p − y, whichever has the parity asked for (y ≠ 0, never 0 on P-256)."""
+    flip = (ys[:, -1] & 1).astype(np.bool_) != odd
+    if not flip.any():
+        return ys
+    words = ys.view(">u8").astype(np.uint64)
+    negated = np.empty_like(words)
+    borrow = np.zeros(ys.shape[0], dtype=np.bool_)
+    for i in range(3, -1, -1):
+        prime_word = _PRIME_WORDS[i]
+        negated[:, i] = prime_word - words[:, i] - borrow.astype(np.uint64)
+        borrow = (words[:, i] > prime_word) | ((words[:, i] == prime_word) & borrow)
+    chosen = np.where(flip[:, None], negated, words)
+    return np.ascontiguousarray(chosen.astype(">u8").view(np.uint8).reshape(-1, COORDINATE_BYTES))
 
 
 def below_prime(rows: Coordinates) -> npt.NDArray[np.bool_]:
@@ -113,7 +175,9 @@ def below_prime(rows: Coordinates) -> npt.NDArray[np.bool_]:
     return np.asarray(differs.any(axis=1) & (picked < _PRIME_BYTES[first]))
 
 
-def decompress(points: Sequence[bytes]) -> tuple[Coordinates, Coordinates]:
+def decompress(
+    points: Sequence[bytes], roots: CurveRoots = curve_roots
+) -> tuple[Coordinates, Coordinates]:
     """Affine (x, y) rows of SEC1 compressed points; MalformedMessageError if any is not one.
 
     The message never says which point failed or what it held.
@@ -132,18 +196,10 @@ def decompress(points: Sequence[bytes]) -> tuple[Coordinates, Coordinates]:
     xs = np.ascontiguousarray(table[:, 1:])
     if not np.all(below_prime(xs)):
         raise MalformedMessageError("a point's x-coordinate is not a field element")
-    ys = bytearray()
-    x_bytes = xs.tobytes()
-    for i, odd in enumerate((prefixes & 1).tolist()):
-        x = gmpy2.mpz.from_bytes(x_bytes[i * 32 : i * 32 + 32], "big")
-        rhs = _curve_rhs(x)
-        y = gmpy2.powmod(rhs, _SQRT_EXPONENT, _P)
-        if y * y % _P != rhs:  # rhs is not a square: no point has this x
-            raise MalformedMessageError("a point is not on the P-256 curve")
-        if (y & 1) != odd:
-            y = _P - y
-        ys += y.to_bytes(COORDINATE_BYTES, "big")
-    return xs, _rows(bytes(ys), count)
+    ys, exists = roots(xs)
+    if not np.all(exists):
+        raise MalformedMessageError("a point is not on the P-256 curve")
+    return xs, with_parity(ys, (prefixes & 1).astype(np.bool_))
 
 
 def compress(xs: Coordinates, y_odd: npt.NDArray[np.bool_]) -> list[bytes]:

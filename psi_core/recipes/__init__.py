@@ -47,6 +47,7 @@ from ._recipes import (
     RECIPES,
     MatchKeyRecipe,
     Record,
+    forget_cached_forms,
     get_recipe,
     recipe_ids,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "QualityEstimate",
     "Record",
     "expected_false_matches",
+    "forget_cached_forms",
     "get_recipe",
     "recipe_ids",
     "rule_id",

@@ -34,9 +34,10 @@ different addresses never do. Rules, in the order they apply:
 
 from __future__ import annotations
 
+import functools
 import re
 
-from ._normalize import fold_name, fold_street
+from ._normalize import CACHE_ENTRIES, fold_name, fold_street
 from ._usps import (
     DIRECTIONAL_PAIRS,
     DIRECTIONALS,
@@ -228,6 +229,7 @@ def _unit_start(tokens: list[str]) -> int:
     return len(tokens)
 
 
+@functools.lru_cache(maxsize=CACHE_ENTRIES)
 def canonical_street(text: str | None) -> str | None:
     """The street field of a key: a Publication 28 style line, or None.
 

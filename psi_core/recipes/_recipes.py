@@ -293,3 +293,10 @@ def get_recipe(recipe_id: str) -> MatchKeyRecipe:
             f"unknown match-key recipe {shown!r}; this build implements: " + ", ".join(recipe_ids())
         )
     return recipe
+
+
+def forget_cached_forms() -> None:
+    """Empty the canonical forms' caches (``_normalize.CACHE_ENTRIES``), so that a
+    benchmark round measures a build from cold rather than from the previous round's."""
+    for cached in (canonical_name, canonical_date, canonical_street):
+        cached.cache_clear()

@@ -103,6 +103,81 @@ def test_limb_packing_round_trips():
     assert sum(int(limb) << (52 * i) for i, limb in enumerate(limbs[3])) == value
 
 
+def _field_rows(values: list[int]) -> np.ndarray:
+    blob = b"".join(v.to_bytes(32, "big") for v in values)
+    return np.frombuffer(blob, dtype=np.uint8).reshape(len(values), 32)
+
+
+#: x = 0, 1, p−1 and values whose limbs or words are all zeros or all ones.
+EDGE_XS = [
+    0,
+    1,
+    2,
+    3,
+    p256.PRIME - 1,
+    p256.PRIME - 2,
+    2**52 - 1,
+    2**52,
+    2**64,
+    2**255,
+    2**256 - 2**224,
+]
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 33, 200])
+def test_with_parity_negates_exactly_the_rows_of_the_other_parity(count):
+    rng = random.Random(count)
+    values = [rng.randrange(1, p256.PRIME) for _ in range(count)]
+    values[: len(EDGE_XS) - 1] = [v for v in EDGE_XS if v][:count]
+    odd = np.array([rng.random() < 0.5 for _ in values])
+    got = p256.with_parity(_field_rows(values), odd)
+    for row, value, want_odd in zip(got, values, odd, strict=True):
+        expected = value if value % 2 == want_odd else p256.PRIME - value
+        assert int.from_bytes(row.tobytes(), "big") == expected
+
+
+def _rhs(x: int) -> int:
+    return (x**3 - 3 * x + p256.B) % p256.PRIME
+
+
+def _is_square(value: int) -> bool:
+    return pow(value, (p256.PRIME - 1) // 2, p256.PRIME) == 1
+
+
+def test_reference_curve_roots_are_roots():
+    xs = [*EDGE_XS, *(random.Random(4).randrange(p256.PRIME) for _ in range(40))]
+    ys, exists = p256.curve_roots(_field_rows(xs))
+    assert exists.any() and not exists.all()
+    for x, y, ok in zip(xs, ys, exists, strict=True):
+        assert ok == _is_square(_rhs(x))
+        if ok:
+            assert pow(int.from_bytes(y.tobytes(), "big"), 2, p256.PRIME) == _rhs(x)
+
+
+@needs_crypto_mb
+@pytest.mark.parametrize("count", [1, 7, 8, 15, 16, 17, 31, 33, 500])
+def test_library_square_roots_equal_the_reference(count):
+    """Sixteen-lane roots: the same root and the same verdict as gmpy2, for every shape."""
+    rng = random.Random(1000 + count)
+    xs = [rng.randrange(p256.PRIME) for _ in range(count)]
+    xs[: len(EDGE_XS)] = EDGE_XS[:count]
+    rows = _field_rows(xs)
+    got, got_exists = mb.curve_roots(rows)
+    want, want_exists = p256.curve_roots(rows)
+    assert np.array_equal(got_exists, want_exists)
+    assert np.array_equal(got[want_exists], want[want_exists])
+
+
+@needs_crypto_mb
+def test_library_square_roots_refuse_what_is_not_a_field_element():
+    with pytest.raises(ValueError, match="field element"):
+        mb.curve_roots(_field_rows([p256.PRIME]))
+    with pytest.raises(ValueError, match="rows"):
+        mb.curve_roots(np.zeros((2, 31), dtype=np.uint8))
+    ys, exists = mb.curve_roots(np.empty((0, 32), dtype=np.uint8))
+    assert ys.shape == (0, 32) and exists.shape == (0,)
+
+
 def test_reference_multiply_agrees_with_the_reference_backend(reference):
     """The slow self-test oracle gives the x that openmined-psi and cryptography give."""
     point = _points(reference, 1, seed=3)[0]
@@ -267,6 +342,17 @@ def test_the_library_itself_refuses_an_off_curve_lane():
     too_big = np.full((1, 32), 0xFF, dtype=np.uint8)
     with pytest.raises(ValueError, match="field element"):
         lanes.multiply(too_big, too_big)
+
+
+@needs_crypto_mb
+def test_a_product_at_infinity_is_refused_not_spread_over_the_batch():
+    """One zero Z would make the shared inversion wrong for every lane: it is caught."""
+    lanes = mb.LaneMultiplier(SECRET)
+    products = mb._aligned(3 * mb._POINT_WORDS)
+    products[:] = 1
+    products[mb._POINT_WORDS + 2 * mb._COORD_WORDS : 2 * mb._POINT_WORDS] = 0
+    with pytest.raises(RuntimeError, match="infinity"):
+        lanes._affine(products, 3, want_y=True)
 
 
 @needs_crypto_mb
