@@ -13,13 +13,14 @@ written (``report``); ``--readme README.md`` also refreshes the README's results
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from benchmarks.population import jobs, model, report
 from benchmarks.population.measure import JobFailed, Measurement, run_job
 
 BASELINES = ("hash-join", "classic", "spu")
+BACKEND_VARIABLE = "PSI_CURVE_BACKEND"
 ANCHORS_PYTHON = Path(__file__).resolve().parents[2] / ".venv-anchors" / "bin" / "python"
 
 
@@ -105,7 +107,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default=None,
-        help="curve backend for our side (needs psi_core's backend interface)",
+        help="curve backend of our jobs: openmined or crypto_mb (default: PSI_CURVE_BACKEND, "
+        "else openmined)",
+    )
+    p.add_argument(
+        "--compare-backend",
+        default=None,
+        help="also build at the scaling size and run the largest query up to n = 1e5 with this "
+        "backend, for a per-core ratio of the two backends in the same run",
     )
     p.add_argument("--readme", type=Path, help="also refresh the results section of this README")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -183,10 +192,25 @@ def _entry(
 
 
 def _backend_hook(name: str | None) -> None:
-    """Select a curve backend for our jobs, when psi_core offers the choice."""
+    """The curve backend of our jobs: they run in spawned processes, which read it from
+    ``PSI_CURVE_BACKEND`` (``psi_core.protocol.default_backend``)."""
     if name is None:
         return
-    os.environ["PSI_CURVE_BACKEND"] = name
+    os.environ[BACKEND_VARIABLE] = name
+
+
+@contextlib.contextmanager
+def _backend_for_jobs(name: str) -> Iterator[None]:
+    """Jobs started inside run on backend ``name``; the previous choice comes back after."""
+    before = os.environ.get(BACKEND_VARIABLE)
+    os.environ[BACKEND_VARIABLE] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(BACKEND_VARIABLE, None)
+        else:
+            os.environ[BACKEND_VARIABLE] = before
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -207,10 +231,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         print(spu_reason, file=sys.stderr)
     grid = [(n_rec, n_sub) for n_rec in sizes for n_sub in clients]
-    total = len(sizes) * 2 + 2 + len(grid)
+    compare = args.compare_backend if args.compare_backend != args.backend else None
+    total = len(sizes) * 2 + 2 + len(grid) + (2 if compare else 0)
     total += len(grid) * sum(
         {"hash-join": 1, "classic": 1, "spu": 0 if spu_reason else 2}[b] for b in args.baselines
     )
+    if "spu" in args.baselines and spu_reason is None:
+        total += len(sizes)
     bar = Progress(total, not args.no_progress)
     entries: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -310,6 +337,75 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     subjects=serial_at[1],
                 )
             )
+    if compare:
+        system = f"ours-{compare}"
+        state = work / f"custodian-{compare}"
+        if state.exists():
+            shutil.rmtree(state)
+        with _backend_for_jobs(compare):
+            done = job(
+                f"build N={scaling:.0e} W={args.workers} {compare}",
+                jobs.offline_job,
+                records[scaling],
+                str(state),
+                args.workers,
+                args.batch_rows,
+            )
+        if done:
+            entries.append(
+                _entry(system, "offline", done[0], done[1], records=scaling, workers=args.workers)
+            )
+        shutil.rmtree(state, ignore_errors=True)
+        compare_at = (
+            (scaling, max([c for c in clients if c <= 10**5] or clients))
+            if scaling in states
+            else None
+        )
+        if compare_at is None:
+            bar.done()
+        else:
+            with _backend_for_jobs(compare):
+                done = job(
+                    f"query N={compare_at[0]:.0e} n={compare_at[1]:.0e} {compare}",
+                    jobs.online_job,
+                    str(work),
+                    states[compare_at[0]],
+                    compare_at[0],
+                    compare_at[1],
+                )
+            if done:
+                if not done[0]["correct"]:
+                    raise SystemExit(f"WRONG ANSWER ({compare}) at {compare_at}: {done[0]}")
+                entries.append(
+                    _entry(
+                        system,
+                        "online",
+                        done[0],
+                        done[1],
+                        records=compare_at[0],
+                        subjects=compare_at[1],
+                    )
+                )
+    if "spu" in args.baselines and spu_reason is None:
+        for n_rec in sizes:
+            if n_rec > args.spu_max:
+                skipped.append(
+                    {
+                        "job": f"spu-ub-cache N={n_rec}",
+                        "reason": f"not run above --spu-max {args.spu_max:.0e}",
+                    }
+                )
+                bar.done()
+                continue
+            done = job(
+                f"spu-ub-cache N={n_rec:.0e}",
+                jobs.spu_cache_job,
+                str(ANCHORS_PYTHON),
+                str(work),
+                n_rec,
+            )
+            if done:
+                entries.append(_entry("spu-ub-cache", "offline", done[0], done[1], records=n_rec))
     send_limit = jobs.deploy.CustodianLimits().max_message_bytes
     for n_rec, n_sub in grid:
         for baseline in args.baselines:
@@ -387,7 +483,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "clients": clients,
         "workers": args.workers,
         "scaling_size": scaling,
-        "backend": args.backend,
+        "backend": args.backend or os.environ.get(BACKEND_VARIABLE) or "openmined",
+        "compare_backend": compare,
         "baselines": args.baselines,
         "spu_skipped": spu_reason,
         "entries": entries,

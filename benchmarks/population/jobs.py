@@ -309,3 +309,43 @@ def spu_job(
         "matches": receiver["intersection_count"],
         "correct": receiver["intersection_count"] == len(expected),
     }
+
+
+def spu_cache_job(anchors_python: str, work: str, population: int) -> dict[str, Any]:
+    """SecretFlow ``spu``'s unbalanced-PSI server cache build on the population's keys.
+
+    Only ``MODE_OFFLINE_GEN_CACHE`` (ECDH-OPRF on FourQ over every key, one process),
+    the counterpart of ``offline_job``'s index build; CPU includes spu's input sort.
+    """
+    root = Path(work) / f"spu-ub-cache-{population}"
+    root.mkdir(parents=True, exist_ok=True)
+    write_key_csv(root / "sender.csv", [_key(member_tin(i)) for i in range(population)])
+    write_key_csv(root / "receiver.csv", [])
+    script = Path(__file__).with_name("anchors_spu.py")
+    completed = subprocess.run(
+        [
+            anchors_python,
+            str(script),
+            "ub-cache",
+            str(root / "sender.csv"),
+            str(root / "receiver.csv"),
+            str(root / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3600,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"spu ub-cache failed: {completed.stderr[-2000:]}")
+    server = json.loads(completed.stdout.strip().splitlines()[-1])["parties"][0]
+    if server["items"] != population:
+        raise RuntimeError(f"spu cache holds {server['items']} entries, expected {population}")
+    return {
+        "population": population,
+        "keys": server["items"],
+        "build_seconds": server["wall_seconds"],
+        "cpu_seconds": server["cpu_seconds"],
+        "peak_rss_bytes": server["peak_rss_bytes"],
+        "cache_bytes": server["cache_bytes"],
+    }

@@ -76,6 +76,80 @@ def classic_limit_table(send_limit: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _per_unit(entry: dict[str, Any], units: str) -> dict[str, float]:
+    count = float(entry[units])
+    wall = entry["build_seconds"] if "build_seconds" in entry else entry["query_seconds"]
+    return {"cpu": _cpu(entry) / count, "wall": wall / count}
+
+
+def _backend_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Our two curve backends in the same run: the compared one over the run's own, per key
+    (build, same N and workers) and per subject (query, same N and n); CPU is per core."""
+    other = results.get("compare_backend")
+    if not other:
+        return []
+    rows = []
+    for phase, units, where in (
+        ("offline", "keys", ("records", "workers")),
+        ("online", "subjects", ("records", "subjects")),
+    ):
+        for theirs in (e for e in results["entries"] if e["system"] == f"ours-{other}"):
+            if theirs["phase"] != phase:
+                continue
+            mine = next(
+                (e for e in _ours(results, phase) if all(e[k] == theirs[k] for k in where)), None
+            )
+            if mine is None:
+                continue
+            a, b = _per_unit(theirs, units), _per_unit(mine, units)
+            rows.append(
+                {
+                    "phase": phase,
+                    "unit": units.removesuffix("s"),
+                    **{k: theirs[k] for k in where},
+                    "backend": results.get("backend"),
+                    "other": other,
+                    "cpu_per_unit": b["cpu"],
+                    "other_cpu_per_unit": a["cpu"],
+                    "cpu_ratio": a["cpu"] / b["cpu"],
+                    "wall_ratio": a["wall"] / b["wall"],
+                    "met": a["cpu"] / b["cpu"] >= 2.5,
+                }
+            )
+    return rows
+
+
+def _spu_cache_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """SecretFlow's unbalanced-PSI cache build against our index build, CPU per key at the
+    same N (both whole offline steps: reading the keys, the curve work, writing)."""
+    rows = []
+    for spu in (e for e in results["entries"] if e["system"] == "spu-ub-cache"):
+        mine = next(
+            (
+                e
+                for e in _ours(results, "offline")
+                if e["records"] == spu["records"] and e["workers"] == results["workers"]
+            ),
+            None,
+        )
+        if mine is None:
+            continue
+        ours_cpu = _cpu(mine) / mine["keys"]
+        spu_cpu = spu["cpu_seconds"] / spu["keys"]
+        rows.append(
+            {
+                "records": spu["records"],
+                "spu_cpu_per_key": spu_cpu,
+                "ours_cpu_per_key": ours_cpu,
+                "ratio": spu_cpu / ours_cpu,
+                "spu_seconds": spu["build_seconds"],
+                "ours_seconds": mine["build_seconds"],
+                "backend": results.get("backend"),
+            }
+        )
+    return rows
+
+
 def analyse(results: dict[str, Any]) -> dict[str, Any]:
     """Fits, extrapolations and the issue's target figures from the entries."""
     offline = [e for e in _ours(results, "offline") if e["workers"] == results["workers"]]
@@ -218,7 +292,7 @@ def analyse(results: dict[str, Any]) -> dict[str, Any]:
     ratios = []
     ours = {(e["records"], e["subjects"]): e for e in online}
     for e in results["entries"]:
-        if e["system"] == "ours":
+        if e["system"] == "ours" or e["phase"] != "online":
             continue
         mine = ours.get((e["records"], e["subjects"]))
         if mine is not None:
@@ -233,6 +307,20 @@ def analyse(results: dict[str, Any]) -> dict[str, Any]:
                     "correct": e.get("correct"),
                 }
             )
+    targets["backends"] = _backend_ratios(results)
+    targets["spu_cache"] = _spu_cache_ratios(results)
+    if fits["offline.cpu"] is not None:
+        targets["offline_cpu_hours"] = [
+            {
+                "records": records,
+                "keys": records * model.KEYS_PER_RECORD,
+                "hours": fits["offline.cpu"].predict(records * model.KEYS_PER_RECORD) / 3600,
+                "interval_hours": [
+                    v / 3600 for v in fits["offline.cpu"].interval(records * model.KEYS_PER_RECORD)
+                ],
+            }
+            for records in model.TARGET_RECORDS
+        ]
     top_online = at_largest[-1] if at_largest else None
     wire = (
         (top_online["query_bytes_up"] + top_online["query_bytes_down"]) / top_online["subjects"]
@@ -319,6 +407,30 @@ def headline(results: dict[str, Any]) -> list[str]:
             f"{row['records'][-1]:,} at n = {row['subjects']:,} | "
             f"{row['relative_change_over_span']:+.1%} ± {row['relative_change_se']:.1%} |"
         )
+    for row in t.get("backends", []):
+        at = (
+            f"N = {row['records']:,}, {row['workers']} workers"
+            if row["phase"] == "offline"
+            else f"N = {row['records']:,}, n = {row['subjects']:,}"
+        )
+        lines.append(
+            f"| {row['other']} over {row['backend']}, CPU per {row['unit']} "
+            f"({'build' if row['phase'] == 'offline' else 'query through both services'}, {at}; "
+            f"target >= 2.5) | {row['cpu_ratio']:.2f}: {row['other_cpu_per_unit'] * 1e6:.1f} vs "
+            f"{row['cpu_per_unit'] * 1e6:.1f} us ({_met(row)}; wall {row['wall_ratio']:.2f}) |"
+        )
+    for row in t.get("spu_cache", []):
+        lines.append(
+            f"| SecretFlow unbalanced-PSI cache build over our index build ({row['backend']}), "
+            f"CPU per key, N = {row['records']:,} | {row['ratio']:.2f}: "
+            f"{row['spu_cpu_per_key'] * 1e6:.1f} vs {row['ours_cpu_per_key'] * 1e6:.1f} us |"
+        )
+    for row in t.get("offline_cpu_hours", []):
+        lines.append(
+            f"| offline CPU, N = {_fmt_n(row['records'])} records ({model.KEYS_PER_RECORD} keys "
+            f"each, {results.get('backend')}) | {row['hours']:.1f} CPU-hours (95% "
+            f"{row['interval_hours'][0]:.1f} - {row['interval_hours'][1]:.1f}) |"
+        )
     for row in t.get("query_1e5", []):
         lines.append(
             f"| 10^5-subject query through both services, N = {row['records']:,} "
@@ -352,6 +464,12 @@ def write_markdown(out: Path, results: dict[str, Any]) -> None:
         f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_bytes'] / 2**30:.1f} GiB RAM, "
         f"Python {m['python']}; load average before {results['load_before']}, after "
         f"{results['load_after']}; run took {_s(results['seconds'])}.  ",
+        f"Curve backend: `{results.get('backend') or 'openmined'}`"
+        + (
+            f", compared in the same run with `{results['compare_backend']}`.  "
+            if results.get("compare_backend")
+            else ".  "
+        ),
         f"Keys: one `tin_v1` key per record (N records = N keys); the extrapolations use "
         f"{model.KEYS_PER_RECORD} keys a record. Every answer was checked against the "
         "plaintext intersection.",
@@ -520,12 +638,13 @@ def write_plots(out: Path, results: dict[str, Any]) -> None:
                 ".--",
                 label=f"ours: {phase.removesuffix('_seconds')}",
             )
-        for system in sorted({e["system"] for e in results["entries"]} - {"ours"}):
+        online_systems = {e["system"] for e in results["entries"] if e["phase"] == "online"}
+        for system in sorted(online_systems - {"ours"}):
             theirs = sorted(
                 (
                     e
                     for e in results["entries"]
-                    if e["system"] == system and e["records"] == largest
+                    if e["system"] == system and e["phase"] == "online" and e["records"] == largest
                 ),
                 key=lambda e: e["subjects"],
             )
