@@ -93,7 +93,10 @@ def online_job(
     serial online path, the way it ran before the work was spread over cores.
 
     The agency dials a byte-counting relay in front of the custodian; its start (which
-    downloads the index) and the query are measured apart. The matches are checked
+    downloads the index) and the query are measured apart. Both services run in this
+    process, so ``query_cpu_seconds`` (this process's CPU from SubmitQuery to the final
+    status) is the query's CPU on both sides; the job's own CPU also counts setting up,
+    the download and listing the matches. The matches are checked
     against the plaintext answer.
     """
     if threads is not None:
@@ -148,13 +151,14 @@ def online_job(
             authorization=token, mode=deploy.MODE_ENUMS["membership"], recipe=RECIPE
         )
         before_query = relay.snapshot()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         submitted_status = client.submit(header, batches)
         submitted = time.perf_counter() - started
         status = submitted_status
         for status in client.watch(submitted_status.query_id):  # noqa: B007
             pass
         query_seconds = time.perf_counter() - started
+        query_cpu_seconds = time.process_time() - cpu_started
         wire = relay.snapshot() - before_query
         if status.state != agency_pb2.QUERY_STATE_SUCCEEDED:
             raise RuntimeError(f"query failed: {status.error_code} {status.error_message}")
@@ -172,6 +176,7 @@ def online_job(
             "index_download_bytes_down": after_download.down,
             "submit_seconds": submitted,
             "query_seconds": query_seconds,
+            "query_cpu_seconds": query_cpu_seconds,
             "blind_seconds": t.blind_seconds,
             "evaluate_seconds": t.evaluate_seconds,
             "unblind_seconds": t.unblind_seconds,

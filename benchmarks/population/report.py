@@ -76,10 +76,17 @@ def classic_limit_table(send_limit: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _query_cpu(entry: dict[str, Any]) -> float:
+    """CPU of the query alone (both services) where measured, else of its whole job."""
+    value = entry.get("query_cpu_seconds")
+    return float(value) if value is not None else _cpu(entry)
+
+
 def _per_unit(entry: dict[str, Any], units: str) -> dict[str, float]:
     count = float(entry[units])
-    wall = entry["build_seconds"] if "build_seconds" in entry else entry["query_seconds"]
-    return {"cpu": _cpu(entry) / count, "wall": wall / count}
+    if "build_seconds" in entry:
+        return {"cpu": _cpu(entry) / count, "wall": entry["build_seconds"] / count}
+    return {"cpu": _query_cpu(entry) / count, "wall": entry["query_seconds"] / count}
 
 
 def _backend_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,7 +218,7 @@ def analyse(results: dict[str, Any]) -> dict[str, Any]:
         "query wall (both services)", "subjects", subjects, [e["query_seconds"] for e in at_largest]
     )
     fits["online.cpu"] = model.fit_linear(
-        "query CPU (both services)", "subjects", subjects, [_cpu(e) for e in at_largest]
+        "query CPU (both services)", "subjects", subjects, [_query_cpu(e) for e in at_largest]
     )
     for phase in ONLINE_PHASES:
         fits[f"online.{phase.removesuffix('_seconds')}"] = model.fit_linear(
@@ -497,9 +504,10 @@ def write_markdown(out: Path, results: dict[str, Any]) -> None:
         "## Online phase (one query through both services over mTLS)",
         "",
         "Bytes are counted by a TCP relay between the agency and the custodian (TLS records "
-        "included).",
+        "included). Query CPU is both services' CPU from SubmitQuery to the final status (they "
+        "run in one process), without setting up, the index download or listing the matches.",
         "",
-        "| N | n | query wall | blind | evaluate | unblind | lookup | CPU | up | down | "
+        "| N | n | query wall | blind | evaluate | unblind | lookup | query CPU | up | down | "
         "index download | other CPUs busy |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -507,7 +515,7 @@ def write_markdown(out: Path, results: dict[str, Any]) -> None:
         lines.append(
             f"| {e['records']:,} | {e['subjects']:,} | {_s(e['query_seconds'])} | "
             f"{_s(e['blind_seconds'])} | {_s(e['evaluate_seconds'])} | "
-            f"{_s(e['unblind_seconds'])} | {_s(e['lookup_seconds'])} | {_s(_cpu(e))} | "
+            f"{_s(e['unblind_seconds'])} | {_s(e['lookup_seconds'])} | {_s(_query_cpu(e))} | "
             f"{e['query_bytes_up'] / MiB:.2f} MiB | {e['query_bytes_down'] / MiB:.2f} MiB | "
             f"{e['index_download_bytes'] / MiB:.2f} MiB | {e['measurement']['other_cpus']:.2f} |"
         )
@@ -681,6 +689,14 @@ def write_plots(out: Path, results: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def _busiest(results: dict[str, Any]) -> float:
+    """The most CPUs other processes used, on average, during any one job of the run."""
+    return max(
+        (e["measurement"]["other_cpus"] for e in results["entries"] if "measurement" in e),
+        default=0.0,
+    )
+
+
 def update_readme(readme: Path, results: dict[str, Any], out: Path) -> None:
     """Replace the README's results section (between the markers) with this run's."""
     text = readme.read_text()
@@ -694,7 +710,8 @@ def update_readme(readme: Path, results: dict[str, Any], out: Path) -> None:
             README_BEGIN,
             "",
             f"Reproduce: `{results['command']}` (about {_s(results['seconds'])} here). "
-            f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), shared; load average "
+            f"Machine: {m['cpus']} CPUs ({m['cpu_model']}); other processes used at most "
+            f"{_busiest(results):.2f} CPUs during any job; load average "
             f"{results['load_before']} before, {results['load_after']} after. Full report: "
             f"`{os.path.relpath(out / 'POPULATION.md', readme.parent)}`.",
             "",
