@@ -255,6 +255,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             bar.done()
 
+    def not_run(label: str, reason: str) -> None:
+        skipped.append({"job": label, "reason": reason})
+        bar.done()
+
+    def query(label: str, system: str, phase: str, n_rec: int, n_sub: int, *rest: Any) -> None:
+        """One online job against the index built at ``n_rec``; a wrong answer stops the run."""
+        done = job(label, jobs.online_job, str(work), states[n_rec], n_rec, n_sub, *rest)
+        if done:
+            if not done[0]["correct"]:
+                raise SystemExit(f"WRONG ANSWER ({label}): {done[0]}")
+            entries.append(_entry(system, phase, done[0], done[1], records=n_rec, subjects=n_sub))
+
     records: dict[int, str] = {}
     for n_rec in sizes:
         path = work / f"records-{n_rec}.parquet"
@@ -297,46 +309,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if n_rec not in states:
             bar.done()
             continue
-        done = job(
-            f"query N={n_rec:.0e} n={n_sub:.0e}",
-            jobs.online_job,
-            str(work),
-            states[n_rec],
-            n_rec,
-            n_sub,
-        )
-        if done:
-            if not done[0]["correct"]:
-                raise SystemExit(f"WRONG ANSWER at N={n_rec} n={n_sub}: {done[0]}")
-            entries.append(
-                _entry("ours", "online", done[0], done[1], records=n_rec, subjects=n_sub)
-            )
+        query(f"query N={n_rec:.0e} n={n_sub:.0e}", "ours", "online", n_rec, n_sub)
     serial_at = (
         (max(states), max([c for c in clients if c <= 10**5] or clients)) if states else None
     )
     if serial_at is not None:
-        done = job(
-            f"query N={serial_at[0]:.0e} n={serial_at[1]:.0e} one thread",
-            jobs.online_job,
-            str(work),
-            states[serial_at[0]],
-            serial_at[0],
-            serial_at[1],
-            1,
-        )
-        if done:
-            if not done[0]["correct"]:
-                raise SystemExit(f"WRONG ANSWER (one thread) at {serial_at}: {done[0]}")
-            entries.append(
-                _entry(
-                    "ours",
-                    "online-serial",
-                    done[0],
-                    done[1],
-                    records=serial_at[0],
-                    subjects=serial_at[1],
-                )
-            )
+        label = f"query N={serial_at[0]:.0e} n={serial_at[1]:.0e} one thread"
+        query(label, "ours", "online-serial", *serial_at, 1)
     if compare:
         system = f"ours-{compare}"
         state = work / f"custodian-{compare}"
@@ -365,37 +344,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bar.done()
         else:
             with _backend_for_jobs(compare):
-                done = job(
-                    f"query N={compare_at[0]:.0e} n={compare_at[1]:.0e} {compare}",
-                    jobs.online_job,
-                    str(work),
-                    states[compare_at[0]],
-                    compare_at[0],
-                    compare_at[1],
-                )
-            if done:
-                if not done[0]["correct"]:
-                    raise SystemExit(f"WRONG ANSWER ({compare}) at {compare_at}: {done[0]}")
-                entries.append(
-                    _entry(
-                        system,
-                        "online",
-                        done[0],
-                        done[1],
-                        records=compare_at[0],
-                        subjects=compare_at[1],
-                    )
-                )
+                label = f"query N={compare_at[0]:.0e} n={compare_at[1]:.0e} {compare}"
+                query(label, system, "online", *compare_at)
     if "spu" in args.baselines and spu_reason is None:
         for n_rec in sizes:
             if n_rec > args.spu_max:
-                skipped.append(
-                    {
-                        "job": f"spu-ub-cache N={n_rec}",
-                        "reason": f"not run above --spu-max {args.spu_max:.0e}",
-                    }
-                )
-                bar.done()
+                not_run(f"spu-ub-cache N={n_rec}", f"not run above --spu-max {args.spu_max:.0e}")
                 continue
             done = job(
                 f"spu-ub-cache N={n_rec:.0e}",
@@ -425,8 +379,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if limit is None and n_rec > args.classic_max:
                     limit = f"not run above --classic-max {args.classic_max:.0e}"
                 if limit is not None:
-                    skipped.append({"job": f"classic N={n_rec} n={n_sub}", "reason": limit})
-                    bar.done()
+                    not_run(f"classic N={n_rec} n={n_sub}", limit)
                     continue
                 done = job(f"classic N={n_rec:.0e} n={n_sub:.0e}", jobs.classic_job, n_rec, n_sub)
                 if done:
@@ -444,13 +397,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             elif baseline == "spu" and spu_reason is None:
                 for protocol in ("ecdh", "rr22"):
                     if n_rec > args.spu_max:
-                        skipped.append(
-                            {
-                                "job": f"spu-{protocol} N={n_rec} n={n_sub}",
-                                "reason": f"not run above --spu-max {args.spu_max:.0e}",
-                            }
+                        not_run(
+                            f"spu-{protocol} N={n_rec} n={n_sub}",
+                            f"not run above --spu-max {args.spu_max:.0e}",
                         )
-                        bar.done()
                         continue
                     done = job(
                         f"spu-{protocol} N={n_rec:.0e} n={n_sub:.0e}",

@@ -275,15 +275,14 @@ def write_key_csv(path: Path, keys: list[str]) -> None:
         writer.writerows([k] for k in keys)
 
 
-def spu_job(
-    anchors_python: str, work: str, population: int, subjects: int, protocol: str
+def _run_anchors(
+    anchors_python: str, protocol: str, root: Path, sender: list[str], receiver: list[str]
 ) -> dict[str, Any]:
-    """SecretFlow ``spu`` PSI on the same keys, from its own environment (two processes)."""
-    root = Path(work) / f"spu-{protocol}-{population}-{subjects}"
+    """Write both parties' key files under ``root``, run ``anchors_spu.py PROTOCOL`` from
+    spu's environment, and return the JSON line it printed last."""
     root.mkdir(parents=True, exist_ok=True)
-    tins, expected = subject_tins(population, subjects)
-    write_key_csv(root / "sender.csv", [_key(member_tin(i)) for i in range(population)])
-    write_key_csv(root / "receiver.csv", [_key(t) for t in tins])
+    write_key_csv(root / "sender.csv", sender)
+    write_key_csv(root / "receiver.csv", receiver)
     script = Path(__file__).with_name("anchors_spu.py")
     completed = subprocess.run(
         [
@@ -301,7 +300,26 @@ def spu_job(
     )
     if completed.returncode != 0:
         raise RuntimeError(f"spu {protocol} failed: {completed.stderr[-2000:]}")
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _population_keys(population: int) -> list[str]:
+    return [_key(member_tin(i)) for i in range(population)]
+
+
+def spu_job(
+    anchors_python: str, work: str, population: int, subjects: int, protocol: str
+) -> dict[str, Any]:
+    """SecretFlow ``spu`` PSI on the same keys, from its own environment (two processes)."""
+    tins, expected = subject_tins(population, subjects)
+    result = _run_anchors(
+        anchors_python,
+        protocol,
+        Path(work) / f"spu-{protocol}-{population}-{subjects}",
+        _population_keys(population),
+        [_key(t) for t in tins],
+    )
     receiver = result["parties"][0]
     return {
         "population": population,
@@ -322,28 +340,14 @@ def spu_cache_job(anchors_python: str, work: str, population: int) -> dict[str, 
     Only ``MODE_OFFLINE_GEN_CACHE`` (ECDH-OPRF on FourQ over every key, one process),
     the counterpart of ``offline_job``'s index build; CPU includes spu's input sort.
     """
-    root = Path(work) / f"spu-ub-cache-{population}"
-    root.mkdir(parents=True, exist_ok=True)
-    write_key_csv(root / "sender.csv", [_key(member_tin(i)) for i in range(population)])
-    write_key_csv(root / "receiver.csv", [])
-    script = Path(__file__).with_name("anchors_spu.py")
-    completed = subprocess.run(
-        [
-            anchors_python,
-            str(script),
-            "ub-cache",
-            str(root / "sender.csv"),
-            str(root / "receiver.csv"),
-            str(root / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=3600,
+    result = _run_anchors(
+        anchors_python,
+        "ub-cache",
+        Path(work) / f"spu-ub-cache-{population}",
+        _population_keys(population),
+        [],
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"spu ub-cache failed: {completed.stderr[-2000:]}")
-    server = json.loads(completed.stdout.strip().splitlines()[-1])["parties"][0]
+    server = result["parties"][0]
     if server["items"] != population:
         raise RuntimeError(f"spu cache holds {server['items']} entries, expected {population}")
     return {
