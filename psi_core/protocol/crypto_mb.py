@@ -44,9 +44,11 @@ Guarantees, since these routines check nothing themselves:
   and its square roots with the known y of the same points; a library that disagrees is
   not used.
 
-The routines are pure functions of caller-owned buffers (only constant tables are shared),
-and ctypes releases the GIL during each call: one ``LaneMultiplier`` may be used from any
-number of threads at once. Each process loads the library itself (nothing here is pickled).
+The routines are pure functions of caller-owned buffers (only constant tables are shared):
+one ``LaneMultiplier``, and ``curve_roots``, may be used from any number of threads at once.
+The long routines (the multiplication, the inversion) release the GIL while they run; the
+short field routines keep it (``_Library``). Each process loads the library itself
+(nothing here is pickled).
 """
 
 from __future__ import annotations
@@ -416,7 +418,7 @@ class LaneMultiplier:
         if not np.all(p256.below_prime(total) & total.any(axis=1)):
             raise RuntimeError("crypto_mb returned the point at infinity")
         inverse = _aligned(_COORD_WORDS)
-        lib.ifma_aminv52_p256_mb8(inverse.ctypes.data, last)
+        self._library.cdll.ifma_aminv52_p256_mb8(inverse.ctypes.data, last)
 
         out = _aligned(batches * 2 * _COORD_WORDS)
         result = out.ctypes.data
