@@ -35,7 +35,7 @@ from psi_core.errors import (
     shown,
 )
 from psi_core.faults import point as crash_point
-from psi_core.io.atomic import utc_timestamp, write_file_atomically
+from psi_core.io.atomic import fsync_directory, utc_timestamp, write_file_atomically
 from psi_core.io.jsonfile import read_json_object
 from psi_core.protocol import P256_ORDER, SCALAR_BYTES, is_valid_scalar
 
@@ -189,15 +189,7 @@ def destroy_file(path: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     path.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(path.parent)
 
 
 class EpochRegistry:
@@ -321,7 +313,7 @@ class EpochRegistry:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self._path)
-        _fsync_dir(self.root)
+        fsync_directory(self.root)
 
     def create(self, *, current: bool = False) -> EpochKey:
         """A new epoch with a fresh key: pending, or current when it is the first one."""

@@ -46,7 +46,7 @@ from psi_core.index.encrypted import (
     write_manifest,
 )
 from psi_core.index.epoch import EpochKey
-from psi_core.io import InputFile
+from psi_core.io import InputFile, fsync_directory
 from psi_core.protocol import FINGERPRINT_BITS, Fingerprints, fingerprint
 from psi_core.recipes import get_recipe
 
@@ -260,14 +260,6 @@ def _fsync_tree(directory: Path) -> None:
             os.fsync(handle.fileno())
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def iter_live_keys(epoch_dir: Path) -> Iterator[str]:
     """The custodian's live plaintext keys (base + added − removed), each once.
 
@@ -335,7 +327,7 @@ def compact(epoch_dir: Path) -> IndexManifest:
         write_manifest(stage, manifest)
         _fsync_tree(stage)
         (stage / _COMMIT_MARK).touch()
-        _fsync_directory(stage)
+        fsync_directory(stage)
         crash_point("compact_after_commit")
         del index, values, layers
         recover_compaction(epoch_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from psi_core.io.atomic import (
+    fsync_directory,
     utc_timestamp,
     write_file_atomically,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "count_rows",
     "estimate_rows",
     "file_format",
+    "fsync_directory",
     "read_json_object",
     "read_rows",
     "utc_timestamp",

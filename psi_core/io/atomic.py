@@ -9,7 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-__all__ = ["stream_file_atomically", "utc_timestamp", "write_file_atomically"]
+__all__ = [
+    "fsync_directory",
+    "stream_file_atomically",
+    "utc_timestamp",
+    "write_file_atomically",
+]
 
 T = TypeVar("T")
 
@@ -49,12 +54,17 @@ def stream_file_atomically(
         Path(tmp).unlink(missing_ok=True)
         raise
     if sync_directory:
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_directory(path.parent)
     return result
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush ``directory``'s entries (names created, renamed or removed in it) to disk."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def utc_timestamp(moment: dt.datetime | None = None, *, timespec: str = "microseconds") -> str:
