@@ -20,6 +20,7 @@ from psi_core.index import (
     BuildReport,
     EpochKey,
     Executor,
+    IndexManifest,
     build_index,
     build_segment,
     compact,
@@ -188,13 +189,20 @@ def _build_from(
             "kind": "index_built" if kind == "base" else "segment_published",
             "epoch_id": manifest.epoch_id,
             "segment_kind": manifest.kind,
-            "seq": manifest.seq,
-            "records": manifest.record_count,
-            "keys": manifest.key_count,
-            "sha256": manifest.sha256,
+            **_contents(manifest),
         },
     )
     return 0
+
+
+def _contents(manifest: IndexManifest) -> dict[str, object]:
+    """What an audit entry records of an index or segment it made."""
+    return {
+        "seq": manifest.seq,
+        "records": manifest.record_count,
+        "keys": manifest.key_count,
+        "sha256": manifest.sha256,
+    }
 
 
 def build_index_command(args: argparse.Namespace) -> int:
@@ -221,10 +229,7 @@ def _compact(args: argparse.Namespace) -> int:
         {
             "kind": "index_compacted",
             "epoch_id": epoch_id,
-            "seq": manifest.seq,
-            "records": manifest.record_count,
-            "keys": manifest.key_count,
-            "sha256": manifest.sha256,
+            **_contents(manifest),
         },
     )
     return 0
