@@ -24,10 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psi_core.index import EpochKey, encrypt_shard, shard_keys
+from psi_core.index import EpochKey, Executor, build_index, encrypt_shard, shard_keys
 from psi_core.io import RECORD_COLUMNS, SUBJECT_COLUMNS, RowWriter
-from psi_core.recipes import RECIPES
+from psi_core.policy import load_tls_material
+from psi_core.recipes import RECIPES, get_recipe
+from psi_custodian.app import start_custodian
+from psi_custodian.state import CustodianState
 from tests.factories import make_records
+from tests.integration.conftest import Deployment
 
 #: The fixed epoch key of the benchmarks (as OpenMined/PSI's tests fix theirs).
 EPOCH_SECRET = bytes(range(1, 33))
@@ -97,6 +101,43 @@ def write_tin_population(path: Path, n: int) -> Path:
     with RowWriter(path, RECORD_COLUMNS) as writer:
         writer.write_columns(columns)
     return path
+
+
+def deploy_tin_index(
+    root: Path,
+    pki: Any,
+    authority: Path,
+    records: Path,
+    *,
+    batch_rows: int,
+    executor: Executor | None = None,
+    build_backend: str | None = None,
+    backend: str | None = None,
+) -> tuple[Deployment, EpochKey]:
+    """A custodian state under ``root`` whose index holds ``records``' tin_v1 keys, and both
+    services started on it over mTLS on loopback (``backend``: both services' curve backend;
+    ``build_backend``: the build's)."""
+    state = CustodianState(root / "custodian")
+    epoch = state.init("custodian")
+    build_index(
+        records,
+        state.index_dir(epoch.epoch_id),
+        epoch,
+        [get_recipe("tin_v1")],
+        executor=executor,
+        batch_rows=batch_rows,
+        backend=build_backend,
+    )
+    custodian = start_custodian(
+        state.root,
+        "127.0.0.1:0",
+        tls=load_tls_material(pki.root, "custodian-server"),
+        trusted_authorities=[authority],
+        backend=backend,
+    )
+    deployment = Deployment(root, pki, authority, state.root, [], custodian)
+    deployment.agency = deployment.start_agency(root / "agency", backend=backend)
+    return deployment, epoch
 
 
 def tin_subjects(members: int, strangers: int) -> list[dict[str, str]]:

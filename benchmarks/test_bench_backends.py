@@ -37,6 +37,7 @@ from benchmarks._support import (
     Baseline,
     Figure,
     Figures,
+    deploy_tin_index,
     key_strings,
     population,
     tin_subjects,
@@ -44,7 +45,6 @@ from benchmarks._support import (
 )
 from psi_agency.client import AgencyClient
 from psi_core.index import build_index, encrypt_shard
-from psi_core.policy import load_tls_material
 from psi_core.protocol import (
     CRYPTO_MB,
     OPENMINED,
@@ -53,9 +53,7 @@ from psi_core.protocol import (
     crypto_mb_unavailable_reason,
     get_backend,
 )
-from psi_core.recipes import RECIPES, get_recipe
-from psi_custodian.app import start_custodian
-from psi_custodian.state import CustodianState
+from psi_core.recipes import RECIPES
 from psi_proto.v1 import agency_pb2
 from psi_rpc.modes import MODE_ENUMS
 from psi_tools.authority import init_authority
@@ -222,25 +220,15 @@ def deployments(tmp_path_factory) -> Iterator[dict[str, Deployment]]:
     made: dict[str, Deployment] = {}
     try:
         for backend in (OPENMINED, CRYPTO_MB):
-            state = CustodianState(root / backend / "custodian")
-            epoch = state.init("custodian")
-            build_index(
+            deployment, _ = deploy_tin_index(
+                root / backend,
+                pki,
+                authority,
                 records,
-                state.index_dir(epoch.epoch_id),
-                epoch,
-                [get_recipe(RECIPE)],
                 batch_rows=10_000,
-                backend=CRYPTO_MB,
-            )
-            custodian = start_custodian(
-                state.root,
-                "127.0.0.1:0",
-                tls=load_tls_material(pki.root, "custodian-server"),
-                trusted_authorities=[authority],
+                build_backend=CRYPTO_MB,
                 backend=backend,
             )
-            deployment = Deployment(root / backend, pki, authority, state.root, [], custodian)
-            deployment.agency = deployment.start_agency(root / backend / "agency", backend=backend)
             made[backend] = deployment
         yield made
     finally:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import private_set_intersection.python as psi
 import pytest
@@ -30,16 +29,15 @@ from benchmarks._support import (
     EPOCH_SECRET,
     Baseline,
     Figures,
+    deploy_tin_index,
     fixed_epoch,
     tin_subjects,
     write_tin_population,
 )
 from psi_agency.client import AgencyClient
 from psi_core.index import EncryptedIndex, EpochKey, build_index, iter_index_keys, process_pool
-from psi_core.policy import load_tls_material
 from psi_core.protocol import BlindedQuery, Reencryptor
 from psi_core.recipes import get_recipe
-from psi_custodian.app import start_custodian
 from psi_custodian.state import CustodianState
 from psi_proto.v1 import agency_pb2
 from psi_rpc.modes import MODE_ENUMS
@@ -65,28 +63,6 @@ class OnlineEnv:
     classic_keys: list[str]
 
 
-def _deploy(root: Path, pki, authority: Path, records: Path, pool) -> tuple[Deployment, EpochKey]:
-    state = CustodianState(root / "custodian")
-    epoch = state.init("custodian")
-    build_index(
-        records,
-        state.index_dir(epoch.epoch_id),
-        epoch,
-        [get_recipe(RECIPE)],
-        executor=pool,
-        batch_rows=BATCH_ROWS,
-    )
-    custodian = start_custodian(
-        state.root,
-        "127.0.0.1:0",
-        tls=load_tls_material(pki.root, "custodian-server"),
-        trusted_authorities=[authority],
-    )
-    deployment = Deployment(root, pki, authority, state.root, [], custodian)
-    deployment.agency = deployment.start_agency(root / "agency")
-    return deployment, epoch
-
-
 @pytest.fixture(scope="module")
 def online(tmp_path_factory) -> Iterator[OnlineEnv]:
     """Two deployments (10^4 and 2·10^5 keys) and a fixed-key index of 10^5 keys."""
@@ -100,8 +76,8 @@ def online(tmp_path_factory) -> Iterator[OnlineEnv]:
         with process_pool(2) as pool:
             for size in (SMALL, LARGE):
                 records = write_tin_population(root / f"records-{size}.parquet", size)
-                deployments[size], epochs[size] = _deploy(
-                    root / f"n{size}", pki, authority, records, pool
+                deployments[size], epochs[size] = deploy_tin_index(
+                    root / f"n{size}", pki, authority, records, batch_rows=BATCH_ROWS, executor=pool
                 )
             classic_dir = root / "classic-index"
             build_index(
