@@ -40,9 +40,10 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -470,50 +471,47 @@ def write_markdown(
             f"- {r['id']}: lowest recall {low} {_fmt(lv)}, highest {high} {_fmt(hv)} "
             f"(gap {hv - lv:.4f}; origins with 20+ members)"
         )
+    recipes_and_best = [by_id[r] for r in sorted(RECIPES) if r in by_id] + chosen[:2]
     if any(r["by_near_miss"] for r in results[:1]):
         lines += [
             "",
             "## False-match rate on near misses (non-members built to look like a member)",
             "",
         ]
-        kinds = sorted(results[0]["by_near_miss"])
-        shown = [by_id[r] for r in sorted(RECIPES) if r in by_id] + chosen[:2]
-        lines += [
-            "| rule | "
-            + " | ".join(f"{k} ({results[0]['by_near_miss'][k]['subjects']})" for k in kinds)
-            + " |",
-            "|" + "---|" * (len(kinds) + 1),
-        ]
-        for r in shown:
-            lines.append(
-                f"| {r['id']} | "
-                + " | ".join(
-                    _fmt(
-                        r["by_near_miss"][k]["false_matches"]
-                        / max(r["by_near_miss"][k]["subjects"], 1)
-                    )
-                    for k in kinds
-                )
-                + " |"
-            )
+        near = results[0]["by_near_miss"]
+        lines += _breakdown_table(
+            recipes_and_best,
+            {k: f"{k} ({near[k]['subjects']})" for k in sorted(near)},
+            lambda r, k: (
+                r["by_near_miss"][k]["false_matches"] / max(r["by_near_miss"][k]["subjects"], 1)
+            ),
+        )
     if "by_source" in results[0]:
         lines += ["", "## Recall by subject source", ""]
-        sources = sorted(results[0]["by_source"])
-        shown = [by_id[r] for r in sorted(RECIPES) if r in by_id] + chosen[:2]
-        lines += [
-            "| rule | "
-            + " | ".join(f"{s} ({results[0]['by_source'][s]['members']})" for s in sources)
-            + " |",
-            "|" + "---|" * (len(sources) + 1),
-        ]
-        for r in shown:
-            lines.append(
-                f"| {r['id']} | "
-                + " | ".join(_fmt(r["by_source"][s]["recall"]) for s in sources)
-                + " |"
-            )
+        sources = results[0]["by_source"]
+        lines += _breakdown_table(
+            recipes_and_best,
+            {s: f"{s} ({sources[s]['members']})" for s in sorted(sources)},
+            lambda r, s: r["by_source"][s]["recall"],
+        )
     lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _breakdown_table(
+    rules: Sequence[Any],
+    columns: dict[str, str],
+    cell: Callable[[Any, str], float],
+) -> list[str]:
+    """A markdown table: one row per rule, one column per key of ``columns`` (the value is
+    its header), each cell ``cell(rule, key)``."""
+    lines = [
+        "| rule | " + " | ".join(columns.values()) + " |",
+        "|" + "---|" * (len(columns) + 1),
+    ]
+    for r in rules:
+        lines.append(f"| {r['id']} | " + " | ".join(_fmt(cell(r, k)) for k in columns) + " |")
+    return lines
 
 
 def _json_default(value: object) -> object:
