@@ -272,37 +272,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         path = work / f"records-{n_rec}.parquet"
         job(f"write N={n_rec:.0e}", jobs.write_population, str(path), n_rec)
         records[n_rec] = str(path)
+
+    def build(label: str, system: str, n_rec: int, state: Path, workers: int) -> bool:
+        """One offline job into a fresh ``state``; True when it finished."""
+        if state.exists():
+            shutil.rmtree(state)
+        done = job(label, jobs.offline_job, records[n_rec], str(state), workers, args.batch_rows)
+        if done:
+            entries.append(
+                _entry(system, "offline", done[0], done[1], records=n_rec, workers=workers)
+            )
+        return done is not None
+
     states: dict[int, str] = {}
     for n_rec in sizes:
         state = work / f"custodian-{n_rec}"
-        if state.exists():
-            shutil.rmtree(state)
-        done = job(
-            f"build N={n_rec:.0e} W={args.workers}",
-            jobs.offline_job,
-            records[n_rec],
-            str(state),
-            args.workers,
-            args.batch_rows,
-        )
-        if done:
-            entries.append(
-                _entry("ours", "offline", done[0], done[1], records=n_rec, workers=args.workers)
-            )
+        if build(f"build N={n_rec:.0e} W={args.workers}", "ours", n_rec, state, args.workers):
             states[n_rec] = str(state)
     one = work / "custodian-w1"
-    if one.exists():
-        shutil.rmtree(one)
-    done = job(
-        f"build N={scaling:.0e} W=1",
-        jobs.offline_job,
-        records[scaling],
-        str(one),
-        1,
-        args.batch_rows,
-    )
-    if done:
-        entries.append(_entry("ours", "offline", done[0], done[1], records=scaling, workers=1))
+    build(f"build N={scaling:.0e} W=1", "ours", scaling, one, 1)
     shutil.rmtree(one, ignore_errors=True)
 
     for n_rec, n_sub in grid:
@@ -319,21 +307,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if compare:
         system = f"ours-{compare}"
         state = work / f"custodian-{compare}"
-        if state.exists():
-            shutil.rmtree(state)
         with _backend_for_jobs(compare):
-            done = job(
-                f"build N={scaling:.0e} W={args.workers} {compare}",
-                jobs.offline_job,
-                records[scaling],
-                str(state),
-                args.workers,
-                args.batch_rows,
-            )
-        if done:
-            entries.append(
-                _entry(system, "offline", done[0], done[1], records=scaling, workers=args.workers)
-            )
+            label = f"build N={scaling:.0e} W={args.workers} {compare}"
+            build(label, system, scaling, state, args.workers)
         shutil.rmtree(state, ignore_errors=True)
         compare_at = (
             (scaling, max([c for c in clients if c <= 10**5] or clients))
