@@ -19,6 +19,8 @@ from psi_core.index import (
     REMOVE,
     BuildReport,
     EpochKey,
+    EpochRecord,
+    EpochRegistry,
     Executor,
     IndexManifest,
     build_index,
@@ -45,6 +47,22 @@ from psi_rpc.cli import (
     metrics_from_args,
     progress_bar,
 )
+
+
+def _initialised_state(args: argparse.Namespace) -> CustodianState:
+    """The ``--state`` directory, refused (with why) unless ``init`` made it."""
+    state = CustodianState(args.state)
+    state.config()
+    return state
+
+
+def _retire_expired(state: CustodianState, registry: EpochRegistry) -> list[EpochRecord]:
+    """Retire every epoch past its overlap window, auditing and reporting each."""
+    retired = registry.retire_expired()
+    for record in retired:
+        _audit(state, epoch_event("epoch_retired", record, by="cli"))
+        print(f"key epoch {record.epoch_id} retired: key destroyed, index deleted")
+    return retired
 
 
 def _audit(state: CustodianState, event: dict[str, object]) -> None:
@@ -206,15 +224,13 @@ def _contents(manifest: IndexManifest) -> dict[str, object]:
 
 
 def build_index_command(args: argparse.Namespace) -> int:
-    state = CustodianState(args.state)
-    state.config()
+    state = _initialised_state(args)
     registry = state.registry()
     return _build(args, state, args.epoch or registry.current().epoch_id)
 
 
 def _compact(args: argparse.Namespace) -> int:
-    state = CustodianState(args.state)
-    state.config()
+    state = _initialised_state(args)
     registry = state.registry()
     epoch_id = args.epoch or registry.current().epoch_id
     registry.key(epoch_id)
@@ -236,8 +252,7 @@ def _compact(args: argparse.Namespace) -> int:
 
 
 def _epoch_new(args: argparse.Namespace) -> int:
-    state = CustodianState(args.state)
-    state.config()
+    state = _initialised_state(args)
     key = state.registry().create()
     _audit(state, {"kind": "epoch_created", "epoch_id": key.epoch_id})
     print(f"created key epoch {key.epoch_id} (pending)")
@@ -253,8 +268,7 @@ def _epoch_new(args: argparse.Namespace) -> int:
 
 
 def _epoch_activate(args: argparse.Namespace) -> int:
-    state = CustodianState(args.state)
-    state.config()
+    state = _initialised_state(args)
     registry = state.registry()
     overlap = parse_duration(args.overlap)
 
@@ -278,15 +292,12 @@ def _epoch_activate(args: argparse.Namespace) -> int:
     print(f"key epoch {current.epoch_id} is current")
     if previous is not None:
         print(f"key epoch {previous.epoch_id} is served until {previous.ends_at}, then retired")
-    for record in registry.retire_expired():
-        _audit(state, epoch_event("epoch_retired", record, by="cli"))
-        print(f"key epoch {record.epoch_id} retired: key destroyed, index deleted")
+    _retire_expired(state, registry)
     return 0
 
 
 def _epoch_list(args: argparse.Namespace) -> int:
-    state = CustodianState(args.state)
-    state.config()
+    state = _initialised_state(args)
     print(f"{'epoch':18} {'state':9} {'created':25} {'activated':25} {'ends/retired':25}")
     for record in state.registry().records():
         end = record.retired_at or record.ends_at
@@ -298,13 +309,8 @@ def _epoch_list(args: argparse.Namespace) -> int:
 
 
 def _epoch_retire_expired(args: argparse.Namespace) -> int:
-    state = CustodianState(args.state)
-    state.config()
-    retired = state.registry().retire_expired()
-    for record in retired:
-        _audit(state, epoch_event("epoch_retired", record, by="cli"))
-        print(f"key epoch {record.epoch_id} retired: key destroyed, index deleted")
-    if not retired:
+    state = _initialised_state(args)
+    if not _retire_expired(state, state.registry()):
         print("no key epoch has reached the end of its overlap window")
     return 0
 
