@@ -588,6 +588,18 @@ def write_plot(path: Path, corpus: Corpus, results: list[dict[str, object]]) -> 
     plt.close(fig)
 
 
+def _corpus_facts(corpus: Corpus, command: str) -> dict[str, object]:
+    """What a linkage result records of the corpus it was measured on."""
+    return {
+        "profile": corpus.profile,
+        "command": command,
+        "records": len(corpus.records),
+        "subjects": len(corpus.subjects),
+        "members": int(corpus.member.sum()),
+        "notes": corpus.notes,
+    }
+
+
 def quality_entries(results: list[dict[str, object]]) -> dict[str, list[float | int]]:
     out = {}
     for r in results:
@@ -623,15 +635,7 @@ def write_quality(
         "false_matches",
     ]
     corpora = document.setdefault("corpora", {})
-    corpora[corpus.name] = {
-        "profile": corpus.profile,
-        "command": command,
-        "records": len(corpus.records),
-        "subjects": len(corpus.subjects),
-        "members": int(corpus.member.sum()),
-        "notes": corpus.notes,
-        "rules": quality_entries(results),
-    }
+    corpora[corpus.name] = {**_corpus_facts(corpus, command), "rules": quality_entries(results)}
     text = json.dumps(document, indent=1, sort_keys=True, default=_json_default)
     text = _FLAT_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m[1].split(",")) + "]", text)
     path.write_text(text + "\n", encoding="utf-8")
@@ -678,12 +682,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, object]:
     args.out.mkdir(parents=True, exist_ok=True)
     document = {
         "corpus": corpus.name,
-        "profile": corpus.profile,
-        "command": command,
-        "records": len(corpus.records),
-        "subjects": len(corpus.subjects),
-        "members": int(corpus.member.sum()),
-        "notes": corpus.notes,
+        **_corpus_facts(corpus, command),
         "summary": facts,
         "rules": results,
     }
