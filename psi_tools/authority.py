@@ -23,15 +23,24 @@ from psi_core.errors import (
 from psi_core.io import write_file_atomically
 from psi_core.policy import (
     DEFAULT_MAX_TOKEN_BYTES,
+    MAX_CLAIM_TIME,
+    MIN_CLAIM_TIME,
     SIGNATURE_DOMAIN,
     AuthorityPaths,
+    aware_datetime,
     key_id,
+    read_authority_metadata,
     validate_party_id,
 )
-from psi_core.policy import authorization as claims_format
 from psi_proto.v1 import authorization_pb2
 
 _DURATION = re.compile(r"([0-9]{1,9})([dhms])")
+#: What an authority signs at most: the verifier needs only non-empty fields and budgets
+#: of at least one, so these bounds are the issuer's, checked before signing.
+_MAX_CASE_ID = 128
+_MAX_LEGAL_BASIS = 1024
+_MAX_UINT32 = 2**32 - 1
+_MAX_UINT64 = 2**64 - 1
 
 
 _DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
@@ -122,21 +131,21 @@ def issue_authorization(
     """
     validate_party_id("agency id", agency_id)
     validate_party_id("custodian id", custodian_id)
-    claims_format._check_text("case id", case_id, claims_format._MAX_CASE_ID)
-    claims_format._check_text("legal basis", legal_basis, claims_format._MAX_LEGAL_BASIS)
-    claims_format._check_count("max_subjects", max_subjects, claims_format._MAX_UINT64)
-    claims_format._check_count("max_queries", max_queries, claims_format._MAX_UINT32)
+    _check_text("case id", case_id, _MAX_CASE_ID)
+    _check_text("legal basis", legal_basis, _MAX_LEGAL_BASIS)
+    _check_count("max_subjects", max_subjects, _MAX_UINT64)
+    _check_count("max_queries", max_queries, _MAX_UINT32)
     if not isinstance(ttl, dt.timedelta) or ttl <= dt.timedelta(0):
         raise InvalidInputError("ttl must be a positive duration")
-    issued = claims_format._aware("now", now) if now is not None else dt.datetime.now(dt.UTC)
-    start = claims_format._aware("not_before", not_before) if not_before is not None else issued
+    issued = aware_datetime("now", now) if now is not None else dt.datetime.now(dt.UTC)
+    start = aware_datetime("not_before", not_before) if not_before is not None else issued
     try:
         end = start + ttl
     except OverflowError:
         raise InvalidInputError("not_before + ttl is beyond the year 9999") from None
     nbf, exp, iat = (int(t.timestamp()) for t in (start, end, issued))
     for name, value in (("not_before", nbf), ("expiry", exp), ("issued_at", iat)):
-        if not claims_format._MIN_TIME <= value <= claims_format._MAX_TIME:
+        if not MIN_CLAIM_TIME <= value <= MAX_CLAIM_TIME:
             raise InvalidInputError(f"{name} must fall between 1970 and 9999")
     if nbf >= exp:
         raise InvalidInputError("ttl must be at least one second")
@@ -166,9 +175,23 @@ def issue_authorization(
     return token
 
 
+def _check_text(name: str, value: object, limit: int) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise InvalidInputError(f"{name} is longer than {limit} characters")
+    if not value.isprintable():
+        raise InvalidInputError(f"{name} must not contain control characters")
+
+
+def _check_count(name: str, value: object, limit: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise InvalidInputError(f"{name} must be a whole number from 1 to {limit}")
+
+
 def _load_authority(authority_dir: str | os.PathLike[str]) -> tuple[Ed25519PrivateKey, str]:
     paths = AuthorityPaths.in_dir(authority_dir)
-    issuer, expected_key_id = claims_format._read_metadata(paths.metadata)
+    issuer, expected_key_id = read_authority_metadata(paths.metadata)
     try:
         pem = paths.private_key.read_bytes()
     except FileNotFoundError:

@@ -78,12 +78,9 @@ DEFAULT_CLOCK_SKEW = dt.timedelta(seconds=60)
 _PRIVATE_KEY = "authority.key"
 _PUBLIC_KEY = "authority.pub"
 _METADATA = "authority.json"
-_MAX_CASE_ID = 128
-_MAX_LEGAL_BASIS = 1024
-_MAX_UINT32 = 2**32 - 1
-_MAX_UINT64 = 2**64 - 1
-_MIN_TIME = 0
-_MAX_TIME = 253402300799
+#: The range of every time in the claims, in Unix seconds: 1970 to the end of 9999.
+MIN_CLAIM_TIME = 0
+MAX_CLAIM_TIME = 253402300799
 
 
 @dataclass(frozen=True)
@@ -134,7 +131,8 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _read_metadata(path: Path) -> tuple[str, str]:
+def read_authority_metadata(path: Path) -> tuple[str, str]:
+    """The issuer and key id an authority directory's metadata names (checked)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -233,7 +231,7 @@ class TrustedAuthorities:
 
 
 def _load_public_authority(directory: Path) -> tuple[str, Ed25519PublicKey]:
-    issuer, expected_key_id = _read_metadata(directory / _METADATA)
+    issuer, expected_key_id = read_authority_metadata(directory / _METADATA)
     pub_path = directory / _PUBLIC_KEY
     try:
         public = serialization.load_pem_public_key(pub_path.read_bytes())
@@ -301,7 +299,7 @@ def verify_authorization(
     :class:`AuthenticationError` outside the validity window or for unusable claims.
     :class:`InvalidInputError` if ``now`` is naive or ``clock_skew`` negative.
     """
-    now = _aware("now", now)
+    now = aware_datetime("now", now)
     if not isinstance(clock_skew, dt.timedelta) or clock_skew < dt.timedelta(0):
         raise InvalidInputError("clock_skew must be a non-negative duration")
     if not isinstance(token, bytes | bytearray | memoryview):
@@ -377,7 +375,7 @@ def verify_authorization(
     if claims.max_queries <= 0:
         problems.append("max_queries is 0")
     for name in ("not_before", "expires_at", "issued_at"):
-        if not _MIN_TIME <= getattr(claims, name) <= _MAX_TIME:
+        if not MIN_CLAIM_TIME <= getattr(claims, name) <= MAX_CLAIM_TIME:
             problems.append(f"{name} is outside 1970..9999")
     if claims.not_before >= claims.expires_at:
         problems.append("not_before is not before expires_at")
@@ -402,24 +400,11 @@ def verify_authorization(
     )
 
 
-def _aware(name: str, value: object) -> dt.datetime:
+def aware_datetime(name: str, value: object) -> dt.datetime:
+    """``value``, if it is a timezone-aware datetime; InvalidInputError naming ``name``."""
     if not isinstance(value, dt.datetime) or value.utcoffset() is None:
         raise InvalidInputError(f"{name} must be a timezone-aware datetime")
     return value
-
-
-def _check_text(name: str, value: object, limit: int) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInputError(f"{name} must not be empty")
-    if len(value) > limit:
-        raise InvalidInputError(f"{name} is longer than {limit} characters")
-    if not value.isprintable():
-        raise InvalidInputError(f"{name} must not contain control characters")
-
-
-def _check_count(name: str, value: object, limit: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise InvalidInputError(f"{name} must be a whole number from 1 to {limit}")
 
 
 def _utc(seconds: int) -> dt.datetime:
