@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.processes import start_listening
+
 TOOLS = {
     "psi": "psi_tools.cli",
     "psi-custodian": "psi_custodian.cli",
@@ -58,18 +60,9 @@ class Service:
 
 def start_service(name: str, tool: str, *args: object, log: Path) -> Service:
     """Start a service whose log goes to ``log`` (a file, so a busy log never blocks it)."""
-    with log.open("w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", TOOLS[tool], *map(str, args)],
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-            text=True,
-        )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if " listening on " in line:
-            return Service(name, process, line.strip().rsplit(" ", 1)[-1])
-    raise RuntimeError(f"{name} exited before listening: {log.read_text()[-2000:]}")
+    log.unlink(missing_ok=True)
+    process, address = start_listening(TOOLS[tool], *args, log=log)
+    return Service(name, process, address)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from psi_proto.v1 import custodian_pb2, custodian_pb2_grpc
 from psi_rpc.server import create_channel
 from psi_tools.authority import issue_authorization
 from tests.integration.conftest import PreparedCustodian, evaluate_requests, prepare_custodian
+from tests.processes import start_listening
 
 pytestmark = pytest.mark.integration
 
@@ -51,35 +52,22 @@ def prepared(tmp_path) -> PreparedCustodian:
 
 
 @pytest.fixture
-def doomed(prepared) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def doomed(prepared, tmp_path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """``psi-custodian serve`` with ``PSI_FAULT=after_charge:kill``, and its port."""
-    env = {**os.environ, faults.ENV: "after_charge:kill"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "psi_custodian.cli",
-            "serve",
-            "--state",
-            str(prepared.state.root),
-            "--listen",
-            "127.0.0.1:0",
-            "--trust",
-            str(prepared.authority),
-            "--tls-dir",
-            str(prepared.pki.root),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process, address = start_listening(
+        "psi_custodian.cli",
+        "serve",
+        "--state", prepared.state.root,
+        "--listen", "127.0.0.1:0",
+        "--trust", prepared.authority,
+        "--tls-dir", prepared.pki.root,
+        log=tmp_path / "custodian.log",
+        env={**os.environ, faults.ENV: "after_charge:kill"},
         cwd=REPO,
-        env=env,
-    )
+        timeout=TIMEOUT,
+    )  # fmt: skip
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "listening on" in line, process.stderr.read() if process.stderr else line
-        yield process, int(line.rsplit(":", 1)[1])
+        yield process, int(address.rsplit(":", 1)[1])
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

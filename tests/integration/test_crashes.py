@@ -41,6 +41,7 @@ from psi_rpc.server import RunningServer, create_channel
 from psi_tools.authority import issue_authorization
 from tests.factories import as_subjects, make_records, write_records
 from tests.integration.conftest import PreparedCustodian, prepare_custodian
+from tests.processes import start_listening
 
 pytestmark = pytest.mark.integration
 
@@ -75,17 +76,11 @@ def _spawn(module: str, log: Path, fault: str | None, *args: object) -> Process:
     env = {k: v for k, v in os.environ.items() if k != faults.ENV}
     if fault:
         env[faults.ENV] = fault
-    with log.open("a") as log_file:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", module, *map(str, args)],
-            stdout=subprocess.PIPE, stderr=log_file, text=True, cwd=REPO, env=env,
-        )  # fmt: skip
-    assert popen.stdout is not None
-    for line in popen.stdout:
-        if " listening on " in line:
-            return Process(popen, line.strip().rsplit(" ", 1)[-1], log)
-    popen.communicate(timeout=TIMEOUT)
-    raise AssertionError(f"{module} did not start: {log.read_text()[-3000:]}")
+    try:
+        popen, address = start_listening(module, *args, log=log, env=env, cwd=REPO, timeout=TIMEOUT)
+    except RuntimeError:
+        raise AssertionError(f"{module} did not start: {log.read_text()[-3000:]}") from None
+    return Process(popen, address, log)
 
 
 @dataclass
